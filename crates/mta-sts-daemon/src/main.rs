@@ -1,0 +1,3 @@
+//! MTA-STS socketmap daemon for Postfix, a drop-in replacement for postfix-mta-sts-resolver.
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! Debug CLI: what MTA-STS policy does a domain publish, and why (or why not).
+
+fn main() {}

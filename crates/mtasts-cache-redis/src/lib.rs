@@ -1,0 +1,1 @@
+//! Redis and Redis Sentinel store for the MTA-STS policy cache (compatible with postfix-mta-sts-resolver).

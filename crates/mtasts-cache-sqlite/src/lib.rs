@@ -1,0 +1,1 @@
+//! SQLite store for the MTA-STS policy cache (compatible with postfix-mta-sts-resolver).

@@ -1,0 +1,1 @@
+//! MTA-STS policy resolution engine: memory front, store read-through, coalesced discovery, RFC 8461 freshness.

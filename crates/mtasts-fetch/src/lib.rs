@@ -1,0 +1,1 @@
+//! MTA-STS policy discovery over DNS (hickory) and HTTPS (hyper + rustls).

@@ -1,0 +1,1 @@
+//! Netstring and Postfix socketmap codec (server and client side) for tokio.

@@ -1,0 +1,3 @@
+//! Release and CI tooling for mtasts.
+
+fn main() {}
