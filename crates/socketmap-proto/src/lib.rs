@@ -1,1 +1,77 @@
-//! Netstring and Postfix socketmap codec (server and client side) for tokio.
+//! Netstring and Postfix socketmap codecs (server and client side) for tokio.
+//!
+//! Postfix's `socketmap:` lookup table (socketmap_table(5)) sends each query as a netstring
+//! `name SP key` and expects one netstring reply per query:
+//!
+//! ```text
+//! Postfix ── "23:mta-sts mail.example.com," ──▶ daemon
+//! Postfix ◀── "9:NOTFOUND ,"  or  "NN:OK secure match=...," ── daemon
+//! ```
+//!
+//! The main types:
+//!
+//! * [`NetstringCodec`] — netstring framing as a `tokio_util` [`Decoder`](tokio_util::codec::Decoder) /
+//!   [`Encoder`](tokio_util::codec::Encoder), with a mandatory maximum length checked while the length
+//!   digits arrive.
+//! * [`ServerCodec`] — decodes [`Request`]s, encodes [`Reply`]s (for the daemon).
+//! * [`ClientCodec`] — encodes [`Request`]s, decodes [`Reply`]s (for clients and tests).
+//! * [`SocketmapClient`] — a small async client over TCP or a UNIX socket, with pipelining.
+//! * [`ProtoError`] — the one error type; [`ProtoError::is_fatal`] tells framing errors (close the
+//!   connection) from per-request ones (answer and read on).
+//!
+//! This crate knows nothing about MTA-STS.
+//!
+//! # Example
+//!
+//! A server loop over any `AsyncRead + AsyncWrite`, here fed from memory:
+//!
+//! ```
+//! use futures_util::{SinkExt, StreamExt};
+//! use socketmap_proto::{Reply, ServerCodec};
+//! use tokio::io::AsyncReadExt;
+//! use tokio_util::codec::Framed;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (mut postfix, daemon) = tokio::io::duplex(1024);
+//! tokio::io::AsyncWriteExt::write_all(&mut postfix, b"15:map example.com,5:map \xff,").await?;
+//! drop(tokio::io::AsyncWriteExt::shutdown(&mut postfix).await);
+//!
+//! let mut framed = Framed::new(daemon, ServerCodec::new());
+//! while let Some(request) = framed.next().await {
+//!     let request = request?; // framing error: give up on the connection
+//!     let reply = match request.key() {
+//!         Ok("example.com") => Reply::ok("secure"),
+//!         Ok(_) => Reply::NotFound,
+//!         Err(err) => Reply::perm(err.to_string()), // this request only
+//!     };
+//!     framed.send(reply).await?;
+//! }
+//! drop(framed);
+//!
+//! let mut replies = Vec::new();
+//! postfix.read_to_end(&mut replies).await?;
+//! assert_eq!(&replies[..], b"9:OK secure,37:PERM socketmap key is not valid UTF-8,");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Crate features
+//!
+//! None. UNIX socket support in [`SocketmapClient`] is available on Unix platforms.
+
+mod client;
+mod error;
+mod netstring;
+mod socketmap;
+
+pub use bytes::{Bytes, BytesMut};
+
+pub use crate::{
+    client::{Connection, SocketmapClient},
+    error::ProtoError,
+    netstring::{DEFAULT_MAX_LEN, NetstringCodec},
+    socketmap::{
+        ClientCodec, DEFAULT_MAX_REPLY_LEN, DEFAULT_MAX_REQUEST_LEN, Reply, Request, ServerCodec,
+    },
+};
