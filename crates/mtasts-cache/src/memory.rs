@@ -1,0 +1,155 @@
+//! The in-memory store.
+
+use std::collections::BinaryHeap;
+use std::sync::{Mutex, PoisonError};
+
+use async_trait::async_trait;
+
+use crate::lru::ShardedLru;
+use crate::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken};
+
+/// A bounded in-memory [`PolicyCache`]: a [`ShardedLru`] of [`CacheEntry`] keyed by domain.
+///
+/// `get` and `set` are O(1) and lock one shard (a `std::sync::Mutex`, never held across an `.await`). When full,
+/// the least recently used entry of the affected shard is evicted. Nothing survives a restart.
+///
+/// `scan` pages through the domains in lexicographic order; the token is the last domain returned. Each page
+/// costs one pass over the entries, which is fine for the sizes a memory cache holds.
+///
+/// ```
+/// use mtasts_cache::{MemoryCache, PolicyCache};
+/// let cache = MemoryCache::new(MemoryCache::DEFAULT_CAPACITY);
+/// assert_eq!(cache.capacity(), 10_000);
+/// ```
+pub struct MemoryCache {
+    entries: ShardedLru<String, CacheEntry>,
+    proactive_fetch_ts: Mutex<Option<u64>>,
+}
+
+impl MemoryCache {
+    /// The default capacity (`cache_size` of the Python daemon's internal cache).
+    pub const DEFAULT_CAPACITY: usize = 10_000;
+
+    /// A cache holding at most `capacity` entries (at least 1).
+    #[must_use]
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            entries: ShardedLru::new(capacity),
+            proactive_fetch_ts: Mutex::new(None),
+        }
+    }
+
+    /// The maximum number of entries.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
+    /// The current number of entries.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+impl Default for MemoryCache {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_CAPACITY)
+    }
+}
+
+impl std::fmt::Debug for MemoryCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCache")
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl PolicyCache for MemoryCache {
+    async fn get(&self, domain: &str) -> Result<Option<CacheEntry>, CacheError> {
+        Ok(self.entries.get(domain))
+    }
+
+    async fn set(&self, domain: &str, entry: &CacheEntry) -> Result<bool, CacheError> {
+        Ok(self
+            .entries
+            .insert_if(domain.to_owned(), entry.clone(), |old| {
+                old.checked_at < entry.checked_at
+            }))
+    }
+
+    async fn scan(
+        &self,
+        token: Option<&ScanToken>,
+        page_size: usize,
+    ) -> Result<ScanPage, CacheError> {
+        let page_size = page_size.max(1);
+        let after = token.map(ScanToken::as_str);
+        // Keep the `page_size` smallest domains greater than `after` in a max-heap.
+        let mut heap: BinaryHeap<String> = BinaryHeap::with_capacity(page_size + 1);
+        let mut candidates = 0usize;
+        self.entries.for_each(|domain, _| {
+            if after.is_some_and(|a| domain.as_str() <= a) {
+                return;
+            }
+            candidates += 1;
+            if heap.len() < page_size {
+                heap.push(domain.clone());
+            } else if heap.peek().is_some_and(|top| domain < top) {
+                heap.pop();
+                heap.push(domain.clone());
+            }
+        });
+        let domains = heap.into_sorted_vec();
+        let next = if candidates > domains.len() {
+            domains.last().cloned().map(ScanToken::new)
+        } else {
+            None
+        };
+        let entries = domains
+            .into_iter()
+            .filter_map(|d| {
+                let entry = self.entries.peek(d.as_str())?;
+                Some((d, entry))
+            })
+            .collect();
+        Ok(ScanPage {
+            entries,
+            corrupt: Vec::new(),
+            next,
+        })
+    }
+
+    async fn remove(&self, domain: &str) -> Result<bool, CacheError> {
+        Ok(self.entries.remove(domain).is_some())
+    }
+
+    async fn clear(&self) -> Result<u64, CacheError> {
+        Ok(self.entries.clear() as u64)
+    }
+
+    async fn proactive_fetch_ts(&self) -> Result<Option<u64>, CacheError> {
+        Ok(*self
+            .proactive_fetch_ts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner))
+    }
+
+    async fn set_proactive_fetch_ts(&self, ts: u64) -> Result<(), CacheError> {
+        *self
+            .proactive_fetch_ts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(ts);
+        Ok(())
+    }
+
+    async fn close(&self) {}
+}

@@ -1,0 +1,3 @@
+//! Integration tests of mtasts-cache: the memory store against the conformance suite.
+
+mod memory;
