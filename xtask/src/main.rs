@@ -10,6 +10,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod dist;
+
 const USAGE: &str = "\
 usage: cargo xtask <command>
 
@@ -17,6 +19,9 @@ commands:
   ci        fmt check, clippy -D warnings, all tests, rustdoc -D warnings, cargo deny (what CI runs)
   test      the whole test suite only (every crate, every feature, doc tests included)
   lint      fmt check, clippy -D warnings, rustdoc -D warnings, cargo deny
+  dist      release tarball: binaries, man pages, completions, examples, units, docs, SHA-256 sums
+  deb       Debian package (needs dpkg-deb)
+  deb-check build the .deb, install it with dpkg -i, query the installed daemon with postmap, dpkg -r it
 ";
 
 fn main() -> ExitCode {
@@ -39,6 +44,9 @@ fn run() -> Result<()> {
         }
         Some("test") => test(&root),
         Some("lint") => lint(&root),
+        Some("dist") => dist::dist(&root).map(|_| ()),
+        Some("deb") => dist::deb(&root).map(|_| ()),
+        Some("deb-check") => dist::deb_check(&root),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
@@ -72,7 +80,13 @@ fn lint(root: &Path) -> Result<()> {
     )?;
     cargo(
         root,
-        &["doc", "--workspace", "--all-features", "--no-deps", "--locked"],
+        &[
+            "doc",
+            "--workspace",
+            "--all-features",
+            "--no-deps",
+            "--locked",
+        ],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     deny(root)
@@ -83,7 +97,13 @@ fn test(root: &Path) -> Result<()> {
     // failing test binary, not only the first.
     cargo(
         root,
-        &["test", "--workspace", "--all-features", "--locked", "--no-fail-fast"],
+        &[
+            "test",
+            "--workspace",
+            "--all-features",
+            "--locked",
+            "--no-fail-fast",
+        ],
         &[],
     )
 }
@@ -108,7 +128,7 @@ fn deny(root: &Path) -> Result<()> {
     cargo(root, &args, &[])
 }
 
-fn cargo(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn cargo(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
         .args(args)
