@@ -1,1 +1,60 @@
-//! Redis and Redis Sentinel store for the MTA-STS policy cache (compatible with postfix-mta-sts-resolver).
+//! Redis and Redis Sentinel store for the MTA-STS policy cache, compatible with postfix-mta-sts-resolver.
+//!
+//! [`RedisCache`] implements [`mtasts_cache::PolicyCache`] over a connection pool (deadpool-redis). Build it
+//! with [`RedisCache::connect`] from [`RedisOptions`] (one server; the URL carries database and password) or
+//! with [`RedisCache::sentinel`] from [`SentinelOptions`] (master found through Redis Sentinel, failovers
+//! followed automatically). Several mail servers can share one Redis, and the Python daemon can share it too.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use mtasts_cache::{CacheEntry, PolicyCache};
+//! use mtasts_cache_redis::{RedisCache, RedisOptions};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let cache: Arc<dyn PolicyCache> = Arc::new(RedisCache::connect(RedisOptions::new("redis://127.0.0.1/1")).await?);
+//! let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n".parse()?;
+//! cache.set("example.com", &CacheEntry::new(1_700_000_000, "20240101".parse()?, policy)).await?;
+//! assert!(cache.get("example.com").await?.is_some());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Data layout (shared with the Python daemon)
+//!
+//! - One **sorted set per domain**, the key being the domain itself. Its single member scores
+//!   [`CacheEntry::checked_at`](mtasts_cache::CacheEntry::checked_at) (the Python `ts`; a fractional score
+//!   written by Python is rounded down) and holds 16 bytes followed by the JSON `[pol_id, pol_body]`, where
+//!   `pol_body` is the policy as a JSON object (`{"version": "STSv1", "mode": ..., "max_age": ..., "mx": [...]}`).
+//! - Newer wins atomically: a Lua script writes a member only if no member with an equal or higher score
+//!   exists, then trims all others, as the Python daemon trims after each write.
+//! - Our [`CacheEntry::fetched_at`](mtasts_cache::CacheEntry::fetched_at) (RFC 8461 §5.1: `max_age` counts
+//!   from the fetch) lives in those 16 bytes, which the Python daemon fills with a random UUID and never reads.
+//!   It needs no extra key: the Python daemon's scan reads *every* key except `_metadata` as a sorted set and
+//!   stops its whole proactive refresh on the first one it cannot read. A member the Python daemon wrote gets
+//!   `fetched_at = checked_at`.
+//! - The hash [`METADATA_KEY`] (`_metadata`) holds [`PROACTIVE_FETCH_FIELD`] (`proactive_fetch_ts`), Unix
+//!   seconds as text (Python writes a float, which is read back rounded down).
+//! - [`scan`](mtasts_cache::PolicyCache::scan) walks `SCAN` with the cursor as its resumable token and
+//!   only looks at sorted sets (`SCAN ... TYPE zset`, Redis ≥ 6.0); [`clear`](mtasts_cache::PolicyCache::clear)
+//!   deletes every sorted set in the database and keeps `_metadata`. Give the cache a database of its own.
+//!
+//! A member that cannot be decoded is a [`CacheError::Corrupt`](mtasts_cache::CacheError::Corrupt) from
+//! `get` and is reported and skipped by `scan`.
+//!
+//! # Crate features
+//!
+//! None.
+
+mod member;
+mod options;
+mod pool;
+mod store;
+
+pub use options::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_RESPONSE_TIMEOUT, RedisOptions,
+    SentinelOptions,
+};
+pub use store::{KeyError, METADATA_KEY, PROACTIVE_FETCH_FIELD, RedisCache};
