@@ -1,1 +1,63 @@
-//! MTA-STS policy resolution engine: memory front, store read-through, coalesced discovery, RFC 8461 freshness.
+//! The MTA-STS (RFC 8461) policy resolution engine: which policy applies to a domain now?
+//!
+//! [`Engine`] answers from a bounded memory front, an optional persistent store ([`mtasts_cache::PolicyCache`],
+//! shared by a fleet if wanted), and discovery over DNS and HTTPS ([`Discover`], implemented for
+//! [`mtasts_fetch::Fetcher`]), following RFC 8461's freshness rules strictly: a policy is applied only while less
+//! than its `max_age` has passed since its last HTTPS fetch (§5.1), failures keep the cached policy and back off
+//! (§3.3), a removed TXT record does not remove a cached policy (§10.2). Concurrent lookups of a domain share one
+//! discovery. The daemon (`mta-sts-daemon`) wraps it; other Rust MTAs can embed it.
+//!
+//! - [`Engine`], built by [`EngineBuilder`]: [`Engine::resolve`], [`Engine::refresh_proactively`],
+//!   [`Engine::stats`].
+//! - [`Resolution`]: a [`ResolvedPolicy`] or none, and its [`Source`]. There is no error type: a lookup never
+//!   fails (RFC 8461 §3.3: deliver as if there were no policy).
+//! - [`Clock`]: the time source ([`SystemClock`]; [`ManualClock`] for tests).
+//! - [`EngineStats`], [`RefreshReport`]: counters and a proactive pass's result.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use mtasts_cache::MemoryCache;
+//! use mtasts_core::PolicyDomain;
+//! use mtasts_engine::Engine;
+//! use mtasts_fetch::Fetcher;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder(Fetcher::builder().build()?)
+//!     .store(Arc::new(MemoryCache::new(100_000)))
+//!     .cache_grace(Duration::from_secs(60))
+//!     .build();
+//! let resolution = engine.resolve(&PolicyDomain::parse("gmail.com")?, Duration::from_secs(4)).await;
+//! match &resolution.policy {
+//!     Some(p) => println!("{} policy, mx {:?} ({})", p.policy().mode(), p.policy().mx(), resolution.source),
+//!     None => println!("no policy ({})", resolution.source),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Crate features
+//!
+//! None.
+
+mod clock;
+mod discover;
+mod engine;
+mod front;
+mod refresh;
+mod resolution;
+mod stats;
+
+pub use async_trait::async_trait;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use discover::Discover;
+pub use engine::{
+    DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_NEGATIVE_TTL,
+    DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT, Engine, EngineBuilder, refetch_margin,
+};
+pub use refresh::RefreshReport;
+pub use resolution::{Resolution, ResolvedPolicy, Source};
+pub use stats::EngineStats;

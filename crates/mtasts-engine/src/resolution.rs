@@ -1,0 +1,165 @@
+//! What a lookup returns.
+
+use std::fmt;
+use std::sync::Arc;
+
+use mtasts_cache::CacheEntry;
+use mtasts_core::{Mode, Policy, PolicyId};
+
+/// The answer to [`Engine::resolve`](crate::Engine::resolve): a policy to apply, or none.
+///
+/// There is no error case: RFC 8461 §3.3 says a sender that cannot discover a policy delivers as if the domain
+/// had none, so failures become "no policy" (or the cached policy while it is still valid), and [`Resolution::source`]
+/// says why.
+#[derive(Debug, Clone)]
+pub struct Resolution {
+    /// The policy to apply, valid now (RFC 8461 §5.1); `None` = no policy.
+    pub policy: Option<Arc<ResolvedPolicy>>,
+    /// Where the answer came from.
+    pub source: Source,
+}
+
+impl Resolution {
+    /// No policy, from `source`.
+    #[must_use]
+    pub const fn none(source: Source) -> Self {
+        Self {
+            policy: None,
+            source,
+        }
+    }
+
+    /// The policy's mode, if there is a policy.
+    #[must_use]
+    pub fn mode(&self) -> Option<Mode> {
+        self.policy.as_ref().map(|p| p.policy().mode())
+    }
+}
+
+/// Where a [`Resolution`] came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Source {
+    /// The memory front, checked less than `cache_grace` ago (or a cached "no policy" / back-off answer).
+    Memory,
+    /// The persistent store, checked less than `cache_grace` ago (possibly by another host sharing it).
+    Store,
+    /// This lookup ran a discovery (TXT check, HTTPS fetch when needed) and answers from its result.
+    Discovered,
+    /// This lookup joined a discovery another lookup had started, and answers from its result.
+    Coalesced,
+    /// Discovery failed, is backing off after a failure, or could not run in time: answered from the cached
+    /// policy, which is still within its `max_age` (RFC 8461 §3.3, §5.1).
+    Stale,
+    /// Discovery failed, is backing off, or could not run in time, and nothing valid is cached: no policy
+    /// (RFC 8461 §3.3: deliver as if the domain had none).
+    Unavailable,
+}
+
+impl Source {
+    /// A stable lowercase label for logs and metrics.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Store => "store",
+            Self::Discovered => "discovered",
+            Self::Coalesced => "coalesced",
+            Self::Stale => "stale",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A policy with the facts the engine tracks about it. Shared as `Arc<ResolvedPolicy>`; never mutated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedPolicy {
+    id: PolicyId,
+    policy: Policy,
+    fetched_at: u64,
+}
+
+impl ResolvedPolicy {
+    /// A policy with id `id` fetched over HTTPS at `fetched_at` (Unix seconds).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mtasts_engine::ResolvedPolicy;
+    /// let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: mx.example.com\n".parse()?;
+    /// let resolved = ResolvedPolicy::new("id1".parse()?, policy, 1_000);
+    /// assert_eq!(resolved.expires_at(), 1_600);
+    /// assert!(resolved.is_valid_at(1_599));
+    /// assert!(!resolved.is_valid_at(1_600));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub const fn new(id: PolicyId, policy: Policy, fetched_at: u64) -> Self {
+        Self {
+            id,
+            policy,
+            fetched_at,
+        }
+    }
+
+    pub(crate) fn from_entry(entry: &CacheEntry) -> Self {
+        Self::new(
+            entry.policy_id.clone(),
+            entry.policy.clone(),
+            entry.fetched_at,
+        )
+    }
+
+    pub(crate) fn to_entry(&self, checked_at: u64) -> CacheEntry {
+        CacheEntry {
+            checked_at,
+            fetched_at: self.fetched_at,
+            policy_id: self.id.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
+    /// The policy id from the TXT record (RFC 8461 §3.1).
+    #[must_use]
+    pub const fn id(&self) -> &PolicyId {
+        &self.id
+    }
+
+    /// The policy (RFC 8461 §3.2).
+    #[must_use]
+    pub const fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// When the policy body was last fetched over HTTPS (Unix seconds).
+    #[must_use]
+    pub const fn fetched_at(&self) -> u64 {
+        self.fetched_at
+    }
+
+    /// When the policy stops being valid: `fetched_at + max_age` (RFC 8461 §5.1). A TXT check that finds the
+    /// id unchanged does not move this.
+    #[must_use]
+    pub fn expires_at(&self) -> u64 {
+        self.fetched_at
+            .saturating_add(u64::from(self.policy.max_age().as_secs()))
+    }
+
+    /// Whether the policy may be applied at `now`: `now - fetched_at < max_age` (RFC 8461 §5.1).
+    #[must_use]
+    pub fn is_valid_at(&self, now: u64) -> bool {
+        now < self.expires_at()
+    }
+
+    /// Seconds of validity left at `now` (0 once expired), e.g. for Postfix's `policy_ttl`.
+    #[must_use]
+    pub fn ttl_at(&self, now: u64) -> u64 {
+        self.expires_at().saturating_sub(now)
+    }
+}
