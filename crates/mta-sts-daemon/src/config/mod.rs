@@ -1,0 +1,719 @@
+//! The daemon's configuration: the Python daemon's YAML file, read the way PyYAML reads it.
+//!
+//! Every key of `postfix-mta-sts-resolver` keeps its name, default and meaning (see `docs/configuration.md`).
+//! Our own additions live under new sections (`resolver`, `limits`, `freshness`) so that a file written for
+//! us still loads in the Python daemon (which ignores unknown keys) and the other way round.
+
+mod extract;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use extract::{Section, invalid, to_int};
+pub use yaml::YamlError;
+use yaml::{Node, Value};
+
+/// The default configuration file, as in the Python daemon.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
+
+/// Why the configuration could not be loaded. The daemon exits with code 78 (`EX_CONFIG`) on any of these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file exists but could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML (or not valid for `yaml.safe_load`).
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    /// A key has a value of the wrong type or out of range.
+    #[error("configuration key `{key}` (line {line}): expected {expected}, found {found}")]
+    Invalid {
+        /// Dotted key path, e.g. `zones.myzone.timeout`.
+        key: String,
+        /// 1-based line of the value (0 when the key is absent).
+        line: usize,
+        /// What the key accepts.
+        expected: String,
+        /// What was found.
+        found: String,
+    },
+}
+
+/// Where the daemon listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenConfig {
+    /// TCP on `host:port` (`host` may be a name, resolved at start).
+    Tcp {
+        /// Bind address or host name. Default `127.0.0.1`.
+        host: String,
+        /// Port. Default 8461; 0 picks a free port.
+        port: u16,
+    },
+    /// A UNIX socket at `path` (then `host` and `port` are ignored).
+    Unix {
+        /// The socket path.
+        path: PathBuf,
+        /// File mode applied after binding (`mode: 0666` is octal as in YAML 1.1).
+        mode: Option<u32>,
+    },
+}
+
+/// One socketmap name's behaviour (`default_zone`, `zones.<name>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneConfig {
+    /// Answer `testing` policies as if they were `enforce`. Default false.
+    pub strict_testing: bool,
+    /// Bound on one discovery (DNS + HTTPS). Default 4 s.
+    pub timeout: Duration,
+    /// Append `servername=hostname` (Postfix ≥ 3.4). Default true.
+    pub require_sni: bool,
+    /// Append Postfix 3.10 TLSRPT attributes. Default false.
+    pub tlsrpt: bool,
+}
+
+impl Default for ZoneConfig {
+    fn default() -> Self {
+        Self {
+            strict_testing: false,
+            timeout: Duration::from_secs(4),
+            require_sni: true,
+            tlsrpt: false,
+        }
+    }
+}
+
+/// `redis` store options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` or `unix://…`.
+    pub url: String,
+    /// Pool size (`max_connections`).
+    pub max_connections: Option<usize>,
+    /// Per-command timeout (`socket_timeout`).
+    pub socket_timeout: Option<Duration>,
+    /// Connect timeout (`socket_connect_timeout`).
+    pub socket_connect_timeout: Option<Duration>,
+    /// Password (`password`), overriding the URL's.
+    pub password: Option<String>,
+    /// User name (`username`), overriding the URL's.
+    pub username: Option<String>,
+    /// Database number (`db`), overriding the URL's.
+    pub db: Option<i64>,
+}
+
+/// `redis_sentinel` store options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelConfig {
+    /// `sentinel_master_name`.
+    pub master_name: String,
+    /// `sentinels`: `[host, port]` pairs.
+    pub sentinels: Vec<(String, u16)>,
+    /// Password of the master (`password`).
+    pub password: Option<String>,
+    /// User name on the master (`username`).
+    pub username: Option<String>,
+    /// Database number (`db`).
+    pub db: Option<i64>,
+    /// Pool size (`max_connections`).
+    pub max_connections: Option<usize>,
+    /// Per-command timeout (`socket_timeout`).
+    pub socket_timeout: Option<Duration>,
+    /// Connect timeout (`socket_connect_timeout`).
+    pub socket_connect_timeout: Option<Duration>,
+}
+
+/// The policy store (`cache`).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum CacheConfig {
+    /// In-memory LRU only (`type: internal`).
+    Internal {
+        /// `cache_size`, default 10 000 entries.
+        cache_size: usize,
+    },
+    /// SQLite file (`type: sqlite`).
+    Sqlite {
+        /// `filename`.
+        filename: PathBuf,
+        /// `threads`; default: number of CPUs.
+        threads: Option<usize>,
+        /// `timeout`, default 5 s.
+        timeout: Duration,
+    },
+    /// Redis (`type: redis`).
+    Redis(RedisConfig),
+    /// Redis behind Sentinel (`type: redis_sentinel`).
+    RedisSentinel(SentinelConfig),
+    /// PostgreSQL (`type: postgres`).
+    Postgres {
+        /// `dsn`, e.g. `postgres://user@%2Frun%2Fpostgresql/db`.
+        dsn: String,
+        /// `timeout` for acquiring a connection, default 5 s.
+        timeout: Duration,
+        /// `max_size` of the pool (asyncpg's name), default 10.
+        max_size: usize,
+    },
+}
+
+impl CacheConfig {
+    /// The `cache.type` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::Internal { .. } => "internal",
+            Self::Sqlite { .. } => "sqlite",
+            Self::Redis(_) => "redis",
+            Self::RedisSentinel(_) => "redis_sentinel",
+            Self::Postgres { .. } => "postgres",
+        }
+    }
+}
+
+/// `proactive_policy_fetching`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProactiveConfig {
+    /// Default false.
+    pub enabled: bool,
+    /// Default 86 400 s.
+    pub interval: Duration,
+    /// Default 100.
+    pub concurrency_limit: usize,
+    /// Default 2.0: entries younger than `interval / grace_ratio` are skipped.
+    pub grace_ratio: f64,
+}
+
+/// Ours: how policies are discovered (`resolver` section).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResolverConfig {
+    /// DNS servers (`ip` or `ip:port`); empty = the system's `/etc/resolv.conf`.
+    pub nameservers: Vec<SocketAddr>,
+    /// Extra trusted CA certificates (PEM) for policy hosts, in addition to the system roots.
+    pub extra_ca_file: Option<PathBuf>,
+    /// Port of the policy HTTPS servers. Only for tests: RFC 8461 §3.3 fixes it at 443.
+    pub policy_port: Option<u16>,
+}
+
+/// Ours: resource bounds (`limits` section).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitsConfig {
+    /// Open client connections at most; more wait in the kernel's backlog. Default 10 000.
+    pub max_connections: usize,
+    /// Requests of one connection being processed at once (pipelining queue). Default 64.
+    pub max_pipeline: usize,
+    /// Longest request accepted, bytes (Postfix's own limit is 10 000). Default 10 000.
+    pub max_request_size: usize,
+    /// Policy discoveries in flight at once, all zones together. Default 1 000.
+    pub max_discoveries: usize,
+    /// Entries of the memory front over a persistent store. Default 10 000.
+    pub memory_cache_size: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_pipeline: 64,
+            max_request_size: 10_000,
+            max_discoveries: 1_000,
+            memory_cache_size: 10_000,
+        }
+    }
+}
+
+/// Ours: freshness knobs of the engine (`freshness` section).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FreshnessConfig {
+    /// Longest time a "no policy" answer is cached. Default 3 600 s.
+    pub max_negative_ttl: Duration,
+    /// After a failed discovery, do not retry that domain for this long (RFC 8461 §3.3). Default 60 s.
+    pub failure_backoff: Duration,
+}
+
+impl Default for FreshnessConfig {
+    fn default() -> Self {
+        Self {
+            max_negative_ttl: Duration::from_secs(3600),
+            failure_backoff: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `host`/`port` or `path`/`mode`.
+    pub listen: ListenConfig,
+    /// `reuse_port`, default true.
+    pub reuse_port: bool,
+    /// `cache_grace`, default 60 s.
+    pub cache_grace: Duration,
+    /// `shutdown_timeout`, default 20 s.
+    pub shutdown_timeout: Duration,
+    /// `cache`.
+    pub cache: CacheConfig,
+    /// `proactive_policy_fetching`.
+    pub proactive: ProactiveConfig,
+    /// `default_zone`.
+    pub default_zone: ZoneConfig,
+    /// `zones`.
+    pub zones: BTreeMap<String, ZoneConfig>,
+    /// Ours: `resolver`.
+    pub resolver: ResolverConfig,
+    /// Ours: `limits`.
+    pub limits: LimitsConfig,
+    /// Ours: `freshness`.
+    pub freshness: FreshnessConfig,
+    /// Keys we do not know (dotted paths), to be logged as warnings.
+    pub unknown_keys: Vec<String>,
+    /// Other things worth a warning (e.g. `host` given together with `path`).
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // An empty document always parses.
+        Self::from_node(&Node {
+            value: Value::Null,
+            line: 1,
+        })
+        .unwrap_or_else(|_| unreachable!())
+    }
+}
+
+impl Config {
+    /// Parses configuration text. An empty document means all defaults.
+    ///
+    /// ```
+    /// use mta_sts_daemon::config::{Config, ListenConfig};
+    /// let cfg = Config::parse("path: /run/mta-sts.sock\nmode: 0666\n")?;
+    /// assert_eq!(cfg.listen, ListenConfig::Unix { path: "/run/mta-sts.sock".into(), mode: Some(0o666) });
+    /// # Ok::<(), mta_sts_daemon::config::ConfigError>(())
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Self::from_node(&yaml::load(text)?)
+    }
+
+    /// Reads and parses a file. A missing file means all defaults (as an empty one does).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut cfg = Self::default();
+                cfg.warnings.push(format!(
+                    "configuration file {} not found, using defaults",
+                    path.display()
+                ));
+                Ok(cfg)
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// The zone for a socketmap name: `zones.<name>` or `default_zone`.
+    pub fn zone(&self, name: &str) -> &ZoneConfig {
+        self.zones.get(name).unwrap_or(&self.default_zone)
+    }
+
+    fn from_node(root: &Node) -> Result<Self, ConfigError> {
+        let mut top = Section::new("", Some(root))?;
+        let mut unknown = Vec::new();
+        let mut warnings = Vec::new();
+
+        let listen = if let Some(path) = top.opt_string("path")? {
+            let mode = match top.node("mode") {
+                None => None,
+                Some(node) => Some(socket_mode(node, &mut warnings)?),
+            };
+            for ignored in ["host", "port"] {
+                if top.has(ignored) {
+                    top.node(ignored);
+                    warnings.push(format!("`{ignored}` is ignored because `path` is set"));
+                }
+            }
+            ListenConfig::Unix {
+                path: PathBuf::from(path),
+                mode,
+            }
+        } else {
+            if top.has("mode") {
+                top.node("mode");
+                warnings.push("`mode` is ignored without `path`".to_owned());
+            }
+            let host = top
+                .opt_string("host")?
+                .unwrap_or_else(|| "127.0.0.1".to_owned());
+            let port = match top.node("port") {
+                None => 8461,
+                Some(Node {
+                    value: Value::Str(s),
+                    line,
+                }) => s.trim().parse::<u16>().map_err(|_| ConfigError::Invalid {
+                    key: "port".into(),
+                    line: *line,
+                    expected: "a port number from 0 to 65535".into(),
+                    found: format!("a string ({s:?})"),
+                })?,
+                Some(node) => to_int("port", node, 0, 65535)? as u16,
+            };
+            ListenConfig::Tcp { host, port }
+        };
+        let reuse_port = top.bool("reuse_port", true)?;
+        let cache_grace = top.seconds("cache_grace", Duration::from_secs(60))?;
+        let shutdown_timeout = top.seconds("shutdown_timeout", Duration::from_secs(20))?;
+
+        let mut cache_section = top.section("cache")?;
+        let cache = cache_config(&mut cache_section, &mut unknown)?;
+        unknown.extend(cache_section.unknown_keys());
+
+        let mut pro = top.section("proactive_policy_fetching")?;
+        let proactive = ProactiveConfig {
+            enabled: pro.bool("enabled", false)?,
+            interval: pro.seconds("interval", Duration::from_secs(86_400))?,
+            concurrency_limit: pro.int("concurrency_limit", 100, 1, 1_000_000)? as usize,
+            grace_ratio: pro.float("grace_ratio", 2.0, 0.0)?,
+        };
+        if proactive.enabled && proactive.interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: pro.key_path("interval"),
+                line: pro.line(),
+                expected: "a positive number of seconds when proactive fetching is enabled".into(),
+                found: "0".into(),
+            });
+        }
+        unknown.extend(pro.unknown_keys());
+
+        let mut dz = top.section("default_zone")?;
+        let default_zone = zone_config(&mut dz)?;
+        unknown.extend(dz.unknown_keys());
+
+        let mut zones = BTreeMap::new();
+        match top.node("zones") {
+            None => {}
+            Some(Node {
+                value: Value::Map(entries),
+                ..
+            }) => {
+                for (name, body) in entries {
+                    let name = match &name.value {
+                        Value::Str(s) => s.clone(),
+                        // PyYAML would key the zone by a non-string (never matched by a request); keep its text.
+                        other => other.to_string(),
+                    };
+                    let mut z = Section::new(&format!("zones.{name}"), Some(body))?;
+                    zones.insert(name, zone_config(&mut z)?);
+                    unknown.extend(z.unknown_keys());
+                }
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "zones",
+                    other,
+                    "a mapping of zone names to zone settings",
+                ));
+            }
+        }
+
+        let mut res = top.section("resolver")?;
+        let resolver = resolver_config(&mut res)?;
+        unknown.extend(res.unknown_keys());
+
+        let mut lim = top.section("limits")?;
+        let d = LimitsConfig::default();
+        let limits = LimitsConfig {
+            max_connections: lim.int("max_connections", d.max_connections as i64, 1, 10_000_000)?
+                as usize,
+            max_pipeline: lim.int("max_pipeline", d.max_pipeline as i64, 1, 100_000)? as usize,
+            max_request_size: lim.int("max_request_size", d.max_request_size as i64, 64, 100_000)?
+                as usize,
+            max_discoveries: lim.int("max_discoveries", d.max_discoveries as i64, 1, 1_000_000)?
+                as usize,
+            memory_cache_size: lim.int(
+                "memory_cache_size",
+                d.memory_cache_size as i64,
+                1,
+                100_000_000,
+            )? as usize,
+        };
+        unknown.extend(lim.unknown_keys());
+
+        let mut fr = top.section("freshness")?;
+        let d = FreshnessConfig::default();
+        let freshness = FreshnessConfig {
+            max_negative_ttl: fr.seconds("max_negative_ttl", d.max_negative_ttl)?,
+            failure_backoff: fr.seconds("failure_backoff", d.failure_backoff)?,
+        };
+        unknown.extend(fr.unknown_keys());
+
+        let mut all_unknown = top.unknown_keys();
+        all_unknown.extend(unknown);
+        Ok(Self {
+            listen,
+            reuse_port,
+            cache_grace,
+            shutdown_timeout,
+            cache,
+            proactive,
+            default_zone,
+            zones,
+            resolver,
+            limits,
+            freshness,
+            unknown_keys: all_unknown,
+            warnings,
+        })
+    }
+}
+
+/// `mode`: an integer (YAML 1.1: `0666` is octal) or, as an extension, a string of octal digits.
+fn socket_mode(node: &Node, warnings: &mut Vec<String>) -> Result<u32, ConfigError> {
+    let expected = "a file mode such as 0666 (octal, with the leading zero) from 0 to 07777";
+    let mode = match &node.value {
+        Value::Int(i) if (0..=0o7777).contains(i) => *i as u32,
+        Value::Str(s) => u32::from_str_radix(s.trim().trim_start_matches("0o"), 8)
+            .ok()
+            .filter(|m| *m <= 0o7777)
+            .ok_or_else(|| invalid("mode", node, expected))?,
+        _ => return Err(invalid("mode", node, expected)),
+    };
+    if matches!(node.value, Value::Int(_)) && mode > 0o777 {
+        warnings.push(format!(
+            "`mode` is {mode} decimal = {mode:#o} octal (special bits set); write it with a leading zero, e.g. 0666, if octal was meant"
+        ));
+    }
+    Ok(mode)
+}
+
+fn zone_config(z: &mut Section<'_>) -> Result<ZoneConfig, ConfigError> {
+    let d = ZoneConfig::default();
+    let timeout = z.seconds("timeout", d.timeout)?;
+    if timeout.is_zero() {
+        return Err(ConfigError::Invalid {
+            key: z.key_path("timeout"),
+            line: z.line(),
+            expected: "a positive number of seconds".into(),
+            found: "0".into(),
+        });
+    }
+    Ok(ZoneConfig {
+        strict_testing: z.bool("strict_testing", d.strict_testing)?,
+        timeout,
+        require_sni: z.bool("require_sni", d.require_sni)?,
+        tlsrpt: z.bool("tlsrpt", d.tlsrpt)?,
+    })
+}
+
+fn resolver_config(r: &mut Section<'_>) -> Result<ResolverConfig, ConfigError> {
+    let mut nameservers = Vec::new();
+    match r.node("nameservers") {
+        None => {}
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => {
+            for item in items {
+                let parsed = match &item.value {
+                    Value::Str(s) => s.parse::<SocketAddr>().ok().or_else(|| {
+                        s.parse::<std::net::IpAddr>()
+                            .ok()
+                            .map(|ip| SocketAddr::new(ip, 53))
+                    }),
+                    _ => None,
+                };
+                let addr = parsed.ok_or_else(|| {
+                    invalid(
+                        &r.key_path("nameservers"),
+                        item,
+                        "IP addresses, optionally with a port (\"192.0.2.1:53\")",
+                    )
+                })?;
+                nameservers.push(addr);
+            }
+        }
+        Some(other) => {
+            return Err(invalid(
+                &r.key_path("nameservers"),
+                other,
+                "a list of IP addresses",
+            ));
+        }
+    }
+    Ok(ResolverConfig {
+        nameservers,
+        extra_ca_file: r.opt_string("extra_ca_file")?.map(PathBuf::from),
+        policy_port: r.opt_int("policy_port", 1, 65535)?.map(|p| p as u16),
+    })
+}
+
+fn not_built(key: &str, line: usize, ty: &str, feature: &str) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        line,
+        expected: format!(
+            "a cache type this build supports (rebuild with the `{feature}` feature for `{ty}`)"
+        ),
+        found: format!("{ty:?}"),
+    }
+}
+
+fn cache_config(
+    c: &mut Section<'_>,
+    unknown: &mut Vec<String>,
+) -> Result<CacheConfig, ConfigError> {
+    let type_line = c.node("type").map_or(c.line(), |n| n.line);
+    let ty = c
+        .opt_string("type")?
+        .unwrap_or_else(|| "internal".to_owned());
+    let type_key = c.key_path("type");
+    let mut o = c.section("options")?;
+    let cache = match ty.as_str() {
+        "internal" => CacheConfig::Internal {
+            cache_size: o.int("cache_size", 10_000, 1, 100_000_000)? as usize,
+        },
+        "sqlite" => {
+            if !cfg!(feature = "sqlite") {
+                return Err(not_built(&type_key, type_line, "sqlite", "sqlite"));
+            }
+            let filename = o
+                .opt_string("filename")?
+                .ok_or_else(|| ConfigError::Invalid {
+                    key: o.key_path("filename"),
+                    line: o.line(),
+                    expected: "the path of the SQLite database file".into(),
+                    found: "nothing".into(),
+                })?;
+            CacheConfig::Sqlite {
+                filename: PathBuf::from(filename),
+                threads: o.opt_int("threads", 1, 1024)?.map(|t| t as usize),
+                timeout: o.seconds("timeout", Duration::from_secs(5))?,
+            }
+        }
+        "redis" => {
+            if !cfg!(feature = "redis") {
+                return Err(not_built(&type_key, type_line, "redis", "redis"));
+            }
+            let url = o.opt_string("url")?.ok_or_else(|| ConfigError::Invalid {
+                key: o.key_path("url"),
+                line: o.line(),
+                expected: "a Redis URL such as redis://127.0.0.1/0".into(),
+                found: "nothing".into(),
+            })?;
+            CacheConfig::Redis(RedisConfig {
+                url,
+                max_connections: o
+                    .opt_int("max_connections", 1, 100_000)?
+                    .map(|n| n as usize),
+                socket_timeout: o.opt_seconds("socket_timeout")?,
+                socket_connect_timeout: o.opt_seconds("socket_connect_timeout")?,
+                password: o.opt_string("password")?,
+                username: o.opt_string("username")?,
+                db: o.opt_int("db", 0, i64::from(u16::MAX))?,
+            })
+        }
+        "redis_sentinel" => {
+            if !cfg!(feature = "redis") {
+                return Err(not_built(&type_key, type_line, "redis_sentinel", "redis"));
+            }
+            let master_name =
+                o.opt_string("sentinel_master_name")?
+                    .ok_or_else(|| ConfigError::Invalid {
+                        key: o.key_path("sentinel_master_name"),
+                        line: o.line(),
+                        expected: "the name of the monitored master".into(),
+                        found: "nothing".into(),
+                    })?;
+            let key = o.key_path("sentinels");
+            let sentinels = match o.node("sentinels") {
+                Some(Node {
+                    value: Value::Seq(items),
+                    ..
+                }) if !items.is_empty() => items
+                    .iter()
+                    .map(|item| sentinel_addr(&key, item))
+                    .collect::<Result<Vec<_>, _>>()?,
+                Some(other) => {
+                    return Err(invalid(
+                        &key,
+                        other,
+                        "a non-empty list of [host, port] pairs",
+                    ));
+                }
+                None => {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        line: o.line(),
+                        expected: "a non-empty list of [host, port] pairs".into(),
+                        found: "nothing".into(),
+                    });
+                }
+            };
+            CacheConfig::RedisSentinel(SentinelConfig {
+                master_name,
+                sentinels,
+                password: o.opt_string("password")?,
+                username: o.opt_string("username")?,
+                db: o.opt_int("db", 0, i64::from(u16::MAX))?,
+                max_connections: o
+                    .opt_int("max_connections", 1, 100_000)?
+                    .map(|n| n as usize),
+                socket_timeout: o.opt_seconds("socket_timeout")?,
+                socket_connect_timeout: o.opt_seconds("socket_connect_timeout")?,
+            })
+        }
+        "postgres" => {
+            if !cfg!(feature = "postgres") {
+                return Err(not_built(&type_key, type_line, "postgres", "postgres"));
+            }
+            let dsn = o.opt_string("dsn")?.ok_or_else(|| ConfigError::Invalid {
+                key: o.key_path("dsn"),
+                line: o.line(),
+                expected: "a PostgreSQL connection URL such as postgres://user@localhost/db".into(),
+                found: "nothing".into(),
+            })?;
+            CacheConfig::Postgres {
+                dsn,
+                timeout: o.seconds("timeout", Duration::from_secs(5))?,
+                max_size: o.int("max_size", 10, 1, 10_000)? as usize,
+            }
+        }
+        other => {
+            return Err(ConfigError::Invalid {
+                key: type_key,
+                line: type_line,
+                expected: "one of internal, sqlite, redis, redis_sentinel, postgres".into(),
+                found: format!("{other:?}"),
+            });
+        }
+    };
+    unknown.extend(o.unknown_keys());
+    Ok(cache)
+}
+
+fn sentinel_addr(key: &str, item: &Node) -> Result<(String, u16), ConfigError> {
+    let expected = "a [host, port] pair";
+    match &item.value {
+        Value::Seq(pair) if pair.len() == 2 => {
+            let host = match &pair[0].value {
+                Value::Str(s) => s.clone(),
+                _ => return Err(invalid(key, &pair[0], "a host name or address")),
+            };
+            let port = to_int(key, &pair[1], 1, 65535)? as u16;
+            Ok((host, port))
+        }
+        _ => Err(invalid(key, item, expected)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,455 @@
+use super::*;
+
+fn parse(text: &str) -> Config {
+    match Config::parse(text) {
+        Ok(cfg) => cfg,
+        Err(e) => panic!("config {text:?} failed: {e}"),
+    }
+}
+
+fn error(text: &str) -> String {
+    match Config::parse(text) {
+        Ok(cfg) => panic!("config {text:?} was accepted: {cfg:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn empty_file_means_python_defaults() {
+    for text in ["", "\n", "# nothing\n", "---\n", "~\n"] {
+        let cfg = parse(text);
+        assert_eq!(
+            cfg.listen,
+            ListenConfig::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8461
+            }
+        );
+        assert!(cfg.reuse_port);
+        assert_eq!(cfg.cache_grace, Duration::from_secs(60));
+        assert_eq!(cfg.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(cfg.cache, CacheConfig::Internal { cache_size: 10_000 });
+        assert_eq!(
+            cfg.proactive,
+            ProactiveConfig {
+                enabled: false,
+                interval: Duration::from_secs(86_400),
+                concurrency_limit: 100,
+                grace_ratio: 2.0
+            }
+        );
+        assert_eq!(cfg.default_zone, ZoneConfig::default());
+        assert!(cfg.default_zone.require_sni);
+        assert!(!cfg.default_zone.strict_testing);
+        assert!(!cfg.default_zone.tlsrpt);
+        assert_eq!(cfg.default_zone.timeout, Duration::from_secs(4));
+        assert!(cfg.zones.is_empty());
+        assert!(cfg.unknown_keys.is_empty());
+    }
+}
+
+#[test]
+fn missing_file_means_defaults_with_a_warning() {
+    let cfg = Config::load(Path::new("/nonexistent/mta-sts-daemon.yml")).unwrap();
+    assert_eq!(
+        cfg.listen,
+        ListenConfig::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8461
+        }
+    );
+    assert_eq!(cfg.warnings.len(), 1);
+}
+
+#[test]
+fn socket_mode_follows_yaml_1_1() {
+    // (mode as written, mode PyYAML gives to os.chmod)
+    let cases: &[(&str, u32)] = &[
+        ("0666", 0o666),
+        ("0660", 0o660),
+        ("0600", 0o600),
+        ("0o666", 0o666), // a string in YAML 1.1; we read octal digits in strings as octal
+        ("\"0666\"", 0o666),
+        ("'0660'", 0o660),
+        ("438", 438),
+        ("0x1b6", 0o666),
+        ("0", 0),
+    ];
+    for (text, want) in cases {
+        let cfg = parse(&format!("path: /tmp/s.sock\nmode: {text}\n"));
+        assert_eq!(
+            cfg.listen,
+            ListenConfig::Unix {
+                path: "/tmp/s.sock".into(),
+                mode: Some(*want)
+            },
+            "mode: {text}"
+        );
+    }
+    let cfg = parse("path: /tmp/s.sock\nmode: 666\n");
+    assert_eq!(
+        cfg.listen,
+        ListenConfig::Unix {
+            path: "/tmp/s.sock".into(),
+            mode: Some(666)
+        }
+    );
+    assert!(
+        cfg.warnings.iter().any(|w| w.contains("leading zero")),
+        "{:?}",
+        cfg.warnings
+    );
+    assert!(error("path: /tmp/s.sock\nmode: 0999\n").contains("`mode`"));
+    assert!(error("path: /tmp/s.sock\nmode: rw\n").contains("`mode`"));
+    assert!(error("path: /tmp/s.sock\nmode: 070000\n").contains("`mode`"));
+}
+
+#[test]
+fn booleans_follow_yaml_1_1() {
+    // (value as written, what reuse_port becomes)
+    let cases: &[(&str, bool)] = &[
+        ("yes", true),
+        ("Yes", true),
+        ("YES", true),
+        ("on", true),
+        ("On", true),
+        ("ON", true),
+        ("true", true),
+        ("True", true),
+        ("TRUE", true),
+        ("no", false),
+        ("No", false),
+        ("NO", false),
+        ("off", false),
+        ("Off", false),
+        ("OFF", false),
+        ("false", false),
+        ("False", false),
+        ("FALSE", false),
+        ("1", true),
+        ("0", false),
+        ("~", true), // null: the default applies
+        ("", true),
+    ];
+    for (text, want) in cases {
+        assert_eq!(
+            parse(&format!("reuse_port: {text}\n")).reuse_port,
+            *want,
+            "reuse_port: {text}"
+        );
+        let zone = parse(&format!("default_zone:\n  strict_testing: {text}\n")).default_zone;
+        let default = ZoneConfig::default().strict_testing;
+        let want_strict = if text.is_empty() || *text == "~" {
+            default
+        } else {
+            *want
+        };
+        assert_eq!(zone.strict_testing, want_strict, "strict_testing: {text}");
+    }
+    for text in ["\"yes\"", "'false'", "y", "n", "2", "enabled"] {
+        let e = error(&format!("reuse_port: {text}\n"));
+        assert!(
+            e.contains("`reuse_port`") && e.contains("expected a boolean"),
+            "{text}: {e}"
+        );
+    }
+}
+
+#[test]
+fn numbers_accept_ints_floats_and_reject_strings() {
+    let cfg = parse("cache_grace: 1.5\nshutdown_timeout: 0x10\n");
+    assert_eq!(cfg.cache_grace, Duration::from_millis(1500));
+    assert_eq!(cfg.shutdown_timeout, Duration::from_secs(16));
+    assert_eq!(
+        parse("cache_grace: 1:00\n").cache_grace,
+        Duration::from_secs(60)
+    );
+    assert_eq!(
+        parse("cache_grace: 010\n").cache_grace,
+        Duration::from_secs(8)
+    );
+    let e = error("cache_grace: \"60\"\n");
+    assert!(
+        e.contains("`cache_grace` (line 1)") && e.contains("a number of seconds"),
+        "{e}"
+    );
+    assert!(error("cache_grace: -1\n").contains("`cache_grace`"));
+    assert!(error("cache_grace: .inf\n").contains("`cache_grace`"));
+    assert!(error("shutdown_timeout: 1e3\n").contains("`shutdown_timeout`"));
+}
+
+#[test]
+fn tcp_listen_keys() {
+    let cfg = parse("host: \"::1\"\nport: 10025\nreuse_port: off\n");
+    assert_eq!(
+        cfg.listen,
+        ListenConfig::Tcp {
+            host: "::1".into(),
+            port: 10025
+        }
+    );
+    assert!(!cfg.reuse_port);
+    assert_eq!(
+        parse("port: \"8462\"\n").listen,
+        ListenConfig::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8462
+        }
+    );
+    assert!(error("port: 70000\n").contains("`port`"));
+    assert!(error("port: http\n").contains("`port`"));
+    assert!(error("host: 1\n").contains("`host`"));
+}
+
+#[test]
+fn path_wins_over_host_and_port() {
+    let cfg = parse("host: 0.0.0.0\nport: 1\npath: /run/x.sock\n");
+    assert_eq!(
+        cfg.listen,
+        ListenConfig::Unix {
+            path: "/run/x.sock".into(),
+            mode: None
+        }
+    );
+    assert_eq!(cfg.warnings.len(), 2);
+    assert!(cfg.unknown_keys.is_empty());
+    // `path: ~` is the same as no path (Python: cfg.get('path') is None).
+    assert_eq!(
+        parse("path:\n").listen,
+        ListenConfig::Tcp {
+            host: "127.0.0.1".into(),
+            port: 8461
+        }
+    );
+}
+
+#[test]
+fn zones_fill_defaults_per_zone() {
+    let cfg = parse(
+        "default_zone:\n  strict_testing: yes\n  timeout: 2\nzones:\n  myzone:\n    require_sni: no\n    tlsrpt: on\n  empty:\n",
+    );
+    assert!(cfg.default_zone.strict_testing);
+    assert_eq!(cfg.default_zone.timeout, Duration::from_secs(2));
+    let my = cfg.zone("myzone");
+    assert!(!my.require_sni && my.tlsrpt && !my.strict_testing);
+    assert_eq!(my.timeout, Duration::from_secs(4));
+    assert_eq!(cfg.zone("empty"), &ZoneConfig::default());
+    assert_eq!(cfg.zone("unknown-name"), &cfg.default_zone);
+    let e = error("zones:\n  z:\n    timeout: soon\n");
+    assert!(e.contains("`zones.z.timeout` (line 3)"), "{e}");
+    assert!(error("zones: [a]\n").contains("`zones`"));
+    assert!(error("default_zone:\n  timeout: 0\n").contains("`default_zone.timeout`"));
+}
+
+#[test]
+fn cache_types_and_options() {
+    assert_eq!(
+        parse("cache:\n  type: internal\n  options:\n    cache_size: 5\n").cache,
+        CacheConfig::Internal { cache_size: 5 }
+    );
+    assert_eq!(
+        parse("cache:\n  type: internal\n").cache,
+        CacheConfig::Internal { cache_size: 10_000 }
+    );
+    if cfg!(feature = "sqlite") {
+        assert_eq!(
+            parse(
+                "cache:\n  type: sqlite\n  options:\n    filename: /var/lib/c.db\n    threads: 2\n"
+            )
+            .cache,
+            CacheConfig::Sqlite {
+                filename: "/var/lib/c.db".into(),
+                threads: Some(2),
+                timeout: Duration::from_secs(5)
+            }
+        );
+        assert!(error("cache:\n  type: sqlite\n").contains("`cache.options.filename`"));
+    }
+    if cfg!(feature = "redis") {
+        let cfg = parse(
+            "cache:\n  type: redis\n  options:\n    url: \"redis://127.0.0.1/0\"\n    max_connections: 25\n    socket_timeout: 1.0\n    socket_connect_timeout: 1.0\n    health_check_interval: 3\n",
+        );
+        assert_eq!(
+            cfg.cache,
+            CacheConfig::Redis(RedisConfig {
+                url: "redis://127.0.0.1/0".into(),
+                max_connections: Some(25),
+                socket_timeout: Some(Duration::from_secs(1)),
+                socket_connect_timeout: Some(Duration::from_secs(1)),
+                password: None,
+                username: None,
+                db: None,
+            })
+        );
+        assert_eq!(
+            cfg.unknown_keys,
+            vec!["cache.options.health_check_interval".to_owned()]
+        );
+        let cfg = parse(
+            "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"mymaster\"\n    sentinels:\n      - [\"sentinel1\", 26379]\n      - [sentinel2, 26380]\n    password: pw\n",
+        );
+        let CacheConfig::RedisSentinel(s) = cfg.cache else {
+            panic!("not sentinel")
+        };
+        assert_eq!(s.master_name, "mymaster");
+        assert_eq!(
+            s.sentinels,
+            vec![
+                ("sentinel1".to_owned(), 26379),
+                ("sentinel2".to_owned(), 26380)
+            ]
+        );
+        assert_eq!(s.password.as_deref(), Some("pw"));
+        let e = error(
+            "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: m\n    sentinels: [[a, b]]\n",
+        );
+        assert!(e.contains("`cache.options.sentinels`"), "{e}");
+    }
+    if cfg!(feature = "postgres") {
+        assert_eq!(
+            parse("cache:\n  type: postgres\n  options:\n    dsn: postgres://user@%2Frun%2Fpostgresql/user\n").cache,
+            CacheConfig::Postgres {
+                dsn: "postgres://user@%2Frun%2Fpostgresql/user".into(),
+                timeout: Duration::from_secs(5),
+                max_size: 10
+            }
+        );
+    }
+    let e = error("cache:\n  type: memcached\n");
+    assert!(
+        e.contains("`cache.type` (line 2)") && e.contains("one of internal"),
+        "{e}"
+    );
+    assert!(error("cache: internal\n").contains("`cache`"));
+}
+
+#[test]
+fn proactive_fetching_keys() {
+    let cfg = parse(
+        "proactive_policy_fetching:\n  enabled: true\n  interval: 3600\n  concurrency_limit: 5\n  grace_ratio: 4\n",
+    );
+    assert_eq!(
+        cfg.proactive,
+        ProactiveConfig {
+            enabled: true,
+            interval: Duration::from_secs(3600),
+            concurrency_limit: 5,
+            grace_ratio: 4.0
+        }
+    );
+    assert!(error("proactive_policy_fetching:\n  grace_ratio: 0\n").contains("grace_ratio"));
+    assert!(
+        error("proactive_policy_fetching:\n  concurrency_limit: 0\n").contains("concurrency_limit")
+    );
+}
+
+#[test]
+fn our_sections() {
+    let cfg = parse(
+        "resolver:\n  nameservers: [\"127.0.0.1:5353\", \"::1\"]\n  extra_ca_file: /etc/ca.pem\n  policy_port: 8443\nlimits:\n  max_connections: 5\n  max_pipeline: 2\nfreshness:\n  failure_backoff: 10\n",
+    );
+    assert_eq!(
+        cfg.resolver.nameservers,
+        vec![
+            "127.0.0.1:5353".parse::<SocketAddr>().unwrap(),
+            "[::1]:53".parse().unwrap()
+        ]
+    );
+    assert_eq!(
+        cfg.resolver.extra_ca_file,
+        Some(PathBuf::from("/etc/ca.pem"))
+    );
+    assert_eq!(cfg.resolver.policy_port, Some(8443));
+    assert_eq!(cfg.limits.max_connections, 5);
+    assert_eq!(cfg.limits.max_pipeline, 2);
+    assert_eq!(cfg.limits.max_request_size, 10_000);
+    assert_eq!(cfg.freshness.failure_backoff, Duration::from_secs(10));
+    assert!(error("resolver:\n  nameservers: [dns.example]\n").contains("`resolver.nameservers`"));
+}
+
+#[test]
+fn unknown_keys_are_reported_with_paths() {
+    let cfg = parse(
+        "hots: 1\ndefault_zone:\n  strict: yes\nzones:\n  z:\n    tiemout: 3\nlimits:\n  foo: 1\n",
+    );
+    assert_eq!(
+        cfg.unknown_keys,
+        vec![
+            "hots".to_owned(),
+            "default_zone.strict".to_owned(),
+            "zones.z.tiemout".to_owned(),
+            "limits.foo".to_owned()
+        ]
+    );
+}
+
+#[test]
+fn yaml_errors_are_config_errors() {
+    assert!(matches!(
+        Config::parse("a: [1\n"),
+        Err(ConfigError::Yaml(_))
+    ));
+    assert!(matches!(
+        Config::parse("- a\n- b\n"),
+        Err(ConfigError::Invalid { .. })
+    ));
+    assert!(matches!(
+        Config::parse("just a string\n"),
+        Err(ConfigError::Invalid { .. })
+    ));
+}
+
+#[test]
+fn shipped_examples_parse() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config_examples");
+    let mut seen = 0;
+    for name in [
+        "mta-sts-daemon.yml.internal",
+        "mta-sts-daemon.yml.sqlite",
+        "mta-sts-daemon.yml.sqlite_unixsock",
+        "mta-sts-daemon.yml.redis",
+        "mta-sts-daemon.yml.redis_sentinel",
+        "mta-sts-daemon.yml.postgres",
+    ] {
+        let ty = name
+            .rsplit('.')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches("_unixsock");
+        let built = match ty {
+            "sqlite" => cfg!(feature = "sqlite"),
+            "redis" | "redis_sentinel" => cfg!(feature = "redis"),
+            "postgres" => cfg!(feature = "postgres"),
+            _ => true,
+        };
+        let path = dir.join(name);
+        assert!(path.is_file(), "{name} is missing");
+        if !built {
+            assert!(
+                Config::load(&path).is_err(),
+                "{name} parsed although its store is not built"
+            );
+            continue;
+        }
+        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(cfg.warnings.is_empty(), "{name}: {:?}", cfg.warnings);
+        assert!(
+            cfg.unknown_keys.is_empty(),
+            "{name}: {:?}",
+            cfg.unknown_keys
+        );
+        assert_eq!(cfg.cache.type_name(), ty, "{name}");
+        seen += 1;
+    }
+    assert!(seen >= 1);
+    if cfg!(feature = "sqlite") {
+        let unix = Config::load(&dir.join("mta-sts-daemon.yml.sqlite_unixsock")).unwrap();
+        assert!(matches!(
+            unix.listen,
+            ListenConfig::Unix {
+                mode: Some(0o666),
+                ..
+            }
+        ));
+    }
+}
