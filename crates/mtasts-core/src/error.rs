@@ -81,20 +81,8 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A single-valued policy field (`version`, `mode`, `max_age`) appears more than once.
-    #[error(
-        "policy line {line}: duplicate {field:?} field (first on line {first_line}); RFC 8461 §3.2 requires it exactly once"
-    )]
-    DuplicateField {
-        /// The field name.
-        field: &'static str,
-        /// 1-based line number of the duplicate.
-        line: usize,
-        /// 1-based line number of the first occurrence.
-        first_line: usize,
-    },
     /// A required policy field (`version`, `mode`, `max_age`) is missing.
-    #[error("policy has no {field:?} field; RFC 8461 §3.2 requires it exactly once")]
+    #[error("policy has no {field:?} field; RFC 8461 §3.2 requires it")]
     MissingField {
         /// The field name.
         field: &'static str,
@@ -126,9 +114,6 @@ pub enum Error {
     /// A TXT record has no `id` field (RFC 8461 §3.1: `id` is required).
     #[error("TXT record has no \"id\" field (RFC 8461 §3.1)")]
     TxtMissingId,
-    /// A TXT record has more than one `id` field.
-    #[error("TXT record has more than one \"id\" field (RFC 8461 §3.1)")]
-    TxtDuplicateId,
     /// No TXT record of the name starts with `v=STSv1;` (RFC 8461 §3.1).
     #[error("no TXT record starts with \"v=STSv1;\" (RFC 8461 §3.1)")]
     NoRecord,
@@ -183,13 +168,11 @@ impl Error {
             Self::InvalidExtension { .. } => "invalid_extension",
             Self::NotUtf8 { .. } => "not_utf8",
             Self::PolicySyntax { .. } => "policy_syntax",
-            Self::DuplicateField { .. } => "duplicate_field",
             Self::MissingField { .. } => "missing_field",
             Self::MissingMx { .. } => "missing_mx",
             Self::AtLine { error, .. } => error.kind(),
             Self::TxtSyntax { .. } => "txt_syntax",
             Self::TxtMissingId => "txt_missing_id",
-            Self::TxtDuplicateId => "txt_duplicate_id",
             Self::NoRecord => "no_record",
             Self::MultipleRecords { .. } => "multiple_records",
             Self::InvalidDomain { .. } => "invalid_domain",
@@ -203,16 +186,14 @@ impl Error {
     /// ```
     /// use mtasts_core::Policy;
     ///
-    /// let err = Policy::parse(b"version: STSv1\nmode: enforce\nmode: none\n").unwrap_err();
-    /// assert_eq!(err.kind(), "duplicate_field");
+    /// let err = Policy::parse(b"version: STSv1\nmode: enforce\nmx : mx.example.com\n").unwrap_err();
+    /// assert_eq!(err.kind(), "policy_syntax");
     /// assert_eq!(err.line(), Some(3));
     /// ```
     #[must_use]
     pub fn line(&self) -> Option<usize> {
         match self {
-            Self::PolicySyntax { line, .. }
-            | Self::DuplicateField { line, .. }
-            | Self::AtLine { line, .. } => Some(*line),
+            Self::PolicySyntax { line, .. } | Self::AtLine { line, .. } => Some(*line),
             _ => None,
         }
     }

@@ -58,10 +58,11 @@ impl FromStr for TxtRecord {
         let mut extensions = Vec::new();
         for (name, value) in syntax::txt_fields(text)? {
             if name == "id" {
-                if id.is_some() {
-                    return Err(Error::TxtDuplicateId);
+                // RFC 8461 §3.2 (for "TXT records and policy files"): a duplicated
+                // non-repeated field is ignored except for its first entry.
+                if id.is_none() {
+                    id = Some(value.parse::<PolicyId>()?);
                 }
-                id = Some(value.parse::<PolicyId>()?);
             } else {
                 extensions.push((name.to_owned(), value.to_owned()));
             }
@@ -114,5 +115,172 @@ where
         (1, Some(record)) => record.parse(),
         (0, _) | (_, None) => Err(Error::NoRecord),
         _ => Err(Error::MultipleRecords { count }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext_of(record: &TxtRecord) -> Vec<(&str, &str)> {
+        record
+            .extensions()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn valid_records() {
+        /// Record text, then the expected id and extensions.
+        type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+        let cases: &[Case<'_>] = &[
+            // RFC 8461 §3.1 example.
+            ("v=STSv1; id=20160831085700Z;", "20160831085700Z", &[]),
+            ("v=STSv1; id=20160831085700Z", "20160831085700Z", &[]),
+            ("v=STSv1;id=a", "a", &[]),
+            ("v=STSv1 ; id=a", "a", &[]),
+            ("v=STSv1\t;\tid=a\t;\t", "a", &[]),
+            ("v=STSv1;   id=a   ;   ", "a", &[]),
+            ("v=STSv1; id=a;", "a", &[]),
+            (
+                "v=STSv1; id=abcdefghijklmnopqrstuvwxyz012345",
+                "abcdefghijklmnopqrstuvwxyz012345",
+                &[],
+            ),
+            ("v=STSv1; ext=1; id=a", "a", &[("ext", "1")]),
+            (
+                "v=STSv1; id=a; x-y.z_9=!\"#$%&'()*+,-./:<>?@[]^`{|}~",
+                "a",
+                &[("x-y.z_9", "!\"#$%&'()*+,-./:<>?@[]^`{|}~")],
+            ),
+            ("v=STSv1; id=a; v=STSv2", "a", &[("v", "STSv2")]),
+            ("v=STSv1; ID=x; id=a", "a", &[("ID", "x")]),
+            // A duplicated id: the first wins (RFC 8461 §3.2 paragraph on duplicates).
+            ("v=STSv1; id=first; id=second", "first", &[]),
+        ];
+        for (text, id, extensions) in cases {
+            let record: TxtRecord = text.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(record.id().as_str(), *id, "{text:?}");
+            assert_eq!(ext_of(&record), *extensions, "{text:?}");
+            assert_eq!(record.to_string().parse::<TxtRecord>(), Ok(record));
+        }
+    }
+
+    #[test]
+    fn invalid_records() {
+        let cases: &[(&str, &str, Option<usize>)] = &[
+            ("", "txt_syntax", Some(0)),
+            ("id=a", "txt_syntax", Some(0)),
+            (" v=STSv1; id=a", "txt_syntax", Some(0)),
+            ("V=STSv1; id=a", "txt_syntax", Some(0)),
+            ("v=STSv1", "txt_syntax", Some(7)),
+            ("v=STSv1;", "txt_syntax", Some(8)),
+            ("v=STSv1; ", "txt_syntax", Some(9)),
+            ("v=STSv1 id=a", "txt_syntax", Some(7)),
+            ("v=STSv12; id=a", "txt_syntax", Some(7)),
+            ("v=STSv1;; id=a", "txt_syntax", Some(8)),
+            ("v=STSv1; id=a;;", "txt_syntax", Some(14)),
+            ("v=STSv1; id=a ", "txt_syntax", Some(13)),
+            ("v=STSv1; id=a b", "txt_syntax", Some(13)),
+            ("v=STSv1; id = a", "txt_syntax", Some(11)),
+            ("v=STSv1; id=", "txt_syntax", Some(12)),
+            ("v=STSv1; id=a=b", "txt_syntax", Some(13)),
+            ("v=STSv1; id=a; =b", "txt_syntax", Some(15)),
+            ("v=STSv1; id=a; _x=b", "txt_syntax", Some(15)),
+            ("v=STSv1; id=a; x=é", "txt_syntax", Some(17)),
+            ("v=STSv1; id=a\r\n", "txt_syntax", Some(13)),
+            (
+                "v=STSv1; id=a; aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=1",
+                "txt_syntax",
+                Some(15),
+            ),
+            ("v=STSv1; ext=1", "txt_missing_id", None),
+            ("v=STSv1; id=a-b", "invalid_policy_id", None),
+            ("v=STSv1; id=2016.08.31", "invalid_policy_id", None),
+            (
+                "v=STSv1; id=abcdefghijklmnopqrstuvwxyz0123456",
+                "invalid_policy_id",
+                None,
+            ),
+        ];
+        for (text, kind, offset) in cases {
+            let err = text.parse::<TxtRecord>().expect_err(text);
+            assert_eq!(err.kind(), *kind, "{text:?}: {err}");
+            if let Some(offset) = offset {
+                assert!(
+                    matches!(err, Error::TxtSyntax { offset: o, .. } if o == *offset),
+                    "{text:?}: {err:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn selection() {
+        let ok = |records: &[&str], id: &str| {
+            let record = select_record(records.iter().copied())
+                .unwrap_or_else(|e| panic!("{records:?}: {e}"));
+            assert_eq!(record.id().as_str(), id, "{records:?}");
+        };
+        let err = |records: &[&str], expected: Error| {
+            assert_eq!(
+                select_record(records.iter().copied()),
+                Err(expected),
+                "{records:?}"
+            );
+        };
+        ok(&["v=STSv1; id=a"], "a");
+        ok(
+            &["v=spf1 -all", "v=STSv1; id=a", "google-site-verification=x"],
+            "a",
+        );
+        // `v=STSv12` does not begin with "v=STSv1" + delimiter: discarded, not counted.
+        ok(&["v=STSv12; id=b", "v=STSv1; id=a"], "a");
+        ok(&["v=STSv1.1; id=b", "v=STSv1; id=a"], "a");
+        // Erratum 6285: whitespace before ";" is allowed by the ABNF, so it counts.
+        ok(&["v=STSv1 ; id=a"], "a");
+        ok(&["v=STSv1\t;id=a"], "a");
+        // Records that begin differently are discarded, even when they would be near misses.
+        ok(&[" v=STSv1; id=b", "v=STSv1; id=a"], "a");
+        ok(&["v=STSv1 id=b", "v=STSv1; id=a"], "a");
+        ok(&["v=STSv1", "v=STSv1; id=a"], "a");
+        ok(&["V=STSv1; id=b", "v=STSv1; id=a"], "a");
+
+        err(&[], Error::NoRecord);
+        err(&["v=spf1 -all"], Error::NoRecord);
+        err(&["v=STSv12; id=a"], Error::NoRecord);
+        err(&["v=STSv1"], Error::NoRecord);
+        err(
+            &["v=STSv1; id=a", "v=STSv1; id=b"],
+            Error::MultipleRecords { count: 2 },
+        );
+        // Two identical records are still two records.
+        err(
+            &["v=STSv1; id=a", "v=STSv1; id=a"],
+            Error::MultipleRecords { count: 2 },
+        );
+        // An invalid record still counts, so it spoils a valid one.
+        err(
+            &["v=STSv1; id=a", "v=STSv1; garbage"],
+            Error::MultipleRecords { count: 2 },
+        );
+        err(
+            &["v=STSv1; id=a", "v=STSv1 ;id=b", "v=STSv1;id=c"],
+            Error::MultipleRecords { count: 3 },
+        );
+        // The one remaining record is invalid: no policy, with the reason.
+        assert_eq!(
+            select_record(["v=STSv1; id=not-valid"]).unwrap_err().kind(),
+            "invalid_policy_id"
+        );
+        assert_eq!(
+            select_record(["v=STSv1;"]).unwrap_err().kind(),
+            "txt_syntax"
+        );
+        assert_eq!(
+            select_record(["v=STSv1; ext=1"]).unwrap_err(),
+            Error::TxtMissingId
+        );
     }
 }
