@@ -734,13 +734,15 @@ impl Inner {
             }
         }
 
-        let min_age = match mode {
-            Mode::Request => self.cache_grace,
-            Mode::Proactive { min_age, .. } => min_age,
+        let (min_age, horizon) = match mode {
+            Mode::Request => (self.cache_grace, 0),
+            Mode::Proactive { min_age, horizon } => (min_age, horizon),
         };
         if let Some(k) = &known
             && k.policy.is_valid_at(now)
             && now.saturating_sub(k.checked_at) < min_age
+            // A proactive pass refreshes a policy that would near expiry before the next pass.
+            && (horizon == 0 || !needs_refetch(&k.policy, now, horizon))
         {
             let source = if k.from_store {
                 self.stats.store_hits.inc();
@@ -782,10 +784,6 @@ impl Inner {
             };
         }
 
-        let horizon = match mode {
-            Mode::Request => 0,
-            Mode::Proactive { horizon, .. } => horizon,
-        };
         // An unchanged id needs no HTTPS, unless the policy is near expiry (§5.1, see `refetch_margin`).
         let known_id: Option<PolicyId> = known
             .as_ref()
@@ -1040,3 +1038,6 @@ enum Anomaly {
     #[error("discovery overran its {timeout:?} timeout")]
     Overran { timeout: Duration },
 }
+
+#[cfg(test)]
+mod tests;
