@@ -1,1 +1,346 @@
 //! MTA-STS policy discovery over DNS (hickory) and HTTPS (hyper + rustls).
+//!
+//! A [`Fetcher`] is built once by a [`FetcherBuilder`] and cloned cheaply into every task.
+//! [`Fetcher::discover`] runs RFC 8461 discovery for one [`PolicyDomain`]:
+//!
+//! 1. TXT lookup of `_mta-sts.<domain>` (§3.1): CNAMEs followed, each record's strings
+//!    concatenated, exactly one `v=STSv1` record selected by [`mtasts_core::select_record`].
+//!    NXDOMAIN, NODATA or no valid record give [`Discovery::NoPolicy`] (with the negative
+//!    TTL of the zone's SOA when there is one); SERVFAIL and timeouts give
+//!    [`Discovery::Failed`], never "no policy".
+//! 2. If the record's id equals the known id: [`Discovery::Unchanged`], no HTTPS request.
+//! 3. Otherwise `GET https://mta-sts.<domain>/.well-known/mta-sts.txt` (§3.3): the host is
+//!    resolved by the same resolver; TLS validates the exact name against the system roots
+//!    (and any extra CA); no redirects; status 200; `text/plain`; at most 64 KiB; an HTTP
+//!    CONNECT proxy from `https_proxy` when set. The body is parsed by
+//!    [`mtasts_core::Policy::parse`]: [`Discovery::Fetched`].
+//!
+//! One timeout bounds the whole discovery. Every step logs a `tracing` debug event.
+//!
+//! ```no_run
+//! use mtasts_core::PolicyDomain;
+//! use mtasts_fetch::{Discovery, Fetcher};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let fetcher = Fetcher::builder().build()?;
+//! let domain = PolicyDomain::parse("example.com")?;
+//! match fetcher.discover(&domain, None).await {
+//!     Discovery::Fetched { id, policy } => println!("{id}: {}", policy.mode()),
+//!     Discovery::NoPolicy { reason, .. } => println!("no policy: {reason}"),
+//!     Discovery::Failed(error) => println!("failed ({}): {error}", error.kind()),
+//!     other => println!("{other:?}"),
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Crate features
+//!
+//! None. TLS uses rustls with the *ring* provider.
+
+mod builder;
+mod error;
+mod https;
+mod proxy;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::TokioResolver;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RData;
+use mtasts_core::{Policy, PolicyDomain, PolicyId};
+use tokio::time::Instant;
+
+pub use builder::{DEFAULT_POLICY_PORT, DEFAULT_TIMEOUT, FetcherBuilder};
+pub use error::{BuildError, FetchError};
+pub use https::{MAX_POLICY_SIZE, POLICY_PATH};
+pub use proxy::{NoProxy, Proxy};
+
+/// The `User-Agent` of policy requests: `mtasts/<version>`.
+pub const USER_AGENT: &str = concat!("mtasts/", env!("CARGO_PKG_VERSION"));
+
+/// Runs MTA-STS policy discovery. Built once ([`Fetcher::builder`]), cheap to clone, shared
+/// by all tasks.
+#[derive(Clone)]
+pub struct Fetcher {
+    inner: Arc<Inner>,
+    timeout: Duration,
+}
+
+struct Inner {
+    resolver: TokioResolver,
+    tls: tokio_rustls::TlsConnector,
+    policy_port: u16,
+    proxy: Option<Proxy>,
+    no_proxy: NoProxy,
+}
+
+impl fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetcher")
+            .field("timeout", &self.timeout)
+            .field("policy_port", &self.inner.policy_port)
+            .field("proxy", &self.inner.proxy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one discovery; maps onto the Python daemon's NONE / NOT_CHANGED / VALID /
+/// FETCH_ERROR.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Discovery {
+    /// The domain publishes no (usable) policy (RFC 8461 §3.1). A cached policy stays valid
+    /// until it expires (§5.1 — a missing record does not delete it).
+    NoPolicy {
+        /// Why.
+        reason: NoPolicyReason,
+        /// The negative-caching TTL from the zone's SOA (RFC 2308), when the answer had one.
+        negative_ttl: Option<Duration>,
+    },
+    /// The TXT record's id equals the known id: the policy did not change; no HTTPS request
+    /// was made.
+    Unchanged {
+        /// The id (the known one).
+        id: PolicyId,
+    },
+    /// A policy was fetched and parsed.
+    Fetched {
+        /// The id from the TXT record.
+        id: PolicyId,
+        /// The policy.
+        policy: Policy,
+    },
+    /// Discovery failed; a cached policy should be kept (RFC 8461 §3.3).
+    Failed(FetchError),
+}
+
+impl Discovery {
+    /// A stable, short label: `"no_policy"`, `"unchanged"`, `"fetched"` or the error's
+    /// [`FetchError::kind`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoPolicy { .. } => "no_policy",
+            Self::Unchanged { .. } => "unchanged",
+            Self::Fetched { .. } => "fetched",
+            Self::Failed(error) => error.kind(),
+        }
+    }
+}
+
+/// Why a domain has no policy.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum NoPolicyReason {
+    /// `_mta-sts.<domain>` does not exist (NXDOMAIN).
+    NxDomain,
+    /// `_mta-sts.<domain>` exists but has no TXT record (NODATA).
+    NoData,
+    /// No single valid `v=STSv1` record: none, several, or an invalid one (RFC 8461 §3.1).
+    NoValidRecord(mtasts_core::Error),
+    /// The domain cannot have a policy (parent-domain form, IP literal, bad syntax); nothing
+    /// was sent on the network. Only from [`Fetcher::discover_name`].
+    InvalidDomain(mtasts_core::Error),
+}
+
+impl NoPolicyReason {
+    /// A stable, short label, e.g. `"nxdomain"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NxDomain => "nxdomain",
+            Self::NoData => "nodata",
+            Self::NoValidRecord(_) => "no_valid_record",
+            Self::InvalidDomain(_) => "invalid_domain",
+        }
+    }
+}
+
+impl fmt::Display for NoPolicyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NxDomain => f.write_str("the _mta-sts name does not exist (NXDOMAIN)"),
+            Self::NoData => f.write_str("the _mta-sts name has no TXT record (NODATA)"),
+            Self::NoValidRecord(error) => write!(f, "no single valid STSv1 TXT record: {error}"),
+            Self::InvalidDomain(error) => write!(f, "not a policy domain: {error}"),
+        }
+    }
+}
+
+impl Fetcher {
+    /// A builder with the defaults (system DNS, 4 s timeout, system roots, port 443, proxy
+    /// from the environment).
+    pub fn builder() -> FetcherBuilder {
+        FetcherBuilder::default()
+    }
+
+    /// The same fetcher (same resolver and TLS configuration) with another timeout.
+    #[must_use]
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            timeout,
+        }
+    }
+
+    /// The timeout bounding each discovery.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Parses `domain` ([`PolicyDomain::parse`]) and discovers its policy; a name that cannot
+    /// be a policy domain gives [`NoPolicyReason::InvalidDomain`] without any network call.
+    pub async fn discover_name(&self, domain: &str, known_id: Option<&PolicyId>) -> Discovery {
+        match PolicyDomain::parse(domain) {
+            Ok(domain) => self.discover(&domain, known_id).await,
+            Err(error) => {
+                tracing::debug!(domain, %error, "not a policy domain");
+                Discovery::NoPolicy {
+                    reason: NoPolicyReason::InvalidDomain(error),
+                    negative_ttl: None,
+                }
+            }
+        }
+    }
+
+    /// Discovers the policy of `domain`.
+    ///
+    /// With `known_id` equal to the published id the result is [`Discovery::Unchanged`] and
+    /// no HTTPS request is made; pass `None` to always fetch the policy when a record exists
+    /// (e.g. to renew an expiring policy, RFC 8461 §5.1).
+    pub async fn discover(&self, domain: &PolicyDomain, known_id: Option<&PolicyId>) -> Discovery {
+        let deadline = Instant::now() + self.timeout;
+        let discovery = self.discover_until(domain, known_id, deadline).await;
+        tracing::debug!(%domain, result = discovery.kind(), "discovery finished");
+        discovery
+    }
+
+    async fn discover_until(
+        &self,
+        domain: &PolicyDomain,
+        known_id: Option<&PolicyId>,
+        deadline: Instant,
+    ) -> Discovery {
+        let txt_name = domain.txt_name();
+        let fqdn = format!("{txt_name}.");
+        tracing::debug!(%domain, name = %txt_name, "TXT lookup");
+        let lookup =
+            match tokio::time::timeout_at(deadline, self.inner.resolver.txt_lookup(fqdn.as_str()))
+                .await
+            {
+                Err(_elapsed) => {
+                    return Discovery::Failed(FetchError::DnsTimeout { name: txt_name });
+                }
+                Ok(Ok(lookup)) => lookup,
+                Ok(Err(error)) => return negative_or_failed(&txt_name, error),
+            };
+        let records: Vec<String> = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                // RFC 8461 §3.1: the strings of one record are concatenated.
+                RData::TXT(txt) => Some(
+                    txt.txt_data
+                        .iter()
+                        .map(|s| String::from_utf8_lossy(s))
+                        .collect::<String>(),
+                ),
+                _ => None,
+            })
+            .collect();
+        tracing::debug!(%domain, ?records, "TXT answer");
+        let record = match mtasts_core::select_record(records.iter().map(String::as_str)) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::debug!(%domain, %error, "no valid STSv1 record");
+                return Discovery::NoPolicy {
+                    reason: NoPolicyReason::NoValidRecord(error),
+                    negative_ttl: None,
+                };
+            }
+        };
+        let id = record.id().clone();
+        if known_id == Some(&id) {
+            tracing::debug!(%domain, %id, "policy id unchanged");
+            return Discovery::Unchanged { id };
+        }
+        let host = domain.policy_host();
+        let body = match tokio::time::timeout_at(deadline, https::fetch(&self.inner, &host)).await {
+            Err(_elapsed) => {
+                tracing::debug!(%domain, timeout = ?self.timeout, "policy fetch timed out");
+                return Discovery::Failed(FetchError::Timeout {
+                    after: self.timeout,
+                });
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%domain, %error, kind = error.kind(), "policy fetch failed");
+                return Discovery::Failed(error);
+            }
+            Ok(Ok(body)) => body,
+        };
+        match Policy::parse(&body) {
+            Ok(policy) => {
+                tracing::debug!(%domain, %id, mode = %policy.mode(), max_age = %policy.max_age(), "policy parsed");
+                Discovery::Fetched { id, policy }
+            }
+            Err(error) => {
+                tracing::debug!(%domain, %error, "invalid policy");
+                Discovery::Failed(FetchError::from(error))
+            }
+        }
+    }
+}
+
+/// Maps a failed TXT lookup: NXDOMAIN/NODATA are "no policy", everything else is a failure
+/// (SERVFAIL must not look like "no policy").
+fn negative_or_failed(name: &str, error: NetError) -> Discovery {
+    if let NetError::Dns(DnsError::NoRecordsFound(no_records)) = &error {
+        let negative_ttl = no_records
+            .negative_ttl
+            .map(|ttl| Duration::from_secs(u64::from(ttl)));
+        let reason = if no_records.response_code == ResponseCode::NXDomain {
+            NoPolicyReason::NxDomain
+        } else {
+            NoPolicyReason::NoData
+        };
+        tracing::debug!(name, %reason, ?negative_ttl, "negative DNS answer");
+        return Discovery::NoPolicy {
+            reason,
+            negative_ttl,
+        };
+    }
+    Discovery::Failed(dns_error(name, error, |code| {
+        FetchError::DnsServerFailure {
+            name: name.to_owned(),
+            code: code.to_str(),
+        }
+    }))
+}
+
+/// Maps a resolver error to a [`FetchError`]; `no_records` handles NXDOMAIN/NODATA.
+fn dns_error(
+    name: &str,
+    error: NetError,
+    no_records: impl FnOnce(ResponseCode) -> FetchError,
+) -> FetchError {
+    tracing::debug!(name, %error, "DNS lookup failed");
+    match error {
+        NetError::Timeout => FetchError::DnsTimeout {
+            name: name.to_owned(),
+        },
+        NetError::Dns(DnsError::NoRecordsFound(no_records_found)) => {
+            no_records(no_records_found.response_code)
+        }
+        NetError::Dns(DnsError::ResponseCode(code)) => FetchError::DnsServerFailure {
+            name: name.to_owned(),
+            code: code.to_str(),
+        },
+        other => FetchError::Dns {
+            name: name.to_owned(),
+            source: Arc::new(other),
+        },
+    }
+}

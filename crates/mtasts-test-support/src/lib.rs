@@ -1,1 +1,54 @@
 //! Test fixtures for mtasts: in-process DNS and HTTPS servers, a test CA, a CONNECT proxy.
+//!
+//! - [`TestCa`]: a certificate authority generated at test time (rcgen).
+//! - [`DnsServer`]: an authoritative DNS server on loopback (UDP + TCP) whose records tests
+//!   change at run time (TXT, CNAME, A, NXDOMAIN, NODATA, SERVFAIL, silence), with counters.
+//! - [`PolicyServer`]: an HTTPS server on loopback serving per-host [`PolicyResponse`]s, with
+//!   certificates chosen by SNI (valid, untrusted CA or wrong name), with counters.
+//! - [`Fixture`]: all of the above together, with [`Fixture::publish`] and
+//!   [`Fixture::fetcher_builder`].
+//! - [`ConnectProxy`]: a tiny HTTP CONNECT proxy (optional basic auth, counters).
+//! - [`init_tracing`]: a test subscriber for `tracing`.
+//!
+//! Everything listens on 127.0.0.1 only, and every server stops when dropped.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use mtasts_test_support::Fixture;
+//! let fixture = Fixture::start().await;
+//! fixture.publish("example.com", "20240101", "version: STSv1\nmode: none\nmax_age: 86400\n");
+//! let _fetcher = fixture.fetcher_builder().build().expect("fetcher");
+//! # }
+//! ```
+//!
+//! This crate is for tests only: its functions panic when the environment is broken (no
+//! loopback port, unwritable temp dir).
+
+mod ca;
+mod dns;
+mod fixture;
+mod https;
+mod proxy;
+
+pub use ca::{IssuedCert, TestCa};
+pub use dns::DnsServer;
+pub use fixture::Fixture;
+pub use https::{CertKind, PolicyResponse, PolicyServer, RecordedRequest};
+pub use proxy::ConnectProxy;
+
+/// Installs a `tracing` subscriber that writes through the test harness's capture.
+///
+/// The filter comes from `RUST_LOG`, else it is `debug` for our crates and `warn` for the rest.
+/// Calling it more than once is harmless.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,mtasts_fetch=debug,mtasts_engine=debug,mtasts_test_support=debug,\
+             mta_sts_daemon=debug,mta_sts_query=debug,mtasts_core=debug",
+        )
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
