@@ -37,13 +37,19 @@
 //!
 //! # Strictness
 //!
-//! Parsing follows the ABNF of RFC 8461 §3.1 and §3.2. Where the RFC leaves a choice open this
-//! crate decides as follows (see [`Policy`] for the policy file rules):
-//! - `version`, `mode` and `max_age` must each appear exactly once in a policy (the ABNF marks
-//!   them "required once"); a missing or repeated one is an error.
-//! - Unknown fields are kept (see [`Policy::extensions`]) but otherwise ignored, as RFC 8461 §3.1
-//!   and §3.2 require; they must still follow the extension ABNF.
-//! - Empty lines in a policy file are skipped.
+//! Parsing follows the ABNF of RFC 8461 §3.1 and §3.2. Where the RFC leaves room, this crate
+//! decides as follows (details and the RFC text on [`Policy`] and [`select_record`]):
+//! - A missing `version`, `mode` or `max_age`, or no `mx` outside mode `none`, makes a policy
+//!   invalid (the ABNF marks them "required once" / "required at least once").
+//! - A repeated `version`, `mode` or `max_age` (or TXT `id`): the first one wins, as §3.2 says
+//!   ("all entries except for the first SHALL be ignored").
+//! - Unknown fields are kept ([`Policy::extensions`], [`TxtRecord::extensions`]) and otherwise
+//!   ignored, but they must follow the extension ABNF.
+//! - Whitespace: exactly where the ABNF allows it (around `;` in TXT records, after `:` and at
+//!   the end of policy lines); the one leniency is that empty policy lines are skipped.
+//! - A policy body must be UTF-8; non-ASCII text is allowed only in extension values.
+//! - Record selection follows the published `sts-field-delim`, so `v=STSv1 ;` counts as a
+//!   version field (erratum 6285 discusses this).
 //!
 //! # Crate features
 //!

@@ -57,7 +57,7 @@ impl MxPattern {
     /// Comparison is case-insensitive and ignores one trailing dot of `host`. A plain pattern
     /// matches the same name only; a wildcard `*.example.com` matches a host with exactly one
     /// more, non-empty, leftmost label: `mx.example.com`, but neither `example.com` nor
-    /// `a.b.example.com` (§4.1: "the wildcard character matches only the leftmost label").
+    /// `a.b.example.com` (§4.1: a wildcard covers exactly one, leftmost, label).
     ///
     /// ```
     /// let pattern: mtasts_core::MxPattern = "*.example.com".parse()?;
@@ -211,11 +211,11 @@ mod tests {
     #[test]
     fn matching_table() {
         for (pattern, host, expected) in [
-            // §4.1: "*.example.com" matches "mx1.example.com" ...
+            // §4.1: the wildcard stands for exactly one leftmost label ...
             ("*.example.com", "mx1.example.com", true),
-            // ... but not "example.com" ...
+            // ... so it covers neither the parent itself ...
             ("*.example.com", "example.com", false),
-            // ... nor "foo.mx1.example.com" (one label only).
+            // ... nor two labels.
             ("*.example.com", "foo.mx1.example.com", false),
             ("*.example.com", "MX1.EXAMPLE.COM", true),
             ("*.example.com", "mx1.example.com.", true),

@@ -231,6 +231,11 @@ mod tests {
             );
         };
         ok(&["v=STSv1; id=a"], "a");
+        // §3.1: a record of several strings is read as their concatenation (done by the caller).
+        ok(
+            &[["v=STSv1; ", "id=20160831", "085700Z;"].concat().as_str()],
+            "20160831085700Z",
+        );
         ok(
             &["v=spf1 -all", "v=STSv1; id=a", "google-site-verification=x"],
             "a",
