@@ -53,9 +53,14 @@ fn sts_field_delim(input: &str) -> IResult<&str, char> {
         .parse(input)
 }
 
-/// The characters of `sts-ext-value`: visible ASCII except `=` and `;`.
-fn is_txt_value_char(c: char) -> bool {
-    matches!(c, '\x21'..='\x7e') && c != '=' && c != ';'
+/// `sts-ext-value = 1*(%x21-3A / %x3C / %x3E-7E)`: visible ASCII except `=` and `;`.
+fn sts_ext_value(input: &str) -> IResult<&str, &str> {
+    take_while1(|c| matches!(c, '\x21'..='\x7e') && c != '=' && c != ';').parse(input)
+}
+
+/// The `=` between an extension's name and value.
+fn equals_sign(input: &str) -> IResult<&str, char> {
+    char('=').parse(input)
 }
 
 /// Whether a TXT record begins with the version field followed by its delimiter, the test of
@@ -105,12 +110,10 @@ pub(crate) fn txt_fields(text: &str) -> Result<Vec<(&str, &str)>, Error> {
         if after_name.starts_with(is_ext_name_char) {
             return Err(at(rest, "field name longer than 32 characters"));
         }
-        let Ok((after_eq, _)) = char::<_, nom::error::Error<&str>>('=').parse(after_name) else {
+        let Ok((after_eq, _)) = equals_sign(after_name) else {
             return Err(at(after_name, "expected \"=\" after the field name"));
         };
-        let Ok((after_value, value)) =
-            take_while1::<_, _, nom::error::Error<&str>>(is_txt_value_char).parse(after_eq)
-        else {
+        let Ok((after_value, value)) = sts_ext_value(after_eq) else {
             return Err(at(
                 after_eq,
                 "expected a field value (visible ASCII characters except '=' and ';')",
