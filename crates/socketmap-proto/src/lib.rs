@@ -1,17 +1,31 @@
 //! Netstring and Postfix socketmap codecs (server and client side) for tokio.
 //!
-//! Postfix's `socketmap:` lookup table (socketmap_table(5)) sends each query as a netstring
-//! `name SP key` and expects one netstring reply per query:
+//! Postfix's `socketmap:` lookup table (socketmap_table(5), "PROTOCOL") sends each query as a
+//! netstring `name SP key` and expects one netstring reply per query, in order, on a connection it
+//! reuses:
 //!
 //! ```text
-//! Postfix ── "23:mta-sts mail.example.com," ──▶ daemon
-//! Postfix ◀── "9:NOTFOUND ,"  or  "NN:OK secure match=...," ── daemon
+//! client (Postfix)                                     server (the daemon)
+//!   request   netstring(NAME SP KEY)           ───▶
+//!             "24:mta-sts mail.example.com,"
+//!                                              ◀───  reply  netstring(STATUS SP PAYLOAD)
+//!             "OK data"          the lookup result is `data`
+//!             "NOTFOUND "        no result (note the trailing space)
+//!             "TEMP reason"      temporary failure, retry
+//!             "TIMEOUT reason"   timed out, retry
+//!             "PERM reason"      permanent failure (a configuration error)
+//!             "15:OK secure match,"   "9:NOTFOUND ,"
 //! ```
+//!
+//! Postfix splits a request at the first space (so a map name has none, a key may), splits a reply at
+//! the first space and compares the status word exactly. It refuses replies whose netstring payload
+//! exceeds `socketmap_max_reply_size` (100 000 bytes) and sends queries of at most 10 000 bytes; the
+//! codecs here default to the same limits ([`DEFAULT_MAX_REPLY_LEN`], [`DEFAULT_MAX_REQUEST_LEN`]).
 //!
 //! The main types:
 //!
-//! * [`NetstringCodec`] — netstring framing as a `tokio_util` [`Decoder`](tokio_util::codec::Decoder) /
-//!   [`Encoder`](tokio_util::codec::Encoder), with a mandatory maximum length checked while the length
+//! * [`NetstringCodec`] — netstring framing as a `tokio_util` [`Decoder`] / [`Encoder`] (re-exported
+//!   here, like [`Bytes`] and [`BytesMut`]), with a mandatory maximum length checked while the length
 //!   digits arrive.
 //! * [`ServerCodec`] — decodes [`Request`]s, encodes [`Reply`]s (for the daemon).
 //! * [`ClientCodec`] — encodes [`Request`]s, decodes [`Reply`]s (for clients and tests).
@@ -66,6 +80,7 @@ mod netstring;
 mod socketmap;
 
 pub use bytes::{Bytes, BytesMut};
+pub use tokio_util::codec::{Decoder, Encoder};
 
 pub use crate::{
     client::{Connection, SocketmapClient},

@@ -1,33 +1,4 @@
-//! Netstring framing as a `tokio_util` codec.
-//!
-//! A netstring is a decimal length, a colon, that many bytes of data and a comma:
-//!
-//! ```text
-//! +----------------+-----+------------------------+-----+
-//! | length (ASCII) | ':' | data (length bytes)    | ',' |
-//! +----------------+-----+------------------------+-----+
-//!   "12"                   "postfix x.y"
-//!
-//! "12:postfix x.y,"     "0:,"  (the empty netstring)
-//! ```
-//!
-//! # Decoder rules
-//!
-//! * The length is one or more ASCII digits. `":"` (no digits) is [`ProtoError::EmptyLength`], a first
-//!   byte that is not a digit is [`ProtoError::NonDigit`], digits followed by anything but `:` is
-//!   [`ProtoError::MissingColon`].
-//! * Leading zeros are rejected ([`ProtoError::LeadingZero`]): `"05:hello,"` could be read two ways and
-//!   the netstring definition forbids it. `"0:,"`, the empty netstring, is accepted.
-//! * The maximum data length is enforced **while the digits arrive**: the digit that makes the
-//!   announced length exceed the maximum fails with [`ProtoError::FrameTooLong`], so a peer cannot make
-//!   the decoder wait for (or buffer) a frame it will refuse anyway.
-//! * The byte after the data must be `,` ([`ProtoError::MissingComma`]); the frame is only yielded once
-//!   the comma has been checked.
-//! * At end of stream, a partial frame is [`ProtoError::UnexpectedEof`] (see `decode_eof`).
-//!
-//! Decoding is linear in the input: length digits are consumed as they arrive and never rescanned,
-//! and the data is split off the buffer as a [`Bytes`] without copying. All errors are fatal to the
-//! stream; after one, drop the codec with its connection.
+//! Netstring framing as a `tokio_util` codec: see [`NetstringCodec`].
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
@@ -42,8 +13,40 @@ const MAX_DIGITS: usize = 20;
 
 /// Netstring codec: decodes frames into [`Bytes`], encodes `&[u8]` or [`Bytes`] as netstrings.
 ///
+/// A netstring is a decimal length, a colon, that many bytes of data and a comma:
+///
+/// ```text
+/// +----------------+-----+------------------------+-----+
+/// | length (ASCII) | ':' | data (length bytes)    | ',' |
+/// +----------------+-----+------------------------+-----+
+///   "11"                   "postfix x.y"
+///
+/// "11:postfix x.y,"     "0:,"  (the empty netstring)
+/// ```
+///
+/// # Decoder rules
+///
+/// * The length is one or more ASCII digits. `":"` (no digits) is [`ProtoError::EmptyLength`], a first
+///   byte that is not a digit is [`ProtoError::NonDigit`], digits followed by anything but `:` is
+///   [`ProtoError::MissingColon`].
+/// * Leading zeros are rejected ([`ProtoError::LeadingZero`]): `"05:hello,"` has two spellings of one length;
+///   the netstring definition (cr.yp.to/proto/netstrings.txt) forbids it, and Postfix never sends one.
+///   `"0:,"`, the empty netstring, is accepted.
+/// * The maximum data length is enforced **while the digits arrive**: the digit that makes the
+///   announced length exceed the maximum fails with [`ProtoError::FrameTooLong`], so a peer cannot make
+///   the decoder wait for (or buffer) a frame it will refuse anyway.
+/// * The byte after the data must be `,` ([`ProtoError::MissingComma`]); the frame is only yielded once
+///   the comma has been checked.
+/// * At end of stream, a partial frame is [`ProtoError::UnexpectedEof`] (see `decode_eof`).
+///
+/// Decoding is linear in the input: length digits are consumed as they arrive and never rescanned,
+/// and the data is split off the buffer as a [`Bytes`] without copying. All errors are fatal to the
+/// stream; after one, drop the codec with its connection.
+///
+/// # Limits
+///
 /// The same maximum applies to both directions: the decoder refuses longer incoming frames, the
-/// encoder refuses longer payloads (writing nothing).
+/// encoder refuses longer payloads (writing nothing). The default is [`DEFAULT_MAX_LEN`].
 ///
 /// # Example
 ///

@@ -1,22 +1,5 @@
-//! The Postfix socketmap protocol (socketmap_table(5)) on top of netstrings.
-//!
-//! ```text
-//! client (Postfix)                                  server (the daemon)
-//!   request:  netstring("name" SP "key")     ---->
-//!             e.g. "23:mta-sts example.com,"
-//!                                            <----  reply: netstring(STATUS SP payload)
-//!             "OK data"        the lookup result is `data`
-//!             "NOTFOUND "      no result (note the trailing space)
-//!             "TEMP reason"    temporary failure
-//!             "TIMEOUT reason" timed out
-//!             "PERM reason"    permanent failure (configuration error)
-//!             e.g. "15:OK secure match,"
-//! ```
-//!
-//! Postfix splits the request at the first space and the reply at the first space, and compares the
-//! reply's status word exactly. It limits a reply's netstring payload to `socketmap_max_reply_size`
-//! (100 000 bytes by default) and sends queries of at most 10 000 bytes; the codecs here default to
-//! the same limits. One connection carries any number of request/reply pairs in order.
+//! The Postfix socketmap protocol (socketmap_table(5)): [`Request`], [`Reply`], [`ServerCodec`],
+//! [`ClientCodec`].
 
 use bytes::{Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
