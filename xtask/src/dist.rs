@@ -236,10 +236,10 @@ pub(crate) fn deb(root: &Path) -> Result<PathBuf> {
     // The shipped configuration: in-memory cache, loopback listener.
     fs::create_dir_all(stage.join("etc"))?;
     fs::copy(
-        root.join("config_examples/internal.yml"),
+        root.join("config_examples/mta-sts-daemon.yml.internal"),
         stage.join("etc/mta-sts-daemon.yml"),
     )
-    .context("copying config_examples/internal.yml")?;
+    .context("copying config_examples/mta-sts-daemon.yml.internal")?;
     let doc = stage.join(format!("usr/share/doc/{PACKAGE}"));
     copy_dir(&root.join("config_examples"), &doc.join("examples"))?;
     copy_dir(&root.join("docs"), &doc.join("docs"))?;
