@@ -5,7 +5,7 @@
 //! `--nameserver`, `--ca-file` and `--timeout`. The exit code tells the outcome (see
 //! [`Outcome`]); `-v debug` traces every discovery step on stderr.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal as _, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -148,6 +148,7 @@ fn init_logging(verbosity: Verbosity) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
