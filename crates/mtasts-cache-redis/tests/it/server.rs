@@ -1,0 +1,187 @@
+//! Behaviour against servers the tests control: closed ports, silent servers, restarts, passwords.
+
+use std::time::Duration;
+
+use deadpool_redis::redis;
+use mtasts_cache::{CacheEntry, CacheError, PolicyCache};
+use mtasts_cache_redis::{RedisCache, RedisOptions};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::support::{RedisProcess, TIMEOUT, cmd, options, raw};
+
+/// Scheduling slack on top of a configured limit.
+const SLACK: Duration = Duration::from_millis(500);
+
+fn entry(checked_at: u64) -> CacheEntry {
+    let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n"
+        .parse()
+        .expect("policy");
+    CacheEntry::new(checked_at, "id1".parse().expect("id"), policy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_port_fails_fast_with_unavailable() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let started = Instant::now();
+    let err = RedisCache::connect(options(&url))
+        .await
+        .expect_err("nothing listens");
+    assert_eq!(err.kind(), "unavailable", "{err:?}");
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "refused connections fail at once, took {:?}",
+        started.elapsed()
+    );
+
+    let store = RedisCache::connect_lazy(options(&url)).expect("lazy store");
+    let started = Instant::now();
+    let err = store.get("example.com").await.expect_err("nothing listens");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(started.elapsed() < TIMEOUT, "took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_server_times_out_within_the_configured_limits() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accept = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let opts = RedisOptions::new(format!("redis://{addr}/0"))
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300));
+    let bound = Duration::from_millis(600) + SLACK;
+    let store = RedisCache::connect_lazy(opts).expect("lazy store");
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = store.get("example.com").await.expect_err("no answer");
+        assert_eq!(err.kind(), "timeout", "{err:?}");
+        assert!(
+            started.elapsed() <= bound,
+            "took {:?}, limit {bound:?}",
+            started.elapsed()
+        );
+    }
+    accept.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recovers_after_a_server_restart() {
+    let Some(mut server) = RedisProcess::server(&[]).await else {
+        return;
+    };
+    let store = RedisCache::connect(options(&server.url(2)))
+        .await
+        .expect("connect");
+    assert!(
+        store
+            .set("kept.example", &entry(1_700_000_000))
+            .await
+            .expect("set")
+    );
+
+    server.shutdown().await;
+    let started = Instant::now();
+    let err = store.get("kept.example").await.expect_err("server is down");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        started.elapsed() < 2 * TIMEOUT + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+
+    server.restart().await;
+    // Connections broken by the restart are replaced by the same call: no failed call after the restart.
+    assert_eq!(
+        store.get("kept.example").await.expect("get after restart"),
+        Some(entry(1_700_000_000))
+    );
+    assert!(
+        store
+            .set("new.example", &entry(1_700_000_001))
+            .await
+            .expect("set after restart")
+    );
+    let page = store.scan(None, 10).await.expect("scan after restart");
+    assert_eq!(page.entries.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_and_database_come_from_the_url() {
+    let requirepass = ["--requirepass".to_owned(), "s3cret".to_owned()];
+    let Some(server) = RedisProcess::server(&requirepass).await else {
+        return;
+    };
+    let port = server.port();
+
+    let url = format!("redis://:s3cret@127.0.0.1:{port}/3");
+    let store = RedisCache::connect(options(&url))
+        .await
+        .expect("connect with password");
+    assert!(
+        store
+            .set("db3.example", &entry(1_700_000_000))
+            .await
+            .expect("set")
+    );
+    let mut conn = raw(&url).await.expect("raw connect");
+    let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg("db3.example")).await;
+    assert_eq!(card, 1, "written to database 3");
+    let mut db0 = raw(&format!("redis://:s3cret@127.0.0.1:{port}/0"))
+        .await
+        .expect("raw connect");
+    let size: u64 = cmd(&mut db0, &redis::cmd("DBSIZE")).await;
+    assert_eq!(size, 0, "nothing in database 0");
+
+    for bad in [
+        format!("redis://:wrong@127.0.0.1:{port}/0"),
+        format!("redis://127.0.0.1:{port}/0"),
+    ] {
+        let err = RedisCache::connect(options(&bad))
+            .await
+            .expect_err("bad credentials");
+        assert!(
+            !err.to_string().contains("wrong"),
+            "password not in the message: {err}"
+        );
+        assert!(
+            matches!(
+                err,
+                CacheError::Unavailable { .. } | CacheError::Query { .. }
+            ),
+            "{err:?}"
+        );
+    }
+    assert!(!format!("{store:?}").contains("s3cret"), "{store:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_options_are_config_errors() {
+    for url in [
+        "http://127.0.0.1/",
+        "redis://127.0.0.1:6379/notanumber",
+        "not a url",
+    ] {
+        let err = RedisCache::connect_lazy(RedisOptions::new(url)).expect_err(url);
+        assert_eq!(err.kind(), "config", "{url}: {err:?}");
+    }
+    let err =
+        RedisCache::connect_lazy(RedisOptions::default().pool_size(0)).expect_err("pool size 0");
+    assert_eq!(err.kind(), "config");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn closed_store_says_so() {
+    let store = RedisCache::connect_lazy(RedisOptions::default()).expect("lazy store");
+    store.close().await;
+    let err = store.get("example.com").await.expect_err("closed");
+    assert!(matches!(err, CacheError::Closed { .. }), "{err:?}");
+}
