@@ -62,10 +62,27 @@ impl Verbosity {
     }
 }
 
+/// What to generate with `--generate` (release packaging).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Generate {
+    /// The man page (roff), section 1.
+    Man,
+    /// bash completions.
+    CompleteBash,
+    /// zsh completions.
+    CompleteZsh,
+    /// fish completions.
+    CompleteFish,
+}
+
 /// Query the MTA-STS policy of a domain (RFC 8461): TXT record, then the HTTPS policy file.
 #[derive(Debug, Parser)]
 #[command(name = "mta-sts-query", version, after_help = EXIT_CODES)]
 struct Args {
+    /// Print a man page or shell completions on stdout and exit.
+    #[arg(long, value_enum, value_name = "KIND", exclusive = true)]
+    generate: Option<Generate>,
+
     /// Log verbosity on stderr; `debug` shows every discovery step.
     #[arg(short = 'v', long = "verbosity", value_enum, default_value = "warn")]
     verbosity: Verbosity,
@@ -91,7 +108,8 @@ struct Args {
     port: Option<u16>,
 
     /// The policy domain (the recipient domain, e.g. `example.com`).
-    domain: String,
+    #[arg(required_unless_present = "generate")]
+    domain: Option<String>,
 
     /// The last known policy id: when the TXT record still has it, the policy is not fetched.
     known_version: Option<String>,
@@ -118,8 +136,16 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.verbosity);
-    match run(&args) {
+    let result = match (args.generate, args.domain.as_deref()) {
+        (Some(kind), _) => generate(kind).map(|()| Outcome::Policy),
+        (None, Some(domain)) => {
+            init_logging(args.verbosity);
+            run(&args, domain)
+        }
+        // clap requires DOMAIN unless --generate is given.
+        (None, None) => Ok(Outcome::Error),
+    };
+    match result {
         Ok(outcome) => ExitCode::from(outcome as u8),
         Err(error) => {
             if is_broken_pipe(&error) {
@@ -153,7 +179,27 @@ fn init_logging(verbosity: Verbosity) {
         .init();
 }
 
-fn run(args: &Args) -> anyhow::Result<Outcome> {
+/// Writes the man page or a completion script to stdout.
+fn generate(kind: Generate) -> anyhow::Result<()> {
+    use clap::CommandFactory as _;
+    use clap_complete::Shell;
+
+    let mut command = Args::command();
+    let mut stdout = io::stdout().lock();
+    let shell = match kind {
+        Generate::Man => {
+            clap_mangen::Man::new(command).render(&mut stdout)?;
+            return Ok(stdout.flush()?);
+        }
+        Generate::CompleteBash => Shell::Bash,
+        Generate::CompleteZsh => Shell::Zsh,
+        Generate::CompleteFish => Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut command, "mta-sts-query", &mut stdout);
+    Ok(stdout.flush()?)
+}
+
+fn run(args: &Args, domain: &str) -> anyhow::Result<Outcome> {
     let known_id = args
         .known_version
         .as_deref()
@@ -176,15 +222,15 @@ fn run(args: &Args) -> anyhow::Result<Outcome> {
         .context("cannot start the async runtime")?;
     let discovery = runtime.block_on(async {
         let fetcher = builder.build().context("cannot set up discovery")?;
-        anyhow::Ok(fetcher.discover_name(&args.domain, known_id.as_ref()).await)
+        anyhow::Ok(fetcher.discover_name(domain, known_id.as_ref()).await)
     })?;
     let outcome = outcome(&discovery);
     let mut stdout = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut stdout, &report::json(&args.domain, &discovery))?;
+        serde_json::to_writer_pretty(&mut stdout, &report::json(domain, &discovery))?;
         writeln!(stdout)?;
     } else {
-        report::text(&mut stdout, &args.domain, &discovery)?;
+        report::text(&mut stdout, domain, &discovery)?;
     }
     stdout.flush()?;
     Ok(outcome)
@@ -363,12 +409,19 @@ mod tests {
         let args = Args::try_parse_from(["mta-sts-query", "-v", "debug", "example.com", "v1"])
             .expect("parses");
         assert_eq!(args.verbosity, Verbosity::Debug);
-        assert_eq!(args.domain, "example.com");
+        assert_eq!(args.domain.as_deref(), Some("example.com"));
         assert_eq!(args.known_version.as_deref(), Some("v1"));
         let args =
             Args::try_parse_from(["mta-sts-query", "-v", "fatal", "example.com"]).expect("parses");
         assert_eq!(args.verbosity.level(), "error");
         assert!(Args::try_parse_from(["mta-sts-query", "-v", "loud", "example.com"]).is_err());
+        assert!(
+            Args::try_parse_from(["mta-sts-query"]).is_err(),
+            "DOMAIN is required"
+        );
+        let args = Args::try_parse_from(["mta-sts-query", "--generate", "man"]).expect("parses");
+        assert_eq!(args.generate, Some(Generate::Man));
+        assert!(Args::try_parse_from(["mta-sts-query", "--generate", "man", "x.test"]).is_err());
     }
 
     #[test]

@@ -226,3 +226,21 @@ async fn help_documents_exit_codes() {
     }
     assert!(!stdout.contains("--port"), "--port is hidden");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn man_page_and_completions_are_generated() {
+    let bin = env!("CARGO_BIN_EXE_mta-sts-query");
+    let (code, man, _) = run(Command::new(bin).args(["--generate", "man"])).await;
+    assert_eq!(code, 0);
+    assert!(man.contains(".TH mta-sts-query"), "{man}");
+    assert!(
+        man.contains("Exit status"),
+        "exit codes are in the man page"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let (code, script, _) =
+            run(Command::new(bin).args(["--generate", &format!("complete-{shell}")])).await;
+        assert_eq!(code, 0);
+        assert!(script.contains("nameserver"), "{shell}: {script}");
+    }
+}
