@@ -450,9 +450,21 @@ impl PolicyCache for RedisCache {
                 .arg(0)
                 .arg("WITHSCORES");
         }
-        let tops: Vec<Vec<(Vec<u8>, f64)>> = self.query_pipe(&pipe).await?;
+        // One reply per key; a key replaced by another type since SCAN saw it must not fail the page.
+        pipe.ignore_errors();
+        let tops: Vec<redis::RedisResult<Vec<(Vec<u8>, f64)>>> = self.query_pipe(&pipe).await?;
         for (key, top) in keys.iter().zip(tops) {
             let domain = String::from_utf8_lossy(key).into_owned();
+            let top = match top {
+                Ok(top) => top,
+                Err(e) if e.code() == Some("WRONGTYPE") => continue, // no longer a sorted set: not ours
+                Err(e) => {
+                    let error =
+                        CacheError::corrupt(domain.clone(), format!("unreadable sorted set: {e}"));
+                    page.corrupt.push(CorruptEntry { domain, error });
+                    continue;
+                }
+            };
             let Some((member, score)) = top.first() else {
                 continue; // removed since SCAN saw it
             };

@@ -8,7 +8,7 @@ use mtasts_cache_redis::{RedisCache, RedisOptions};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::support::{RedisProcess, TIMEOUT, cmd, options, raw};
+use crate::support::{RedisProcess, TIMEOUT, cmd, options, raw, wait_for};
 
 /// Scheduling slack on top of a configured limit.
 const SLACK: Duration = Duration::from_millis(500);
@@ -184,4 +184,62 @@ async fn closed_store_says_so() {
     store.close().await;
     let err = store.get("example.com").await.expect_err("closed");
     assert!(matches!(err, CacheError::Closed { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_read_only_replica_serves_reads_and_refuses_writes() {
+    let Some(master) = RedisProcess::server(&[]).await else {
+        return;
+    };
+    let replica_of = [
+        "--replicaof".to_owned(),
+        "127.0.0.1".to_owned(),
+        master.port().to_string(),
+    ];
+    let Some(replica) = RedisProcess::server(&replica_of).await else {
+        return;
+    };
+    let on_master = RedisCache::connect(options(&master.url(0)))
+        .await
+        .expect("connect master");
+    assert!(
+        on_master
+            .set("r.example", &entry(1_700_000_000))
+            .await
+            .expect("set on master")
+    );
+    let replica_url = replica.url(0);
+    wait_for("replication to the replica", || {
+        let url = replica_url.clone();
+        async move {
+            let conn = &mut raw(&url).await.ok()?;
+            let n: u64 = redis::cmd("ZCARD")
+                .arg("r.example")
+                .query_async(conn)
+                .await
+                .ok()?;
+            (n == 1).then_some(())
+        }
+    })
+    .await;
+    let on_replica = RedisCache::connect(options(&replica_url))
+        .await
+        .expect("connect replica");
+    assert_eq!(
+        on_replica.get("r.example").await.expect("get on replica"),
+        Some(entry(1_700_000_000))
+    );
+    // READONLY: the connection is dropped and the write retried once on a new one, then reported.
+    let err = on_replica
+        .set("r.example", &entry(1_700_000_001))
+        .await
+        .expect_err("read-only replica");
+    assert_eq!(err.kind(), "unavailable", "{err:?}");
+    assert_eq!(
+        on_replica
+            .get("r.example")
+            .await
+            .expect("get after refused write"),
+        Some(entry(1_700_000_000))
+    );
 }

@@ -241,6 +241,9 @@ impl RedisProcess {
                 "",
                 "--appendonly",
                 "no",
+                // Replicas sync at once instead of after the default 5 s.
+                "--repl-diskless-sync-delay",
+                "0",
             ]
             .iter()
             .map(|s| (*s).to_owned())
