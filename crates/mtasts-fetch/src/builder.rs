@@ -183,9 +183,12 @@ fn build_resolver(
     // hide a new policy id (RFC 8461 §3.1, §5.1).
     options.cache_size = 0;
     options.edns0 = true;
-    options.timeout = timeout;
+    // A lost UDP datagram is retried within the overall deadline; two tries together outlast
+    // it, so a silent server is reported by the deadline (DnsTimeout), not by the resolver.
+    options.timeout = (timeout * 3 / 5).max(Duration::from_millis(200));
     options.attempts = 2;
-    options.use_hosts_file = ResolveHosts::Never;
+    // /etc/hosts applies to the policy host's address, as for curl (never to TXT).
+    options.use_hosts_file = ResolveHosts::Auto;
     builder.build().map_err(BuildError::Resolver)
 }
 
