@@ -243,3 +243,35 @@ async fn a_read_only_replica_serves_reads_and_refuses_writes() {
         Some(entry(1_700_000_000))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unix_socket_url() {
+    let sockets = tempfile::tempdir().expect("temp dir");
+    let path = sockets.path().join("redis.sock");
+    let unixsocket = ["--unixsocket".to_owned(), path.display().to_string()];
+    let Some(_server) = RedisProcess::server(&unixsocket).await else {
+        return;
+    };
+    let url = format!("redis+unix://{}?db=4", path.display());
+    let store = RedisCache::connect(options(&url))
+        .await
+        .expect("connect over the UNIX socket");
+    assert!(
+        store
+            .set("unix.example", &entry(1_700_000_000))
+            .await
+            .expect("set")
+    );
+    assert_eq!(
+        store.get("unix.example").await.expect("get"),
+        Some(entry(1_700_000_000))
+    );
+    let mut conn = raw(&url).await.expect("raw connect");
+    let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg("unix.example")).await;
+    assert_eq!(card, 1, "in database 4");
+    let mut db0 = raw(&format!("redis+unix://{}?db=0", path.display()))
+        .await
+        .expect("raw connect");
+    let size: u64 = cmd(&mut db0, &redis::cmd("DBSIZE")).await;
+    assert_eq!(size, 0, "nothing in database 0");
+}
