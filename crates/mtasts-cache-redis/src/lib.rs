@@ -48,8 +48,8 @@
 //!
 //! - Connections are pooled (deadpool) and multiplexed. A pooled connection is checked before use (`PING`;
 //!   through Sentinel, `ROLE` must still say master), so a restarted server or a failover costs no failed call.
-//! - Every call returns within `connect_timeout + response_timeout`: [`CacheError::Timeout`] for a silent
-//!   server, [`CacheError::Unavailable`] for a refused or broken connection (a write refused with `READONLY`
+//! - Every call returns within `connect_timeout + response_timeout`: [`CacheError::Timeout`](mtasts_cache::CacheError::Timeout) for a silent
+//!   server, [`CacheError::Unavailable`](mtasts_cache::CacheError::Unavailable) for a refused or broken connection (a write refused with `READONLY`
 //!   counts as this: the server was demoted). A command whose connection broke is retried once on a new one.
 //! - Sentinel: the master is asked of the sentinels (in order) for each new connection. Between the sentinels
 //!   switching to a new master and the old one, if it is still running, being turned into a replica (about
