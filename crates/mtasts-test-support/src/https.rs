@@ -51,8 +51,11 @@ pub struct PolicyResponse {
     body: Bytes,
     chunked: bool,
     stall_after: Option<usize>,
+    abort_after: Option<usize>,
     cert: CertKind,
 }
+
+type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 impl PolicyResponse {
     /// `200 OK`, `Content-Type: text/plain`, with `text` as the body (sent with Content-Length).
@@ -63,6 +66,7 @@ impl PolicyResponse {
             body: Bytes::from(text.into()),
             chunked: false,
             stall_after: None,
+            abort_after: None,
             cert: CertKind::Valid,
         }
     }
@@ -127,6 +131,14 @@ impl PolicyResponse {
         self
     }
 
+    /// Sends only the first `bytes` bytes of the body, then closes the connection abruptly.
+    /// Unless [`PolicyResponse::chunked`], the Content-Length of the whole body is announced.
+    #[must_use]
+    pub fn abort_after(mut self, bytes: usize) -> Self {
+        self.abort_after = Some(bytes);
+        self
+    }
+
     /// Presents a certificate from a CA no client trusts.
     #[must_use]
     pub fn untrusted_cert(mut self) -> Self {
@@ -148,20 +160,31 @@ impl PolicyResponse {
         self
     }
 
-    fn into_response(self) -> Response<BoxBody<Bytes, Infallible>> {
-        let body: BoxBody<Bytes, Infallible> = if self.chunked || self.stall_after.is_some() {
-            let sent = self.stall_after.map_or(self.body.clone(), |n| {
+    fn into_response(self) -> Response<BoxBody<Bytes, BodyError>> {
+        let cut = self.stall_after.or(self.abort_after);
+        let streamed = self.chunked || cut.is_some();
+        let body: BoxBody<Bytes, BodyError> = if streamed {
+            let sent = cut.map_or(self.body.clone(), |n| {
                 self.body.slice(..n.min(self.body.len()))
             });
             let chunks: Vec<Bytes> = sent.chunks(4096).map(Bytes::copy_from_slice).collect();
-            let frames = stream::iter(chunks.into_iter().map(|c| Ok(Frame::data(c))));
+            let frames = stream::iter(
+                chunks
+                    .into_iter()
+                    .map(|c| Ok::<_, BodyError>(Frame::data(c))),
+            );
             if self.stall_after.is_some() {
                 BodyExt::boxed(StreamBody::new(frames.chain(stream::pending())))
+            } else if self.abort_after.is_some() {
+                let abort = stream::once(async {
+                    Err::<Frame<Bytes>, BodyError>("aborted by test".into())
+                });
+                BodyExt::boxed(StreamBody::new(frames.chain(abort)))
             } else {
                 BodyExt::boxed(StreamBody::new(frames))
             }
         } else {
-            BodyExt::boxed(Full::new(self.body.clone()))
+            BodyExt::boxed(Full::new(self.body.clone()).map_err(|never| match never {}))
         };
         let mut response = Response::new(body);
         *response.status_mut() =
@@ -174,7 +197,7 @@ impl PolicyResponse {
                 response.headers_mut().append(name, value);
             }
         }
-        if self.stall_after.is_some() && !self.chunked {
+        if cut.is_some() && !self.chunked {
             response
                 .headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
@@ -397,7 +420,7 @@ fn respond(
     shared: &Shared,
     sni: Option<&str>,
     request: &Request<Incoming>,
-) -> Response<BoxBody<Bytes, Infallible>> {
+) -> Response<BoxBody<Bytes, BodyError>> {
     let host = sni.map_or_else(
         || {
             request

@@ -276,3 +276,15 @@ async fn bad_ca_file_is_a_build_error() {
         .expect_err("missing file");
     assert_eq!(err.kind(), "ca_file");
 }
+
+#[tokio::test]
+async fn connection_closed_mid_body_is_an_http_failure() {
+    let f = serve(PolicyResponse::policy(ENFORCE).abort_after(20)).await;
+    expect_failed(discover(&f).await, "http");
+}
+
+#[tokio::test]
+async fn connection_closed_mid_chunked_body_is_an_http_failure() {
+    let f = serve(PolicyResponse::policy(ENFORCE).chunked().abort_after(20)).await;
+    expect_failed(discover(&f).await, "http");
+}
