@@ -329,8 +329,12 @@ impl RedisCache {
                 store: STORE,
                 after: self.deadline,
             },
-            // Failing to open a connection (refused, reset, no master known, auth failed during the handshake)
-            // means the store is unusable for now.
+            // The server rejected our credentials, which waiting won't fix.
+            PoolError::Backend(e) if is_refused_handshake(&e) => CacheError::Query {
+                store: STORE,
+                source: share(e),
+            },
+            // Failing to open a connection (refused, reset, no master known) means the store is unusable for now.
             PoolError::Backend(e) => CacheError::Unavailable {
                 store: STORE,
                 source: share(e),
@@ -581,6 +585,12 @@ fn reject_reserved(domain: &str) -> Result<(), CacheError> {
         ));
     }
     Ok(())
+}
+
+/// Whether opening a connection failed because the server rejected our credentials.
+fn is_refused_handshake(err: &RedisError) -> bool {
+    err.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
 }
 
 fn is_wrong_type(err: &CacheError) -> bool {
