@@ -145,3 +145,35 @@ async fn follows_a_failover() {
     let page = store.scan(None, 100).await.expect("scan after failover");
     assert_eq!(page.entries.len(), 11);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn master_password_and_database() {
+    let Some(setup) = SentinelSetup::start_with_password("s3cret").await else {
+        return;
+    };
+    let options = sentinel_options(setup.sentinel.port(), 5).password("s3cret");
+    let store = RedisCache::sentinel(options)
+        .await
+        .expect("connect with the master's password");
+    assert!(
+        store
+            .set("pw.example", &entry(1_700_000_000))
+            .await
+            .expect("set")
+    );
+    assert_eq!(
+        store.get("pw.example").await.expect("get"),
+        Some(entry(1_700_000_000))
+    );
+    let url = format!("redis://:s3cret@127.0.0.1:{}/5", setup.master.port());
+    let mut conn = raw(&url).await.expect("raw connect");
+    let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg("pw.example")).await;
+    assert_eq!(card, 1, "written to database 5 of the master");
+    assert!(!format!("{store:?}").contains("s3cret"));
+
+    let without = sentinel_options(setup.sentinel.port(), 5);
+    let err = RedisCache::sentinel(without)
+        .await
+        .expect_err("master requires a password");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}

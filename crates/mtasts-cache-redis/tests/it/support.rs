@@ -254,16 +254,19 @@ impl RedisProcess {
         .await
     }
 
-    /// A sentinel monitoring the master on `master_port` as [`MASTER_NAME`].
-    pub(crate) async fn sentinel(master_port: u16) -> Option<Self> {
+    /// A sentinel monitoring the master on `master_port` as [`MASTER_NAME`], logging in with `auth_pass`.
+    pub(crate) async fn sentinel(master_port: u16, auth_pass: Option<&str>) -> Option<Self> {
         Self::spawn(|port, dir| {
             let conf = dir.join("sentinel.conf");
-            let text = format!(
+            let mut text = format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 1\n\
                  sentinel down-after-milliseconds {MASTER_NAME} 1000\nsentinel failover-timeout {MASTER_NAME} 10000\n\
                  sentinel parallel-syncs {MASTER_NAME} 1\n",
                 dir.display()
             );
+            if let Some(pass) = auth_pass {
+                text.push_str(&format!("sentinel auth-pass {MASTER_NAME} {pass}\n"));
+            }
             fs::write(&conf, text).expect("write sentinel.conf");
             vec![conf.display().to_string(), "--sentinel".to_owned()]
         })
@@ -422,7 +425,19 @@ impl SentinelSetup {
     /// Starts the processes and waits until the sentinel sees a healthy master (and replica). `None` if
     /// redis-server is missing.
     pub(crate) async fn start(with_replica: bool) -> Option<Self> {
-        let master = RedisProcess::server(&[]).await?;
+        Self::start_inner(with_replica, None).await
+    }
+
+    /// A master that requires `password`, and a sentinel that knows it.
+    pub(crate) async fn start_with_password(password: &str) -> Option<Self> {
+        Self::start_inner(false, Some(password)).await
+    }
+
+    async fn start_inner(with_replica: bool, password: Option<&str>) -> Option<Self> {
+        let master_args: Vec<String> = password
+            .map(|p| vec!["--requirepass".to_owned(), p.to_owned()])
+            .unwrap_or_default();
+        let master = RedisProcess::server(&master_args).await?;
         let replica = if with_replica {
             let replica_of = [
                 "--replicaof".to_owned(),
@@ -449,7 +464,7 @@ impl SentinelSetup {
         } else {
             None
         };
-        let sentinel = RedisProcess::sentinel(master.port()).await?;
+        let sentinel = RedisProcess::sentinel(master.port(), password).await?;
         let setup = Self {
             master,
             replica,
