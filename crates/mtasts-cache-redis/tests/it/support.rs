@@ -19,7 +19,7 @@ use tokio::time::Instant;
 /// Timeouts the stores under test are configured with.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a spawned server may take to come up (or a sentinel to settle).
-const READY_WITHIN: Duration = Duration::from_secs(30);
+const READY_WITHIN: Duration = Duration::from_secs(60);
 /// Poll interval while waiting for a condition (polling with a deadline, not a fixed sleep).
 const POLL: Duration = Duration::from_millis(20);
 
