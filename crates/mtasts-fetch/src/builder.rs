@@ -232,9 +232,13 @@ fn build_tls(
         return Err(BuildError::NoRoots);
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(BuildError::Tls)?
         .with_root_certificates(roots)
-        .with_no_client_auth())
+        .with_no_client_auth();
+    // Every fetch validates the certificate the server presents now (RFC 8461 §3.3); fetches
+    // are rare, so session resumption buys nothing.
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(config)
 }

@@ -325,11 +325,14 @@ impl PolicyServer {
             certs: Mutex::new(HashMap::new()),
         });
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(SniResolver(Arc::clone(&shared))));
+        // No resumption: every handshake presents the certificate configured right now.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let mut tasks = JoinSet::new();
         tasks.spawn(serve(listener, acceptor, Arc::clone(&shared)));

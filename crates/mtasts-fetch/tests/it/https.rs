@@ -288,3 +288,14 @@ async fn connection_closed_mid_chunked_body_is_an_http_failure() {
     let f = serve(PolicyResponse::policy(ENFORCE).chunked().abort_after(20)).await;
     expect_failed(discover(&f).await, "http");
 }
+
+#[tokio::test]
+async fn every_fetch_validates_the_current_certificate() {
+    let f = serve(PolicyResponse::policy(ENFORCE)).await;
+    let fetcher = f.fetcher();
+    let domain = crate::domain(DOMAIN);
+    expect_fetched(fetcher.discover(&domain, None).await, "1", Mode::Enforce);
+    // Same fetcher, same host, now an untrusted certificate: no resumed session hides it.
+    f.serve(DOMAIN, PolicyResponse::policy(ENFORCE).untrusted_cert());
+    expect_failed(fetcher.discover(&domain, None).await, "tls");
+}

@@ -3,6 +3,7 @@
 
 mod dns;
 mod https;
+mod leaks;
 mod proxy;
 mod timeouts;
 
