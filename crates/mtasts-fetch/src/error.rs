@@ -44,6 +44,13 @@ pub enum FetchError {
         /// The policy host.
         host: String,
     },
+    /// The policy host name cannot be used for TLS or HTTP (cannot happen for a valid
+    /// [`mtasts_core::PolicyDomain`]).
+    #[error("{host} cannot be used as a TLS server name or HTTP host")]
+    InvalidHost {
+        /// The policy host.
+        host: String,
+    },
     /// The TCP connection to the policy host failed.
     #[error("cannot connect to {addr}")]
     Connect {
@@ -142,6 +149,7 @@ impl FetchError {
             Self::DnsServerFailure { .. } => "dns_server_failure",
             Self::Dns { .. } => "dns_error",
             Self::NoAddress { .. } => "no_address",
+            Self::InvalidHost { .. } => "invalid_host",
             Self::Connect { .. } => "connect",
             Self::ProxyConnect { .. } => "proxy_connect",
             Self::ProxyRefused { .. } => "proxy_refused",

@@ -72,9 +72,10 @@ async fn resolve(inner: &Inner, host: &str) -> Result<Vec<IpAddr>, FetchError> {
 /// Fetches and returns the policy body (not yet parsed).
 pub(crate) async fn fetch(inner: &Inner, host: &str) -> Result<Bytes, FetchError> {
     let tcp = connect(inner, host).await?;
-    let server_name = ServerName::try_from(host.to_owned()).map_err(|_| FetchError::NoAddress {
+    let invalid_host = || FetchError::InvalidHost {
         host: host.to_owned(),
-    })?;
+    };
+    let server_name = ServerName::try_from(host.to_owned()).map_err(|_| invalid_host())?;
     let tls = inner.tls.connect(server_name, tcp).await.map_err(|error| {
         tracing::debug!(host, %error, "TLS handshake failed");
         FetchError::Tls {
@@ -101,9 +102,7 @@ pub(crate) async fn fetch(inner: &Inner, host: &str) -> Result<Bytes, FetchError
         .header(header::ACCEPT, "text/plain")
         .header(header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())
-        .map_err(|_| FetchError::NoAddress {
-            host: host.to_owned(),
-        })?;
+        .map_err(|_| invalid_host())?;
     tracing::debug!(url = %format!("https://{authority}{POLICY_PATH}"), "fetching policy");
 
     // The connection is driven in this task (no spawned task to leak); it is dropped, with

@@ -204,3 +204,23 @@ async fn unicode_domain_is_looked_up_as_a_label() {
         "_mta-sts.xn--bcher-kva.example"
     );
 }
+
+#[tokio::test]
+async fn record_changes_are_seen_at_once_no_dns_cache() {
+    let f = fixture().await;
+    let fetcher = f.fetcher();
+    expect_no_policy(fetcher.discover(&domain(DOMAIN), None).await, "nxdomain");
+    f.publish(DOMAIN, "first", ENFORCE);
+    expect_fetched(
+        fetcher.discover(&domain(DOMAIN), None).await,
+        "first",
+        Mode::Enforce,
+    );
+    f.publish_txt(DOMAIN, "second");
+    expect_fetched(
+        fetcher.discover(&domain(DOMAIN), None).await,
+        "second",
+        Mode::Enforce,
+    );
+    assert_eq!(f.dns().query_count(TXT), 3);
+}
