@@ -344,3 +344,68 @@ fn dns_error(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hickory_resolver::net::NoRecords;
+    use hickory_resolver::proto::op::Query;
+    use hickory_resolver::proto::rr::{Name, RecordType};
+
+    use super::*;
+
+    fn no_records(code: ResponseCode, negative_ttl: Option<u32>) -> NetError {
+        let query = Query::query(
+            Name::from_ascii("_mta-sts.example.com.").expect("name"),
+            RecordType::TXT,
+        );
+        let mut no_records = NoRecords::new(query, code);
+        no_records.negative_ttl = negative_ttl;
+        NetError::Dns(DnsError::NoRecordsFound(no_records))
+    }
+
+    #[test]
+    fn nxdomain_and_nodata_are_no_policy() {
+        let discovery = negative_or_failed("n", no_records(ResponseCode::NXDomain, Some(60)));
+        assert!(matches!(
+            discovery,
+            Discovery::NoPolicy { reason: NoPolicyReason::NxDomain, negative_ttl: Some(ttl) }
+                if ttl == Duration::from_secs(60)
+        ));
+        let discovery = negative_or_failed("n", no_records(ResponseCode::NoError, None));
+        assert!(matches!(
+            discovery,
+            Discovery::NoPolicy {
+                reason: NoPolicyReason::NoData,
+                negative_ttl: None
+            }
+        ));
+    }
+
+    #[test]
+    fn server_failures_and_timeouts_are_never_no_policy() {
+        for code in [
+            ResponseCode::ServFail,
+            ResponseCode::Refused,
+            ResponseCode::NotImp,
+        ] {
+            let discovery = negative_or_failed("n", NetError::Dns(DnsError::ResponseCode(code)));
+            assert_eq!(discovery.kind(), "dns_server_failure", "{code:?}");
+        }
+        assert_eq!(
+            negative_or_failed("n", NetError::Timeout).kind(),
+            "dns_timeout"
+        );
+        assert_eq!(
+            negative_or_failed("n", NetError::NoConnections).kind(),
+            "dns_error"
+        );
+    }
+
+    #[test]
+    fn policy_host_without_records_has_no_address() {
+        let error = dns_error("h", no_records(ResponseCode::NXDomain, None), |_| {
+            FetchError::NoAddress { host: "h".into() }
+        });
+        assert_eq!(error.kind(), "no_address");
+    }
+}
