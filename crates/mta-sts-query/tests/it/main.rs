@@ -244,3 +244,42 @@ async fn man_page_and_completions_are_generated() {
         assert!(script.contains("nameserver"), "{shell}: {script}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ssl_cert_file_is_honoured() {
+    let f = fixture().await;
+    f.publish(DOMAIN, "sslenv", ENFORCE);
+    let base = |command: &mut Command| {
+        command
+            .arg("--nameserver")
+            .arg(f.dns().addr().to_string())
+            .arg("--port")
+            .arg(f.https().port().to_string())
+            .env_remove("https_proxy")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("all_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("SSL_CERT_DIR")
+            .arg(DOMAIN);
+    };
+    let bin = env!("CARGO_BIN_EXE_mta-sts-query");
+    let mut with_env = Command::new(bin);
+    with_env.env("SSL_CERT_FILE", f.ca_pem_path());
+    base(&mut with_env);
+    let (code, stdout, stderr) = run(&mut with_env).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // Without it the test CA is unknown (another CA is given so the root store is never empty).
+    let other_ca = mtasts_test_support::TestCa::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other_pem = dir.path().join("other.pem");
+    other_ca.write_pem(&other_pem);
+    let mut without = Command::new(bin);
+    without
+        .env_remove("SSL_CERT_FILE")
+        .arg("--ca-file")
+        .arg(&other_pem);
+    base(&mut without);
+    let (code, stdout, _) = run(&mut without).await;
+    assert_eq!(code, 5, "{stdout}");
+    assert!(stdout.contains("failed (tls)"), "{stdout}");
+}
