@@ -401,6 +401,28 @@ mod tests {
         );
     }
 
+    fn assert_send<T: Send>(_: &T) {}
+    fn assert_send_sync_clone<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn fetcher_and_its_future_can_cross_tasks() {
+        assert_send_sync_clone::<Fetcher>();
+        assert_send_sync_clone::<Discovery>();
+        assert_send_sync_clone::<FetchError>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _guard = runtime.enter();
+        let fetcher = Fetcher::builder()
+            .nameservers(vec!["127.0.0.1:53".parse().expect("addr")])
+            .build()
+            .expect("fetcher");
+        let domain = PolicyDomain::parse("example.com").expect("domain");
+        let future = fetcher.discover(&domain, None);
+        assert_send(&future);
+    }
+
     #[test]
     fn policy_host_without_records_has_no_address() {
         let error = dns_error("h", no_records(ResponseCode::NXDomain, None), |_| {
