@@ -2,6 +2,9 @@
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
 fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let cli = mta_sts_daemon::cli::Cli::parse();
+    mta_sts_daemon::run::run(&cli)
 }

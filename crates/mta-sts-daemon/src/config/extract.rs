@@ -84,7 +84,7 @@ impl<'a> Section<'a> {
     }
 
     /// A sub-section.
-    pub(crate) fn section(&mut self, key: &str) -> Result<Section<'a>, ConfigError> {
+    pub(crate) fn section(&mut self, key: &str) -> Result<Self, ConfigError> {
         let path = self.key_path(key);
         let node = self.node(key);
         Section::new(&path, node)

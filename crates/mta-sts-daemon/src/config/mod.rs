@@ -200,6 +200,20 @@ pub struct ResolverConfig {
     pub extra_ca_file: Option<PathBuf>,
     /// Port of the policy HTTPS servers. Only for tests: RFC 8461 §3.3 fixes it at 443.
     pub policy_port: Option<u16>,
+    /// HTTPS proxy for policy fetches.
+    pub proxy: ProxySetting,
+}
+
+/// `resolver.proxy`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ProxySetting {
+    /// From `https_proxy`/`HTTPS_PROXY` and `no_proxy` (the default, like curl).
+    #[default]
+    Environment,
+    /// No proxy, whatever the environment says (`proxy: none`).
+    Disabled,
+    /// This proxy URL, e.g. `http://user:pass@proxy.example:3128`.
+    Url(String),
 }
 
 /// Ours: resource bounds (`limits` section).
@@ -553,6 +567,11 @@ fn resolver_config(r: &mut Section<'_>) -> Result<ResolverConfig, ConfigError> {
         nameservers,
         extra_ca_file: r.opt_string("extra_ca_file")?.map(PathBuf::from),
         policy_port: r.opt_int("policy_port", 1, 65535)?.map(|p| p as u16),
+        proxy: match r.opt_string("proxy")? {
+            None => ProxySetting::Environment,
+            Some(s) if s.is_empty() || s == "none" => ProxySetting::Disabled,
+            Some(url) => ProxySetting::Url(url),
+        },
     })
 }
 

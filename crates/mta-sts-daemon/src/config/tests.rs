@@ -360,6 +360,15 @@ fn our_sections() {
         Some(PathBuf::from("/etc/ca.pem"))
     );
     assert_eq!(cfg.resolver.policy_port, Some(8443));
+    assert_eq!(cfg.resolver.proxy, ProxySetting::Environment);
+    assert_eq!(
+        parse("resolver:\n  proxy: none\n").resolver.proxy,
+        ProxySetting::Disabled
+    );
+    assert_eq!(
+        parse("resolver:\n  proxy: http://p:3128\n").resolver.proxy,
+        ProxySetting::Url("http://p:3128".into())
+    );
     assert_eq!(cfg.limits.max_connections, 5);
     assert_eq!(cfg.limits.max_pipeline, 2);
     assert_eq!(cfg.limits.max_request_size, 10_000);

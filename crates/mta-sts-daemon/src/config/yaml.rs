@@ -9,7 +9,6 @@
 //! Supported: block and flow collections, anchors and aliases, merge keys (`<<`), the core tags `!!str`,
 //! `!!int`, `!!float`, `!!bool`, `!!null`, `!!seq`, `!!map`. Duplicate keys: the last one wins (as in PyYAML).
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -289,7 +288,7 @@ fn check_collection_tag(tag: Option<&Tag>, want: &str, line: usize) -> Result<()
 }
 
 fn scalar(
-    text: &Cow<'_, str>,
+    text: &str,
     style: ScalarStyle,
     tag: Option<&Tag>,
     line: usize,

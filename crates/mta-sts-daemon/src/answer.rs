@@ -1,0 +1,292 @@
+//! From a socketmap key to a Postfix policy-table answer: key normalization and the reply text.
+//!
+//! The contract (see `docs/postfix.md`):
+//! - `enforce` → `OK secure match=<mx1>:<mx2>…` (`*.x` written `.x`, duplicates removed), then
+//!   ` servername=hostname` when the zone has `require_sni`, then the Postfix 3.10 TLSRPT attributes when it
+//!   has `tlsrpt`;
+//! - `testing` → `NOTFOUND ` unless `strict_testing`; `none`, no policy, failed discovery → `NOTFOUND `.
+//!
+//! Never `TEMP`/`PERM`/`TIMEOUT` for a discovery problem: Postfix defers mail on any table lookup error, while
+//! RFC 8461 §3.3 says to deliver as if there were no policy.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use bytes::{BufMut, BytesMut};
+use mtasts_core::{Mode, PolicyDomain};
+use mtasts_engine::ResolvedPolicy;
+use socketmap_proto::Reply;
+
+use crate::config::ZoneConfig;
+
+/// What a socketmap key asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A domain to look up.
+    Domain(PolicyDomain),
+    /// A key answered `NOTFOUND ` without any lookup, and why.
+    Skip(SkipReason),
+}
+
+/// Why a key gets `NOTFOUND ` without a lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// `.example.com`: Postfix's parent-domain lookup; RFC 8461 §3.4 forbids parent policies.
+    ParentDomain,
+    /// `[192.0.2.1]`, `2001:db8::1`: an address has no MTA-STS policy.
+    IpLiteral,
+    /// Not a valid domain name.
+    Invalid,
+}
+
+impl SkipReason {
+    /// A stable label for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ParentDomain => "parent_domain",
+            Self::IpLiteral => "ip_literal",
+            Self::Invalid => "invalid_domain",
+        }
+    }
+}
+
+/// Normalizes a socketmap key as the Python daemon's `filter_domain` does, then canonicalizes it:
+/// `[host]`, `[host]:port`, `host:port`, surrounding blanks, a trailing dot and upper case all give `host`;
+/// U-labels become A-labels.
+///
+/// ```
+/// use mta_sts_daemon::answer::{normalize_key, Key, SkipReason};
+/// assert!(matches!(normalize_key("[MX.Example.COM.]:25"), Key::Domain(d) if d.as_str() == "mx.example.com"));
+/// assert_eq!(normalize_key(".example.com"), Key::Skip(SkipReason::ParentDomain));
+/// assert_eq!(normalize_key("[192.0.2.1]"), Key::Skip(SkipReason::IpLiteral));
+/// ```
+pub fn normalize_key(key: &str) -> Key {
+    let key = key.trim();
+    let host = if let Some(rest) = key.strip_prefix('[') {
+        // `[host]` or `[host]:port` (socketmap_table(5) next-hop forms).
+        rest.split(']').next().unwrap_or(rest)
+    } else if is_ip(key) {
+        return Key::Skip(SkipReason::IpLiteral);
+    } else if let Some((host, _port)) = key.rsplit_once(':') {
+        host
+    } else {
+        key
+    };
+    let host = host.trim();
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.starts_with('.') {
+        return Key::Skip(SkipReason::ParentDomain);
+    }
+    if is_ip(host) {
+        return Key::Skip(SkipReason::IpLiteral);
+    }
+    match PolicyDomain::parse(host) {
+        Ok(domain) => Key::Domain(domain),
+        Err(_) => Key::Skip(SkipReason::Invalid),
+    }
+}
+
+fn is_ip(text: &str) -> bool {
+    let bare = text
+        .strip_prefix("ipv6:")
+        .or_else(|| text.strip_prefix("IPv6:"))
+        .unwrap_or(text);
+    bare.parse::<IpAddr>().is_ok()
+}
+
+/// The reply for `policy` (the engine's answer; `None` = no policy) under `zone`'s settings.
+///
+/// ```
+/// use mta_sts_daemon::answer::reply_for;
+/// use mta_sts_daemon::config::ZoneConfig;
+/// use mtasts_engine::ResolvedPolicy;
+/// let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: *.example.com\n".parse()?;
+/// let resolved = ResolvedPolicy::new("id1".parse()?, policy, 0);
+/// let domain = mtasts_core::PolicyDomain::parse("example.com")?;
+/// let reply = reply_for(&ZoneConfig::default(), &domain, Some(&resolved));
+/// assert_eq!(reply.to_string(), "OK secure match=.example.com servername=hostname");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn reply_for(
+    zone: &ZoneConfig,
+    domain: &PolicyDomain,
+    policy: Option<&ResolvedPolicy>,
+) -> Reply {
+    let Some(resolved) = policy else {
+        return Reply::NotFound;
+    };
+    let policy = resolved.policy();
+    match policy.mode() {
+        Mode::Enforce => {}
+        Mode::Testing if zone.strict_testing => {}
+        _ => return Reply::NotFound,
+    }
+    // RFC 8461 §3.2: enforce/testing policies have at least one mx (mtasts-core guarantees it); an empty
+    // `match=` would leave mail stuck in Postfix's queue, so be defensive anyway.
+    if policy.mx().is_empty() {
+        return Reply::NotFound;
+    }
+    let mut out = BytesMut::with_capacity(64 + 32 * policy.mx().len());
+    out.put_slice(b"secure match=");
+    let mut first = true;
+    for (i, mx) in policy.mx().iter().enumerate() {
+        if policy.mx()[..i]
+            .iter()
+            .any(|earlier| earlier.as_str() == mx.as_str())
+        {
+            continue;
+        }
+        if !first {
+            out.put_u8(b':');
+        }
+        first = false;
+        // RFC 8461 §4.1 `*.example.com` → Postfix's `.example.com` (Postfix's form matches any depth; with
+        // `tlsrpt` Postfix ≥ 3.10.5 enforces the one-label rule itself from `mx_host_pattern`).
+        match mx.as_str().strip_prefix('*') {
+            Some(rest) if mx.is_wildcard() => out.put_slice(rest.as_bytes()),
+            _ => out.put_slice(mx.as_str().as_bytes()),
+        }
+    }
+    if zone.require_sni {
+        out.put_slice(b" servername=hostname");
+    }
+    if zone.tlsrpt {
+        append_tlsrpt(&mut out, domain, resolved);
+    }
+    Reply::Ok(out.freeze())
+}
+
+/// Postfix 3.10 TLSRPT attributes (TLSRPT_README, "MTA-STS support via smtp_tls_policy_maps"):
+/// `policy_type=sts policy_domain=D policy_ttl=N`, one `mx_host_pattern=P` per `mx:` line, and one
+/// `{ policy_string = <line> }` per line of the policy.
+fn append_tlsrpt(out: &mut BytesMut, domain: &PolicyDomain, resolved: &ResolvedPolicy) {
+    let policy = resolved.policy();
+    let mut text = String::with_capacity(128);
+    let _ = write!(
+        text,
+        " policy_type=sts policy_domain={} policy_ttl={}",
+        domain.as_str(),
+        policy.max_age().as_secs()
+    );
+    for mx in policy.mx() {
+        let _ = write!(text, " mx_host_pattern={}", mx.as_str());
+    }
+    for line in policy.to_string().lines() {
+        // Braces would end Postfix's `{ ... }` grouping early; only extension values can hold them.
+        if line.contains(['{', '}']) {
+            continue;
+        }
+        let _ = write!(text, " {{ policy_string = {line} }}");
+    }
+    out.put_slice(text.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(key: &str) -> String {
+        match normalize_key(key) {
+            Key::Domain(d) => d.as_str().to_owned(),
+            Key::Skip(reason) => format!("skip:{}", reason.as_str()),
+        }
+    }
+
+    #[test]
+    fn key_forms() {
+        let cases = [
+            ("example.com", "example.com"),
+            ("EXAMPLE.COM", "example.com"),
+            ("example.com.", "example.com"),
+            ("[mx.example.com]", "mx.example.com"),
+            ("[mx.example.com]:587", "mx.example.com"),
+            ("[MX.example.com.]:25", "mx.example.com"),
+            ("mx.example.com:25", "mx.example.com"),
+            (" example.com ", "example.com"),
+            ("bücher.example", "xn--bcher-kva.example"),
+            ("BÜCHER.example.", "xn--bcher-kva.example"),
+            (".example.com", "skip:parent_domain"),
+            (".com", "skip:parent_domain"),
+            ("[.example.com]", "skip:parent_domain"),
+            ("192.0.2.1", "skip:ip_literal"),
+            ("[192.0.2.1]", "skip:ip_literal"),
+            ("[192.0.2.1]:25", "skip:ip_literal"),
+            ("2001:db8::1", "skip:ip_literal"),
+            ("[2001:db8::1]", "skip:ip_literal"),
+            ("[ipv6:2001:db8::1]", "skip:ip_literal"),
+            ("", "skip:invalid_domain"),
+            ("exa mple.com", "skip:invalid_domain"),
+            ("-bad-.example", "skip:invalid_domain"),
+        ];
+        for (key, want) in cases {
+            assert_eq!(domain(key), want, "key {key:?}");
+        }
+    }
+
+    fn resolved(text: &str) -> ResolvedPolicy {
+        ResolvedPolicy::new("id1".parse().unwrap(), text.parse().unwrap(), 1000)
+    }
+
+    fn reply(zone: &ZoneConfig, text: Option<&str>) -> String {
+        let d = PolicyDomain::parse("example.com").unwrap();
+        let r = text.map(resolved);
+        reply_for(zone, &d, r.as_ref()).to_string()
+    }
+
+    const ENFORCE: &str = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\nmx: *.example.net\nmx: mail.example.com\n";
+    const TESTING: &str = "version: STSv1\nmode: testing\nmax_age: 86400\nmx: mail.example.com\n";
+    const NONE: &str = "version: STSv1\nmode: none\nmax_age: 86400\n";
+
+    #[test]
+    fn enforce_answers_secure_with_deduplicated_postfix_patterns() {
+        let zone = ZoneConfig::default();
+        assert_eq!(
+            reply(&zone, Some(ENFORCE)),
+            "OK secure match=mail.example.com:.example.net servername=hostname"
+        );
+        let nosni = ZoneConfig {
+            require_sni: false,
+            ..ZoneConfig::default()
+        };
+        assert_eq!(
+            reply(&nosni, Some(ENFORCE)),
+            "OK secure match=mail.example.com:.example.net"
+        );
+    }
+
+    #[test]
+    fn testing_and_none_and_absent_are_notfound() {
+        let zone = ZoneConfig::default();
+        assert_eq!(reply(&zone, Some(TESTING)), "NOTFOUND ");
+        assert_eq!(reply(&zone, Some(NONE)), "NOTFOUND ");
+        assert_eq!(reply(&zone, None), "NOTFOUND ");
+        let strict = ZoneConfig {
+            strict_testing: true,
+            ..ZoneConfig::default()
+        };
+        assert_eq!(
+            reply(&strict, Some(TESTING)),
+            "OK secure match=mail.example.com servername=hostname"
+        );
+        assert_eq!(reply(&strict, Some(NONE)), "NOTFOUND ");
+    }
+
+    #[test]
+    fn tlsrpt_attributes_follow_postfix_3_10() {
+        let zone = ZoneConfig {
+            tlsrpt: true,
+            ..ZoneConfig::default()
+        };
+        assert_eq!(
+            reply(&zone, Some(ENFORCE)),
+            "OK secure match=mail.example.com:.example.net servername=hostname \
+             policy_type=sts policy_domain=example.com policy_ttl=86400 \
+             mx_host_pattern=mail.example.com mx_host_pattern=*.example.net mx_host_pattern=mail.example.com \
+             { policy_string = version: STSv1 } { policy_string = mode: enforce } \
+             { policy_string = max_age: 86400 } { policy_string = mx: mail.example.com } \
+             { policy_string = mx: *.example.net } { policy_string = mx: mail.example.com }"
+        );
+        assert_eq!(reply(&zone, Some(TESTING)), "NOTFOUND ");
+    }
+}

@@ -1,0 +1,226 @@
+//! Wiring: configuration → fetcher, store, engine, listener, server, proactive refresh.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mtasts_engine::{Clock, Engine};
+use mtasts_fetch::Fetcher;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::StartError;
+use crate::config::{Config, ProactiveConfig, ProxySetting};
+use crate::listen::{Listener, LocalAddr};
+use crate::server::{Handler, serve};
+use crate::stores;
+
+/// A daemon whose socket is bound (or taken from systemd) but which does not serve yet: privileges can be
+/// dropped in between.
+#[derive(Debug)]
+pub struct Bound {
+    config: Config,
+    listener: Listener,
+    local_addr: LocalAddr,
+}
+
+impl Bound {
+    /// Binds the configured socket. Needs a tokio runtime.
+    pub fn bind(config: Config) -> Result<Self, StartError> {
+        let listener = Listener::bind(&config.listen, config.reuse_port)?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: format!("{:?}", config.listen),
+            source,
+        })?;
+        Ok(Self {
+            config,
+            listener,
+            local_addr,
+        })
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> &LocalAddr {
+        &self.local_addr
+    }
+
+    /// Opens the store, builds the engine and starts serving.
+    pub async fn start(self) -> Result<Running, StartError> {
+        self.start_with_clock(None).await
+    }
+
+    /// [`Bound::start`] with the engine reading time from `clock` (tests use a `ManualClock`).
+    pub async fn start_with_clock(
+        self,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Result<Running, StartError> {
+        let Self {
+            config,
+            listener,
+            local_addr,
+        } = self;
+        let fetcher = build_fetcher(&config)?;
+        let (store, memory) = stores::open(&config.cache, config.limits.memory_cache_size).await?;
+        let mut builder = Engine::builder(fetcher)
+            .memory_capacity(memory)
+            .cache_grace(config.cache_grace)
+            .max_negative_ttl(config.freshness.max_negative_ttl)
+            .failure_backoff(config.freshness.failure_backoff)
+            .max_in_flight(config.limits.max_discoveries)
+            .refresh_timeout(config.default_zone.timeout);
+        if let Some(store) = store {
+            builder = builder.store(store);
+        }
+        if let Some(clock) = clock {
+            builder = builder.clock(clock);
+        }
+        let engine = builder.build();
+        let handler = Arc::new(Handler::new(engine.clone(), &config));
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(
+            listener,
+            handler,
+            config.limits.clone(),
+            config.shutdown_timeout,
+            stop.clone(),
+        ));
+        let proactive = config.proactive.enabled.then(|| {
+            tokio::spawn(proactive_loop(
+                engine.clone(),
+                config.proactive.clone(),
+                stop.clone(),
+            ))
+        });
+        info!(listen = %local_addr, cache = config.cache.type_name(), "mta-sts-daemon serving");
+        Ok(Running {
+            local_addr,
+            engine,
+            stop,
+            server,
+            proactive,
+        })
+    }
+}
+
+/// A serving daemon.
+#[derive(Debug)]
+pub struct Running {
+    local_addr: LocalAddr,
+    engine: Engine,
+    stop: CancellationToken,
+    server: JoinHandle<()>,
+    proactive: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Binds and starts in one step (no privilege change in between); for tests and embedding.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), mta_sts_daemon::StartError> {
+    /// let cfg = mta_sts_daemon::config::Config::parse("port: 0\n")?;
+    /// let running = mta_sts_daemon::Running::start(cfg).await?;
+    /// println!("listening on {}", running.local_addr());
+    /// running.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        Bound::bind(config)?.start().await
+    }
+
+    /// Where it listens.
+    pub fn local_addr(&self) -> &LocalAddr {
+        &self.local_addr
+    }
+
+    /// The engine (for statistics and tests).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Stops accepting connections at once; open connections are served until they close or
+    /// `shutdown_timeout` passes. Returns immediately; see [`Running::wait`].
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Waits until the server has stopped (after [`Running::stop`]).
+    pub async fn wait(self) {
+        if let Err(e) = self.server.await {
+            warn!(error = %e, "server task ended abnormally");
+        }
+        if let Some(p) = self.proactive {
+            p.abort();
+            let _ = p.await;
+        }
+    }
+
+    /// [`Running::stop`] then [`Running::wait`].
+    pub async fn shutdown(self) {
+        self.stop();
+        self.wait().await;
+    }
+}
+
+fn build_fetcher(config: &Config) -> Result<Fetcher, StartError> {
+    let mut builder = Fetcher::builder().timeout(config.default_zone.timeout);
+    if !config.resolver.nameservers.is_empty() {
+        builder = builder.nameservers(config.resolver.nameservers.clone());
+    }
+    if let Some(ca) = &config.resolver.extra_ca_file {
+        builder = builder.extra_ca_pem_file(ca);
+    }
+    if let Some(port) = config.resolver.policy_port {
+        builder = builder.policy_port(port);
+    }
+    match &config.resolver.proxy {
+        ProxySetting::Environment => {}
+        ProxySetting::Disabled => builder = builder.without_proxy(),
+        ProxySetting::Url(url) => {
+            builder = builder.proxy(url.parse().map_err(StartError::Fetcher)?);
+        }
+    }
+    builder.build().map_err(StartError::Fetcher)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Every `interval`, refreshes cached policies (RFC 8461 §3.3). The time of the last pass comes from the store,
+/// so a restart (or another host sharing the store) does not cause an early pass.
+async fn proactive_loop(engine: Engine, cfg: ProactiveConfig, stop: CancellationToken) {
+    loop {
+        let last = engine.last_proactive_refresh().await.unwrap_or(0);
+        let due = last.saturating_add(cfg.interval.as_secs());
+        let now = unix_now();
+        if now < due {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_secs(due - now)) => continue,
+            }
+        }
+        info!("proactive policy refresh starting");
+        let report = tokio::select! {
+            () = stop.cancelled() => return,
+            report = engine.refresh_proactively(cfg.interval, cfg.grace_ratio, cfg.concurrency_limit) => report,
+        };
+        info!(
+            scanned = report.scanned,
+            due = report.due,
+            fetched = report.fetched,
+            unchanged = report.unchanged,
+            no_policy = report.no_policy,
+            failed = report.failed,
+            completed = report.completed,
+            "proactive policy refresh done"
+        );
+        // At least one interval between passes, even if the store could not record this one.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(cfg.interval) => {}
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Listening sockets: TCP (with `SO_REUSEPORT` when `reuse_port`), a UNIX socket with a file mode, or a socket
+//! passed by systemd (`LISTEN_FDS`, socket activation).
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::StartError;
+use crate::config::ListenConfig;
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    /// TCP.
+    Tcp(TcpListener),
+    /// A UNIX socket; `path` is removed when the listener is dropped if we created it.
+    Unix {
+        /// The listener.
+        listener: UnixListener,
+        /// The socket file to remove at stop (None for a socket passed by systemd).
+        cleanup: Option<PathBuf>,
+    },
+}
+
+/// An accepted client.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// UNIX.
+    Unix(UnixStream),
+}
+
+/// Where a listener listens, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAddr {
+    /// TCP address.
+    Tcp(SocketAddr),
+    /// UNIX socket path (empty when unnamed).
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for LocalAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "tcp:{a}"),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+impl Listener {
+    /// Binds what the configuration asks for, or takes the socket systemd passed (`LISTEN_FDS`), which wins.
+    /// Must be called within a tokio runtime.
+    pub fn bind(listen: &ListenConfig, reuse_port: bool) -> Result<Self, StartError> {
+        if let Some(listener) = Self::from_systemd()? {
+            return Ok(listener);
+        }
+        match listen {
+            ListenConfig::Tcp { host, port } => bind_tcp(host, *port, reuse_port),
+            ListenConfig::Unix { path, mode } => bind_unix(path, *mode),
+        }
+    }
+
+    /// The first socket passed by systemd socket activation, if any (`LISTEN_PID`/`LISTEN_FDS`).
+    pub fn from_systemd() -> Result<Option<Self>, StartError> {
+        let mut fds = listenfd::ListenFd::from_env();
+        if fds.len() == 0 {
+            return Ok(None);
+        }
+        let systemd = |source| StartError::Systemd {
+            what: "LISTEN_FDS socket",
+            source,
+        };
+        if let Ok(Some(tcp)) = fds.take_tcp_listener(0) {
+            tcp.set_nonblocking(true).map_err(systemd)?;
+            return Ok(Some(Self::Tcp(
+                TcpListener::from_std(tcp).map_err(systemd)?,
+            )));
+        }
+        match fds.take_unix_listener(0) {
+            Ok(Some(unix)) => {
+                unix.set_nonblocking(true).map_err(systemd)?;
+                let listener = UnixListener::from_std(unix).map_err(systemd)?;
+                Ok(Some(Self::Unix {
+                    listener,
+                    cleanup: None,
+                }))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(systemd(e)),
+        }
+    }
+
+    /// Where this listener listens.
+    pub fn local_addr(&self) -> io::Result<LocalAddr> {
+        match self {
+            Self::Tcp(l) => l.local_addr().map(LocalAddr::Tcp),
+            Self::Unix { listener, .. } => {
+                let addr = listener.local_addr()?;
+                Ok(LocalAddr::Unix(
+                    addr.as_pathname()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default(),
+                ))
+            }
+        }
+    }
+
+    /// Accepts one client.
+    pub async fn accept(&self) -> io::Result<Stream> {
+        match self {
+            Self::Tcp(l) => {
+                let (s, _) = l.accept().await?;
+                // Replies are small and latency matters.
+                let _ = s.set_nodelay(true);
+                Ok(Stream::Tcp(s))
+            }
+            Self::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Self::Unix {
+            cleanup: Some(path),
+            ..
+        } = self
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn bind_tcp(host: &str, port: u16, reuse_port: bool) -> Result<Listener, StartError> {
+    let what = format!("{host}:{port}");
+    let bind_err = |source| StartError::Bind {
+        addr: what.clone(),
+        source,
+    };
+    // Brackets are accepted around IPv6 addresses.
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let addr = (bare, port)
+        .to_socket_addrs()
+        .map_err(bind_err)?
+        .next()
+        .ok_or_else(|| {
+            bind_err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                "host name resolves to no address",
+            ))
+        })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(bind_err)?;
+    socket.set_reuse_address(true).map_err(bind_err)?;
+    if reuse_port {
+        // Several instances on one port: a restart never refuses a query.
+        socket.set_reuse_port(true).map_err(bind_err)?;
+    }
+    socket.set_nonblocking(true).map_err(bind_err)?;
+    socket.bind(&addr.into()).map_err(bind_err)?;
+    socket.listen(1024).map_err(bind_err)?;
+    let listener = TcpListener::from_std(socket.into()).map_err(bind_err)?;
+    Ok(Listener::Tcp(listener))
+}
+
+fn bind_unix(path: &Path, mode: Option<u32>) -> Result<Listener, StartError> {
+    let bind_err = |source| StartError::Bind {
+        addr: path.display().to_string(),
+        source,
+    };
+    // A stale socket file from an earlier run is replaced; anything else is left alone (bind then fails).
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).map_err(bind_err)?;
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(bind_err)?;
+    let listener = Listener::Unix {
+        listener,
+        cleanup: Some(path.to_owned()),
+    };
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+    }
+    Ok(listener)
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}

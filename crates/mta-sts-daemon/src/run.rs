@@ -1,0 +1,196 @@
+//! The binary's life cycle: flags, logging, configuration, bind, privileges, pidfile, systemd, signals.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{error, info, warn};
+
+use crate::StartError;
+use crate::cli::Cli;
+use crate::config::Config;
+use crate::daemon::Bound;
+use crate::systemd;
+
+/// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).
+pub const EX_CONFIG: u8 = 78;
+
+/// Runs the daemon with parsed flags until a signal stops it; returns the process exit code.
+pub fn run(cli: &Cli) -> ExitCode {
+    if let Err(e) = init_logging(cli) {
+        eprintln!("mta-sts-daemon: cannot open log file: {e}");
+        return ExitCode::from(73); // EX_CANTCREAT
+    }
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{}: {e}", cli.config.display());
+            eprintln!("mta-sts-daemon: {}: {e}", cli.config.display());
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    for key in &config.unknown_keys {
+        warn!(key, "unknown configuration key ignored");
+    }
+    for warning in &config.warnings {
+        warn!("{warning}");
+    }
+    if cli.disable_uvloop {
+        info!("--disable-uvloop has no effect (accepted for compatibility)");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_until_signalled(cli, config)) {
+        Ok(code) => code,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("mta-sts-daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<ExitCode, StartError> {
+    // Signal handlers first, so that a signal during start-up is not fatal by default.
+    let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+
+    let bound = Bound::bind(config)?;
+    // The pidfile is written while still privileged (it usually lives in /run).
+    let _pidfile = match &cli.pidfile {
+        Some(path) => Some(Pidfile::create(path)?),
+        None => None,
+    };
+    drop_privileges(cli.user.as_deref(), cli.group.as_deref())?;
+    let running = bound.start().await?;
+    if let Err(e) = systemd::notify("READY=1") {
+        warn!(error = %e, "could not notify systemd");
+    }
+
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received, stopping"),
+        _ = int.recv() => info!("SIGINT received, stopping"),
+    }
+    let _ = systemd::notify("STOPPING=1");
+    running.stop();
+    tokio::select! {
+        () = running.wait() => {
+            info!("stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ = term.recv() => {
+            warn!("second signal, exiting at once");
+            Ok(ExitCode::SUCCESS)
+        }
+        _ = int.recv() => {
+            warn!("second signal, exiting at once");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) -> std::io::Result<()> {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(cli.verbosity.level())
+        .with_target(false);
+    match &cli.logfile {
+        Some(path) => {
+            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            // Ignore "already set" (tests may run several daemons in one process).
+            let _ = builder
+                .with_ansi(false)
+                .with_writer(Mutex::new(file))
+                .try_init();
+        }
+        None => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+        }
+    }
+    Ok(())
+}
+
+/// Switches to `user`/`group` (names or numeric ids). With only `user`, its primary group is used.
+fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), StartError> {
+    use nix::unistd::{Gid, Group, Uid, User, setgid, setgroups, setuid};
+    if user.is_none() && group.is_none() {
+        return Ok(());
+    }
+    let priv_err = |what: String, source: nix::Error| StartError::Privileges {
+        what,
+        source: source.into(),
+    };
+    let user = match user {
+        Some(name) => {
+            let found = match name.parse::<u32>() {
+                Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+                Err(_) => User::from_name(name),
+            };
+            Some(
+                found
+                    .map_err(|e| priv_err(format!("look up user {name}"), e))?
+                    .ok_or_else(|| StartError::Privileges {
+                        what: format!("user {name} does not exist"),
+                        source: std::io::ErrorKind::NotFound.into(),
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let gid = match group {
+        Some(name) => match name.parse::<u32>() {
+            Ok(gid) => Gid::from_raw(gid),
+            Err(_) => {
+                Group::from_name(name)
+                    .map_err(|e| priv_err(format!("look up group {name}"), e))?
+                    .ok_or_else(|| StartError::Privileges {
+                        what: format!("group {name} does not exist"),
+                        source: std::io::ErrorKind::NotFound.into(),
+                    })?
+                    .gid
+            }
+        },
+        None => user.as_ref().map_or_else(nix::unistd::getgid, |u| u.gid),
+    };
+    // Supplementary groups first (needs root), then the group, then the user.
+    if Uid::effective().is_root() {
+        setgroups(&[gid]).map_err(|e| priv_err("drop supplementary groups".into(), e))?;
+    }
+    setgid(gid).map_err(|e| priv_err(format!("switch to group {gid}"), e))?;
+    if let Some(u) = &user {
+        setuid(u.uid).map_err(|e| priv_err(format!("switch to user {}", u.name), e))?;
+    }
+    info!(uid = %nix::unistd::getuid(), gid = %nix::unistd::getgid(), "privileges dropped");
+    Ok(())
+}
+
+/// A pidfile, removed when dropped.
+#[derive(Debug)]
+struct Pidfile(PathBuf);
+
+impl Pidfile {
+    fn create(path: &Path) -> Result<Self, StartError> {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            StartError::Pidfile {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        Ok(Self(path.to_owned()))
+    }
+}
+
+impl Drop for Pidfile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

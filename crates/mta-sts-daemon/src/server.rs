@@ -1,0 +1,208 @@
+//! The socketmap server: accepts connections, reads pipelined requests, answers them in order.
+//!
+//! Per connection one task reads netstrings (socketmap_table(5)), starts each request's lookup at once and
+//! keeps at most `max_pipeline` of them in flight ([`FuturesOrdered`]: they run concurrently, replies leave in
+//! request order). A framing error (malformed or over-long netstring) ends that connection after the replies
+//! already due are written; other connections are not affected.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use mtasts_engine::Engine;
+use socketmap_proto::{Reply, Request, ServerCodec};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::answer::{Key, normalize_key, reply_for};
+use crate::config::{Config, LimitsConfig, ZoneConfig};
+use crate::listen::{Listener, Stream};
+
+/// Answers socketmap requests: zone selection, key normalization, the engine lookup, the reply text.
+#[derive(Debug)]
+pub struct Handler {
+    engine: Engine,
+    default_zone: ZoneConfig,
+    zones: std::collections::BTreeMap<String, ZoneConfig>,
+}
+
+impl Handler {
+    /// A handler over `engine` with the zones of `config`.
+    pub fn new(engine: Engine, config: &Config) -> Self {
+        Self {
+            engine,
+            default_zone: config.default_zone.clone(),
+            zones: config.zones.clone(),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn zone(&self, name: &[u8]) -> &ZoneConfig {
+        std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| self.zones.get(n))
+            .unwrap_or(&self.default_zone)
+    }
+
+    /// The reply to one request. Never an error reply for a discovery problem (RFC 8461 §3.3).
+    pub async fn answer(&self, request: &Request) -> Reply {
+        let zone = self.zone(request.raw_name());
+        let key = match request.key() {
+            Ok(key) => key,
+            Err(e) => {
+                debug!(error = %e, "request without a usable key");
+                return Reply::NotFound;
+            }
+        };
+        let domain = match normalize_key(key) {
+            Key::Domain(domain) => domain,
+            Key::Skip(reason) => {
+                debug!(key, reason = reason.as_str(), "no lookup");
+                return Reply::NotFound;
+            }
+        };
+        let resolution = self.engine.resolve(&domain, zone.timeout).await;
+        let reply = reply_for(zone, &domain, resolution.policy.as_deref());
+        debug!(domain = domain.as_str(), source = %resolution.source, reply = %reply, "answered");
+        reply
+    }
+}
+
+/// Serves `listener` until `stop` is cancelled, then stops accepting at once and lets open connections finish
+/// until their clients close them or `shutdown_timeout` passes (then they are cut).
+pub async fn serve(
+    listener: Listener,
+    handler: Arc<Handler>,
+    limits: LimitsConfig,
+    shutdown_timeout: Duration,
+    stop: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    let conn_stop = CancellationToken::new();
+    loop {
+        // Taking a permit before accepting leaves excess clients in the kernel backlog.
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    // EMFILE and friends: give the system a moment instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let handler = Arc::clone(&handler);
+        let limits = limits.clone();
+        let conn_stop = conn_stop.clone();
+        connections.spawn(async move {
+            serve_connection(stream, handler, &limits, conn_stop).await;
+            drop(permit);
+        });
+        // Reap finished connections so the set does not grow.
+        while connections.try_join_next().is_some() {}
+    }
+    // Stop accepting at once: another instance on the same port (reuse_port) takes new clients.
+    drop(listener);
+    let open = connections.len();
+    if open > 0 {
+        info!(
+            open,
+            timeout_s = shutdown_timeout.as_secs_f64(),
+            "waiting for open connections to finish"
+        );
+    }
+    // Connections are told to stop reading new requests only when the grace period is over.
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            remaining = connections.len(),
+            "shutdown timeout expired, closing remaining connections"
+        );
+        conn_stop.cancel();
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+async fn answer(handler: Arc<Handler>, request: Option<Request>) -> Reply {
+    match request {
+        Some(request) => handler.answer(&request).await,
+        None => Reply::NotFound,
+    }
+}
+
+/// Serves one client connection until it closes, sends a bad netstring, or `stop` is cancelled.
+pub async fn serve_connection(
+    stream: Stream,
+    handler: Arc<Handler>,
+    limits: &LimitsConfig,
+    stop: CancellationToken,
+) {
+    let (read, write) = tokio::io::split(stream);
+    let codec = ServerCodec::new().with_max_request_len(limits.max_request_size);
+    let mut requests = FramedRead::new(read, codec.clone());
+    let mut replies = FramedWrite::new(write, codec);
+    let mut pending = FuturesOrdered::new();
+    let mut reading = true;
+    let started = Instant::now();
+    let mut served: u64 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                served += 1;
+                // Flush when nothing else is ready to go, so pipelined replies share a write.
+                let result = if pending.is_empty() { replies.send(reply).await } else { replies.feed(reply).await };
+                if let Err(e) = result {
+                    debug!(error = %e, "client went away while being answered");
+                    return;
+                }
+            }
+            frame = requests.next(), if reading && pending.len() < limits.max_pipeline => match frame {
+                Some(Ok(request)) => pending.push_back(answer(Arc::clone(&handler), Some(request))),
+                Some(Err(e)) if !e.is_fatal() => {
+                    debug!(error = %e, "bad request");
+                    pending.push_back(answer(Arc::clone(&handler), None));
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, kind = e.kind(), "bad netstring from client, closing the connection");
+                    reading = false;
+                }
+                None => reading = false,
+            },
+            else => break,
+        }
+        if !reading && pending.is_empty() {
+            break;
+        }
+    }
+    let _ = SinkExt::<Reply>::flush(&mut replies).await;
+    let _ = SinkExt::<Reply>::close(&mut replies).await;
+    debug!(
+        served,
+        duration_ms = started.elapsed().as_millis() as u64,
+        "connection closed"
+    );
+}

@@ -1,0 +1,217 @@
+//! The answer contract, end to end over TCP.
+
+use std::time::Duration;
+
+use mtasts_test_support::{Fixture, PolicyResponse};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn enforced_policy_answers_secure_match() {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    let daemon = start(&fixture, "").await;
+    let addr = tcp_addr(&daemon);
+    assert_eq!(query(addr, "postfix", "enforce.test").await, ENFORCE_REPLY);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_key_form_reaches_the_same_policy() {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    let daemon = start(&fixture, "").await;
+    let addr = tcp_addr(&daemon);
+    for key in [
+        "enforce.test",
+        "ENFORCE.TEST",
+        "enforce.test.",
+        "[enforce.test]",
+        "[enforce.test]:25",
+        "enforce.test:587",
+    ] {
+        assert_eq!(
+            query(addr, "postfix", key).await,
+            ENFORCE_REPLY,
+            "key {key:?}"
+        );
+    }
+    // One discovery served them all.
+    assert_eq!(fixture.https().request_count("mta-sts.enforce.test"), 1);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn parent_domains_and_ip_literals_are_notfound_without_network() {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    let daemon = start(&fixture, "").await;
+    let addr = tcp_addr(&daemon);
+    for key in [
+        ".enforce.test",
+        ".test",
+        "[192.0.2.1]",
+        "192.0.2.1",
+        "[2001:db8::1]:25",
+        "2001:db8::1",
+        "not a domain",
+    ] {
+        assert_eq!(
+            query(addr, "postfix", key).await,
+            "NOTFOUND ",
+            "key {key:?}"
+        );
+    }
+    assert_eq!(fixture.dns().total_queries(), 0);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn u_labels_are_looked_up_as_a_labels() {
+    let fixture = Fixture::start().await;
+    fixture.publish("xn--bcher-kva.test", "id1", ENFORCE);
+    let daemon = start(&fixture, "").await;
+    assert_eq!(
+        query(tcp_addr(&daemon), "postfix", "bücher.test").await,
+        ENFORCE_REPLY
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn testing_none_and_absent_policies_are_notfound() {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    fixture.dns().set_nxdomain("_mta-sts.absent.test");
+    let daemon = start(&fixture, "").await;
+    let addr = tcp_addr(&daemon);
+    assert_eq!(query(addr, "postfix", "testing.test").await, "NOTFOUND ");
+    assert_eq!(query(addr, "postfix", "none.test").await, "NOTFOUND ");
+    assert_eq!(query(addr, "postfix", "absent.test").await, "NOTFOUND ");
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn discovery_failures_are_notfound_never_errors() {
+    let fixture = Fixture::start().await;
+    fixture.publish_txt("broken.test", "id1");
+    fixture.serve("broken.test", PolicyResponse::status(500));
+    fixture.dns().set_servfail("_mta-sts.servfail.test");
+    fixture.publish_txt("badpolicy.test", "id1");
+    fixture.serve(
+        "badpolicy.test",
+        PolicyResponse::policy("version: STSv1\nmode: enforce\nmax_age: 86400\n"),
+    );
+    let daemon = start(&fixture, "").await;
+    let addr = tcp_addr(&daemon);
+    for key in ["broken.test", "servfail.test", "badpolicy.test"] {
+        assert_eq!(
+            query(addr, "postfix", key).await,
+            "NOTFOUND ",
+            "key {key:?}"
+        );
+    }
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn zones_select_their_settings_and_fall_back_to_default_zone() {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    let daemon = start(
+        &fixture,
+        "default_zone:\n  require_sni: yes\nzones:\n  strict:\n    strict_testing: yes\n  nosni:\n    require_sni: no\n  rpt:\n    tlsrpt: on\n",
+    )
+    .await;
+    let addr = tcp_addr(&daemon);
+    // strict_testing: testing answered like enforce.
+    assert_eq!(
+        query(addr, "strict", "testing.test").await,
+        "OK secure match=mail.example.com servername=hostname"
+    );
+    assert_eq!(query(addr, "strict", "none.test").await, "NOTFOUND ");
+    assert_eq!(query(addr, "postfix", "testing.test").await, "NOTFOUND ");
+    // require_sni: false (Postfix < 3.4).
+    assert_eq!(
+        query(addr, "nosni", "enforce.test").await,
+        "OK secure match=mail.example.com:.mx.example.net"
+    );
+    // An unknown zone name uses default_zone.
+    assert_eq!(query(addr, "whatever", "enforce.test").await, ENFORCE_REPLY);
+    // tlsrpt: Postfix 3.10 attributes.
+    assert_eq!(
+        query(addr, "rpt", "enforce.test").await,
+        format!(
+            "{ENFORCE_REPLY} policy_type=sts policy_domain=enforce.test policy_ttl=86400 \
+             mx_host_pattern=mail.example.com mx_host_pattern=*.mx.example.net \
+             {{ policy_string = version: STSv1 }} {{ policy_string = mode: enforce }} \
+             {{ policy_string = max_age: 86400 }} {{ policy_string = mx: mail.example.com }} \
+             {{ policy_string = mx: *.mx.example.net }}"
+        )
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_discovery() {
+    let fixture = Fixture::start().await;
+    fixture.publish("coalesce.test", "id1", ENFORCE);
+    let daemon = start(&fixture, "").await;
+    let addr = tcp_addr(&daemon);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        tasks.spawn(async move { query(addr, "postfix", "coalesce.test").await });
+    }
+    while let Some(reply) = tasks.join_next().await {
+        assert_eq!(reply.expect("task"), ENFORCE_REPLY);
+    }
+    assert_eq!(fixture.https().request_count("mta-sts.coalesce.test"), 1);
+    daemon.shutdown().await;
+}
+
+#[tokio::test]
+async fn freshness_grace_unchanged_id_expiry_and_stale_on_error() {
+    let fixture = Fixture::start().await;
+    fixture.publish(
+        "fresh.test",
+        "id1",
+        "version: STSv1\nmode: enforce\nmax_age: 600\nmx: mail.example.com\n",
+    );
+    let (daemon, clock) = start_with_clock(&fixture, "cache_grace: 60\n").await;
+    let addr = tcp_addr(&daemon);
+    let want = "OK secure match=mail.example.com servername=hostname";
+    let txt = "_mta-sts.fresh.test";
+    let host = "mta-sts.fresh.test";
+
+    assert_eq!(query(addr, "postfix", "fresh.test").await, want);
+    let (txt0, https0) = (
+        fixture.dns().query_count(txt),
+        fixture.https().request_count(host),
+    );
+    assert_eq!(https0, 1);
+
+    // Within cache_grace: no network at all.
+    clock.advance(Duration::from_secs(30));
+    assert_eq!(query(addr, "postfix", "fresh.test").await, want);
+    assert_eq!(fixture.dns().query_count(txt), txt0);
+
+    // After cache_grace: the TXT id is re-checked; unchanged, so no HTTPS.
+    clock.advance(Duration::from_secs(40));
+    assert_eq!(query(addr, "postfix", "fresh.test").await, want);
+    assert!(fixture.dns().query_count(txt) > txt0);
+    assert_eq!(fixture.https().request_count(host), 1);
+
+    // Near max_age the policy is refetched over HTTPS although the id is unchanged (RFC 8461 §5.1).
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(query(addr, "postfix", "fresh.test").await, want);
+    assert_eq!(fixture.https().request_count(host), 2);
+
+    // Discovery failing: the cached policy keeps answering while valid (RFC 8461 §3.3)...
+    fixture.dns().set_servfail(txt);
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(query(addr, "postfix", "fresh.test").await, want);
+    // ...and once it has expired, the answer is "no policy", never an error.
+    clock.advance(Duration::from_secs(1200));
+    assert_eq!(query(addr, "postfix", "fresh.test").await, "NOTFOUND ");
+    daemon.shutdown().await;
+}

@@ -1,0 +1,297 @@
+//! The built binary: exit codes, signals, systemd notification, pidfile, and Postfix's own client.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use mtasts_test_support::Fixture;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::net::UnixDatagram;
+use tokio::process::{Child, Command};
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mta-sts-daemon");
+
+struct Spawned {
+    child: Child,
+    notify: UnixDatagram,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("mta-sts-daemon.yml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Runs the binary on a config and waits for its READY=1.
+async fn spawn_daemon(fixture: &Fixture, extra: &str, args: &[&str]) -> Spawned {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let text = format!(
+        "host: 127.0.0.1\nport: {port}\n{}{extra}",
+        resolver_yaml(fixture)
+    );
+    let config = write_config(dir.path(), &text);
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    let child = Command::new(BIN)
+        .arg("-c")
+        .arg(&config)
+        .args(args)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn daemon");
+    let mut spawned = Spawned {
+        child,
+        notify,
+        port,
+        dir,
+    };
+    assert_eq!(spawned.next_notification().await, "READY=1");
+    spawned
+}
+
+impl Spawned {
+    async fn next_notification(&mut self) -> String {
+        let mut buf = [0u8; 256];
+        let n = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(30), self.notify.recv(&mut buf)) => {
+                r.expect("no systemd notification within 30 s").expect("recv")
+            }
+            status = self.child.wait() => panic!("daemon exited early: {status:?}"),
+        };
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    fn signal(&self, sig: Signal) {
+        let pid = self.child.id().expect("pid");
+        kill(Pid::from_raw(i32::try_from(pid).expect("pid")), sig).expect("kill");
+    }
+
+    async fn stop(mut self) -> (ExitStatus, String) {
+        self.signal(Signal::SIGTERM);
+        assert_eq!(self.next_notification().await, "STOPPING=1");
+        let output = tokio::time::timeout(Duration::from_secs(30), self.child.wait_with_output())
+            .await
+            .expect("daemon did not exit")
+            .expect("wait");
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+async fn run_to_exit(config_text: &str) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = write_config(dir.path(), config_text);
+    let output = tokio::time::timeout(
+        Duration::from_secs(30),
+        Command::new(BIN)
+            .arg("-c")
+            .arg(&config)
+            .env_remove("LISTEN_FDS")
+            .output(),
+    )
+    .await
+    .expect("daemon did not exit")
+    .expect("run");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn bad_config_exits_78_naming_the_key_and_binds_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("never.sock");
+    let cases = [
+        (
+            format!("path: {}\ncache_grace: soon\n", sock.display()),
+            "`cache_grace` (line 2)",
+        ),
+        (
+            format!("path: {}\nmode: rw-rw-rw-\n", sock.display()),
+            "`mode`",
+        ),
+        (
+            format!(
+                "path: {}\nzones:\n  z:\n    strict_testing: maybe\n",
+                sock.display()
+            ),
+            "`zones.z.strict_testing`",
+        ),
+        (
+            format!("path: {}\ncache:\n  type: memcached\n", sock.display()),
+            "`cache.type`",
+        ),
+        (
+            format!("path: {}\ndefault_zone: [\n", sock.display()),
+            "YAML syntax error",
+        ),
+    ];
+    for (text, needle) in cases {
+        let (status, stderr) = run_to_exit(&text).await;
+        assert_eq!(status.code(), Some(78), "config {text:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "config {text:?}: stderr lacks {needle:?}: {stderr}"
+        );
+        assert!(!sock.exists(), "a socket was bound for a bad config");
+    }
+}
+
+#[tokio::test]
+async fn unknown_flag_is_a_usage_error() {
+    let output = Command::new(BIN)
+        .arg("--frobnicate")
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn serves_signals_ready_stops_on_sigterm_with_pidfile_and_warnings() {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    let pid_dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = pid_dir.path().join("daemon.pid");
+    let pidfile_arg = pidfile.to_string_lossy().into_owned();
+    let spawned = spawn_daemon(
+        &fixture,
+        "colour: blue\ndefault_zone:\n  strickt_testing: yes\n",
+        &["-p", &pidfile_arg, "--disable-uvloop"],
+    )
+    .await;
+    let pid = std::fs::read_to_string(&pidfile).expect("pidfile");
+    assert_eq!(pid.trim(), spawned.child.id().expect("pid").to_string());
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
+    assert_eq!(query(addr, "postfix", "enforce.test").await, ENFORCE_REPLY);
+    assert_eq!(query(addr, "postfix", "testing.test").await, "NOTFOUND ");
+    let _dir = spawned.dir.path().to_owned();
+    let (status, stderr) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("unknown configuration key") && stderr.contains("colour"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("default_zone.strickt_testing"), "{stderr}");
+    assert!(!pidfile.exists(), "pidfile left behind");
+}
+
+#[tokio::test]
+async fn logfile_receives_the_logs() {
+    let fixture = Fixture::start().await;
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let log = log_dir.path().join("daemon.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let spawned = spawn_daemon(&fixture, "", &["-l", &log_arg, "-v", "debug"]).await;
+    let (status, _) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&log).expect("log file");
+    assert!(text.contains("serving"), "{text}");
+}
+
+/// Postfix's own client, `postmap -q`, against the built binary.
+#[tokio::test]
+async fn postmap_queries_the_daemon() {
+    let Some(postmap) = find_postmap() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "postmap not found: install Postfix (apt-get install postfix) for this test"
+        );
+        eprintln!("skipping postmap_queries_the_daemon: postmap not installed (install postfix)");
+        return;
+    };
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    fixture.dns().set_nxdomain("_mta-sts.absent.test");
+    let spawned = spawn_daemon(
+        &fixture,
+        "zones:\n  strict:\n    strict_testing: true\n",
+        &[],
+    )
+    .await;
+    // postmap needs a main.cf; an empty one in a private config directory is enough (Postfix may be installed
+    // without being configured, as CI does).
+    let pf_dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(pf_dir.path().join("main.cf"), "").expect("main.cf");
+    let map = |zone: &str| format!("socketmap:inet:127.0.0.1:{}:{zone}", spawned.port);
+    // (key, zone, expected stdout, expected exit status: 0 found, 1 not found)
+    let cases = [
+        (
+            "enforce.test",
+            "postfix",
+            Some("secure match=mail.example.com:.mx.example.net servername=hostname"),
+            0,
+        ),
+        ("testing.test", "postfix", None, 1),
+        (
+            "testing.test",
+            "strict",
+            Some("secure match=mail.example.com servername=hostname"),
+            0,
+        ),
+        ("none.test", "postfix", None, 1),
+        ("absent.test", "postfix", None, 1),
+        (
+            "[enforce.test]:25",
+            "postfix",
+            Some("secure match=mail.example.com:.mx.example.net servername=hostname"),
+            0,
+        ),
+    ];
+    for (key, zone, want, code) in cases {
+        let out = Command::new(&postmap)
+            .arg("-c")
+            .arg(pf_dir.path())
+            .arg("-q")
+            .arg(key)
+            .arg(map(zone))
+            .output()
+            .await
+            .expect("postmap");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "postmap -q {key} {zone}: {stdout} {stderr}"
+        );
+        // Not found is a clean miss, not a lookup error (which would defer mail).
+        assert!(
+            !stderr.contains("error") && !stderr.contains("fatal"),
+            "postmap -q {key} {zone}: {stderr}"
+        );
+        if let Some(want) = want {
+            assert_eq!(stdout.trim_end(), want, "postmap -q {key} {zone}");
+        }
+    }
+    let (status, stderr) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+fn find_postmap() -> Option<PathBuf> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join("postmap"))
+        .find(|p| p.is_file())
+}

@@ -1,0 +1,7 @@
+//! Integration tests of `mta-sts-daemon` over real sockets, with the in-process DNS/HTTPS fixtures.
+
+mod answers;
+mod binary;
+mod serving;
+mod stores;
+mod support;

@@ -1,0 +1,159 @@
+//! Each cache type configured through YAML, against the real servers.
+
+use mtasts_test_support::Fixture;
+
+use crate::support::*;
+
+/// `url` if the service answers a TCP connect; otherwise fail under CI=true, skip (None) elsewhere.
+async fn service(
+    env: &str,
+    default: &str,
+    host_port: impl Fn(&str) -> String,
+    what: &str,
+) -> Option<String> {
+    let url = std::env::var(env).unwrap_or_else(|_| default.to_owned());
+    let target = host_port(&url);
+    if tokio::net::TcpStream::connect(&target).await.is_ok() {
+        return Some(url);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} is not reachable at {target} ({env}={url}); start it for this test"
+    );
+    eprintln!("skipping: {what} not reachable at {target} (set {env})");
+    None
+}
+
+fn authority(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let rest = rest.split('/').next().unwrap_or(rest);
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    hostport.to_owned()
+}
+
+/// Starts a daemon with `cache_yaml`, checks answers, restarts it on the same store and checks that the
+/// policy is answered from the store (no new HTTPS fetch).
+async fn check_store(cache_yaml: &str, domain: &str) {
+    let fixture = Fixture::start().await;
+    fixture.publish(domain, "id1", ENFORCE);
+    let daemon = start(&fixture, cache_yaml).await;
+    assert_eq!(
+        query(tcp_addr(&daemon), "postfix", domain).await,
+        ENFORCE_REPLY
+    );
+    daemon.shutdown().await;
+    let fetched = fixture.https().request_count(&format!("mta-sts.{domain}"));
+    assert_eq!(fetched, 1);
+    let daemon = start(&fixture, cache_yaml).await;
+    assert_eq!(
+        query(tcp_addr(&daemon), "postfix", domain).await,
+        ENFORCE_REPLY
+    );
+    assert_eq!(
+        fixture.https().request_count(&format!("mta-sts.{domain}")),
+        fetched,
+        "store was not used"
+    );
+    daemon.shutdown().await;
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{}-{nanos}.test", std::process::id())
+}
+
+#[tokio::test]
+async fn internal_cache() {
+    let fixture = Fixture::start().await;
+    fixture.publish("internal.test", "id1", ENFORCE);
+    let daemon = start(
+        &fixture,
+        "cache:\n  type: internal\n  options:\n    cache_size: 2\n",
+    )
+    .await;
+    assert_eq!(
+        query(tcp_addr(&daemon), "postfix", "internal.test").await,
+        ENFORCE_REPLY
+    );
+    assert_eq!(
+        query(tcp_addr(&daemon), "postfix", "internal.test").await,
+        ENFORCE_REPLY
+    );
+    assert_eq!(fixture.https().request_count("mta-sts.internal.test"), 1);
+    daemon.shutdown().await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("cache.db");
+    check_store(
+        &format!(
+            "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n",
+            db.display()
+        ),
+        "sqlite.test",
+    )
+    .await;
+    assert!(db.exists());
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_cache() {
+    let Some(url) = service("REDIS_URL", "redis://127.0.0.1:6379/0", authority, "Redis").await
+    else {
+        return;
+    };
+    check_store(
+        &format!("cache:\n  type: redis\n  options:\n    url: \"{url}\"\n    max_connections: 4\n"),
+        &unique("redis"),
+    )
+    .await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_sentinel_cache() {
+    // Sentinel is optional infrastructure: tested only when MTASTS_TEST_SENTINEL=host:port[,master] is set.
+    let Ok(spec) = std::env::var("MTASTS_TEST_SENTINEL") else {
+        eprintln!(
+            "skipping redis_sentinel_cache: set MTASTS_TEST_SENTINEL=host:port[,master_name]"
+        );
+        return;
+    };
+    let (hostport, master) = spec.split_once(',').unwrap_or((&spec, "mymaster"));
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .expect("MTASTS_TEST_SENTINEL=host:port");
+    check_store(
+        &format!(
+            "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"{master}\"\n    sentinels:\n      - [\"{host}\", {port}]\n"
+        ),
+        &unique("sentinel"),
+    )
+    .await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_cache() {
+    let Some(dsn) = service(
+        "POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+        authority,
+        "PostgreSQL",
+    )
+    .await
+    else {
+        return;
+    };
+    check_store(
+        &format!("cache:\n  type: postgres\n  options:\n    dsn: \"{dsn}\"\n"),
+        &unique("pg"),
+    )
+    .await;
+}
