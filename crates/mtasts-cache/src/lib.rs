@@ -99,6 +99,7 @@ pub trait PolicyCache: Send + Sync + std::fmt::Debug {
     /// Records when the last proactive refresh pass finished (Unix seconds).
     async fn set_proactive_fetch_ts(&self, ts: u64) -> Result<(), CacheError>;
 
-    /// Releases connections and files. Later calls fail with [`CacheError::Closed`] or a similar error.
+    /// Releases connections and files. Stores with connections fail later calls (usually with
+    /// [`CacheError::Closed`]); the memory store keeps working.
     async fn close(&self);
 }

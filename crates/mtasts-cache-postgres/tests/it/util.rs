@@ -46,12 +46,26 @@ impl Schema {
         let url = base_url();
         let options =
             PgConnectOptions::from_str(&url).expect("MTASTS_TEST_POSTGRES_URL is a valid URL");
-        let admin = match PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await
-        {
+        // A quick TCP probe first, so that a missing server skips at once instead of after the pool's retries.
+        let probe = (options.get_host(), options.get_port())
+            .to_socket_addrs()
+            .map_err(sqlx::Error::Io)
+            .and_then(|mut addrs| addrs.next().ok_or(sqlx::Error::PoolTimedOut))
+            .and_then(|addr| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                    .map_err(sqlx::Error::Io)
+            });
+        let connected = match probe {
+            Ok(_) => {
+                PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let admin = match connected {
             Ok(pool) => pool,
             Err(e) => {
                 let msg = format!(
