@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use mtasts_cache::lru::ShardedLru;
 use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanToken};
 use mtasts_core::{PolicyDomain, PolicyId};
 use mtasts_fetch::Discovery;
@@ -16,7 +17,6 @@ use tracing::{debug, info, warn};
 
 use crate::clock::{Clock, SystemClock};
 use crate::discover::Discover;
-use crate::front::Front;
 use crate::refresh::RefreshReport;
 use crate::resolution::{Resolution, ResolvedPolicy, Source};
 use crate::stats::{Counters, EngineStats};
@@ -261,7 +261,7 @@ impl EngineBuilder {
             inner: Arc::new(Inner {
                 discoverer: self.discoverer,
                 store: self.store,
-                front: Front::new(self.memory_capacity),
+                front: ShardedLru::new(self.memory_capacity),
                 inflight: Mutex::new(HashMap::new()),
                 permits: Arc::new(Semaphore::new(max_in_flight.min(Semaphore::MAX_PERMITS))),
                 clock: self.clock,
@@ -346,7 +346,8 @@ impl fmt::Debug for Engine {
 struct Inner {
     discoverer: Arc<dyn Discover>,
     store: Option<Arc<dyn PolicyCache>>,
-    front: Front<FrontEntry>,
+    /// The memory front: bounded, sharded (a std `Mutex` per shard, never held across `.await`), O(1) LRU.
+    front: ShardedLru<Arc<str>, FrontEntry>,
     /// Discoveries running now, by domain: lookups of the same domain wait on the same result.
     inflight: Mutex<HashMap<Arc<str>, Shared>>,
     permits: Arc<Semaphore>,
@@ -382,18 +383,35 @@ impl Engine {
     /// and [`Resolution::source`] says which. `timeout` bounds the discovery; the call returns within about
     /// `timeout` plus one second even when the store is slow.
     pub async fn resolve(&self, domain: &PolicyDomain, timeout: Duration) -> Resolution {
+        // The hot path: synchronous, one shard lock, no allocation.
+        if let Some(resolution) = self.cached(domain) {
+            return resolution;
+        }
+        // Boxed so that the hot path's future stays small.
+        Box::pin(self.resolve_slow(domain, timeout)).await
+    }
+
+    /// The memory front's answer for `domain`, if it has a fresh one (checked less than `cache_grace` ago, a
+    /// cached "no policy", or a back-off answer), without any store or network access: what
+    /// [`Engine::resolve`] does first. Synchronous, for callers that want to skip creating a future on hits.
+    #[must_use]
+    pub fn cached(&self, domain: &PolicyDomain) -> Option<Resolution> {
         let inner = &self.inner;
         let key = domain.as_str();
         let now = inner.clock.now();
-        if let Some(Some(resolution)) = inner.front.get_with(key, |entry| entry.answer(now)) {
-            inner.stats.memory_hits.inc();
-            debug!(
-                domain = key,
-                source = resolution.source.as_str(),
-                "policy from memory"
-            );
-            return resolution;
-        }
+        let resolution = inner.front.get(key)?.answer(now)?;
+        inner.stats.memory_hits.inc();
+        debug!(
+            domain = key,
+            source = resolution.source.as_str(),
+            "policy from memory"
+        );
+        Some(resolution)
+    }
+
+    async fn resolve_slow(&self, domain: &PolicyDomain, timeout: Duration) -> Resolution {
+        let inner = &self.inner;
+        let key = domain.as_str();
         inner.stats.misses.inc();
         let (mut rx, leader) = Inner::start_or_join(inner, domain, timeout, Mode::Request);
         if !leader {
@@ -475,9 +493,11 @@ impl Engine {
                 }
             }
         } else {
-            let due = inner.front.collect(|key, entry| {
-                let policy = entry.policy.as_ref()?;
-                Some((key.to_owned(), is_due(policy, entry.checked_at)))
+            let mut due = Vec::new();
+            inner.front.for_each(|key, entry| {
+                if let Some(policy) = &entry.policy {
+                    due.push((key.to_string(), is_due(policy, entry.checked_at)));
+                }
             });
             for (domain, due) in due {
                 report.scanned += 1;
@@ -564,7 +584,7 @@ impl Engine {
     ///
     /// The store's error when it could not remove the entry (the memory entry is removed anyway).
     pub async fn purge(&self, domain: &str) -> Result<bool, CacheError> {
-        let in_memory = self.inner.front.remove(domain);
+        let in_memory = self.inner.front.remove(domain).is_some();
         match &self.inner.store {
             Some(store) => Ok(store.remove(domain).await? || in_memory),
             None => Ok(in_memory),
@@ -656,12 +676,14 @@ impl Inner {
         (rx, true)
     }
 
+    /// Stores `entry` in the memory front.
+    fn remember(&self, key: &str, entry: FrontEntry) {
+        self.front.insert(Arc::from(key), entry);
+    }
+
     /// The answer when no fresh result is available: the cached policy while valid, else none.
     fn fallback(&self, key: &str, now: u64) -> Resolution {
-        let policy = self
-            .front
-            .peek_with(key, |entry| entry.policy.clone())
-            .flatten();
+        let policy = self.front.peek(key).and_then(|entry| entry.policy);
         self.stale_or_none(policy.filter(|p| p.is_valid_at(now)))
     }
 
@@ -683,7 +705,7 @@ impl Inner {
         let key = domain.as_str();
         let deadline = Instant::now() + timeout;
         let now = self.clock.now();
-        let front = self.front.peek_with(key, Clone::clone);
+        let front = self.front.peek(key);
         if let (Mode::Request, Some(entry)) = (mode, &front) {
             // Refreshed since the caller looked (it raced with the end of the previous discovery).
             if let Some(resolution) = entry.answer(now) {
@@ -748,7 +770,7 @@ impl Inner {
                 self.stats.store_hits.inc();
                 // Another host's clock may be ahead: never trust a check from the future for longer than grace.
                 let checked_at = k.checked_at.min(now);
-                self.front.insert(
+                self.remember(
                     key,
                     FrontEntry::confirmed(Arc::clone(&k.policy), checked_at, self.cache_grace),
                 );
@@ -846,7 +868,7 @@ impl Inner {
                     duration_ms,
                     "MTA-STS discovery"
                 );
-                self.front.insert(
+                self.remember(
                     key,
                     FrontEntry::confirmed(Arc::clone(&resolved), now, self.cache_grace),
                 );
@@ -863,7 +885,7 @@ impl Inner {
                 Some(k) if known_id.as_ref() == Some(&id) => {
                     self.stats.unchanged.inc();
                     info!(domain = key, outcome = "unchanged", reason = "id_unchanged", %id, duration_ms, "MTA-STS discovery");
-                    self.front.insert(
+                    self.remember(
                         key,
                         FrontEntry::confirmed(Arc::clone(&k.policy), now, self.cache_grace),
                     );
@@ -916,7 +938,7 @@ impl Inner {
                         fresh_until,
                         retry_after: 0,
                     };
-                    self.front.insert(key, entry);
+                    self.remember(key, entry);
                     Done {
                         resolution: Resolution {
                             policy: Some(k.policy),
@@ -925,7 +947,7 @@ impl Inner {
                         outcome: Outcome::NoPolicy,
                     }
                 } else {
-                    self.front.insert(
+                    self.remember(
                         key,
                         FrontEntry {
                             policy: None,
@@ -987,7 +1009,7 @@ impl Inner {
             Some(k) => (Some(k.policy), k.checked_at),
             None => (None, 0),
         };
-        self.front.insert(
+        self.remember(
             key,
             FrontEntry {
                 policy: policy.clone(),

@@ -46,7 +46,6 @@
 mod clock;
 mod discover;
 mod engine;
-mod front;
 mod refresh;
 mod resolution;
 mod stats;
