@@ -138,4 +138,33 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn accepts_every_shape_the_python_daemon_stored() {
+        // max_age as a string (before the daemon converted it), an empty key from a blank policy line,
+        // unknown keys in file order, unnormalised mx.
+        let cases = [
+            (
+                r#"{"mx": ["a.example"], "version": "STSv1", "mode": "enforce", "max_age": "86400"}"#,
+                0,
+            ),
+            (
+                r#"{"mx": ["a.example"], "version": "STSv1", "mode": "enforce", "max_age": 86400, "": ""}"#,
+                0,
+            ),
+            (
+                r#"{"mx": ["a.example"], "version": "STSv1", "mode": "enforce", "max_age": 1, "x": "y", "a": "b"}"#,
+                2,
+            ),
+            (
+                r#"{"mx": ["A.Example."], "version": "STSv1", "mode": "enforce", "max_age": 86400}"#,
+                0,
+            ),
+        ];
+        for (body, extensions) in cases {
+            let e = decode_entry("d.example", Some(1), Some("x"), Some(body), None).unwrap();
+            assert_eq!(e.policy.mx()[0].as_str(), "a.example", "{body}");
+            assert_eq!(e.policy.extensions().len(), extensions, "{body}");
+        }
+    }
 }
