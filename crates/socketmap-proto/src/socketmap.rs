@@ -143,7 +143,8 @@ pub enum Reply {
     /// `OK data`: the lookup succeeded with result `data`.
     Ok(Bytes),
     /// `NOTFOUND `: no result. Encoded with the trailing space Postfix expects; when decoding, any
-    /// payload after `NOTFOUND` is ignored.
+    /// payload after `NOTFOUND` is ignored, and a bare `OK` (no space, no result) is not-found too, as
+    /// in Postfix (see [`Reply::parse`]).
     NotFound,
     /// `TEMP reason`: temporary failure; Postfix retries.
     Temp(Bytes),
@@ -205,13 +206,18 @@ impl Reply {
         self.status().len() + 1 + self.payload().len()
     }
 
-    /// Parses a reply's netstring payload: the status word is everything before the first space
-    /// (the whole payload if there is none, so `"NOTFOUND"` is accepted too), compared exactly.
+    /// Parses a reply's netstring payload the way Postfix does (`dict_sockmap.c`): the status word
+    /// is everything before the first space (the whole payload if there is none), compared exactly.
+    /// A bare `"NOTFOUND"` is therefore not-found; a bare `"OK"` has no result, which Postfix also
+    /// treats as not-found, so it decodes as [`Reply::NotFound`]; bare `TEMP`/`TIMEOUT`/`PERM` get an
+    /// empty reason.
     ///
     /// ```
     /// use socketmap_proto::Reply;
     ///
     /// assert_eq!(Reply::parse("OK a b".into())?, Reply::ok("a b"));
+    /// assert_eq!(Reply::parse("OK ".into())?, Reply::ok(""));
+    /// assert_eq!(Reply::parse("OK".into())?, Reply::NotFound);
     /// assert_eq!(Reply::parse("NOTFOUND ".into())?, Reply::NotFound);
     /// assert_eq!(Reply::parse("ok x".into()).unwrap_err().kind(), "unknown_status");
     /// # Ok::<(), socketmap_proto::ProtoError>(())
@@ -226,16 +232,16 @@ impl Reply {
                 let mut status = frame;
                 let payload = status.split_off(i + 1);
                 status.truncate(i);
-                (status, payload)
+                (status, Some(payload))
             }
-            None => (frame, Bytes::new()),
+            None => (frame, None),
         };
-        match &status[..] {
-            b"OK" => Ok(Self::Ok(payload)),
-            b"NOTFOUND" => Ok(Self::NotFound),
-            b"TEMP" => Ok(Self::Temp(payload)),
-            b"TIMEOUT" => Ok(Self::Timeout(payload)),
-            b"PERM" => Ok(Self::Perm(payload)),
+        match (&status[..], payload) {
+            (b"OK", Some(data)) => Ok(Self::Ok(data)),
+            (b"OK" | b"NOTFOUND", _) => Ok(Self::NotFound),
+            (b"TEMP", reason) => Ok(Self::Temp(reason.unwrap_or_default())),
+            (b"TIMEOUT", reason) => Ok(Self::Timeout(reason.unwrap_or_default())),
+            (b"PERM", reason) => Ok(Self::Perm(reason.unwrap_or_default())),
             _ => Err(ProtoError::UnknownStatus { status }),
         }
     }
@@ -548,7 +554,17 @@ mod tests {
     fn reply_parse_table() {
         let cases: &[(&str, &[u8], Result<Reply, &str>)] = &[
             ("ok_data_keeps_spaces", b"OK a b c", Ok(Reply::ok("a b c"))),
-            ("ok_without_space_is_empty_ok", b"OK", Ok(Reply::ok(""))),
+            ("ok_with_space_only_is_empty_ok", b"OK ", Ok(Reply::ok(""))),
+            (
+                "ok_without_space_is_notfound_as_in_postfix",
+                b"OK",
+                Ok(Reply::NotFound),
+            ),
+            (
+                "temp_without_space_has_empty_reason",
+                b"TEMP",
+                Ok(Reply::temp("")),
+            ),
             ("notfound_with_space", b"NOTFOUND ", Ok(Reply::NotFound)),
             ("notfound_without_space", b"NOTFOUND", Ok(Reply::NotFound)),
             (
