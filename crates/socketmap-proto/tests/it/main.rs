@@ -3,6 +3,7 @@
 
 mod client;
 mod framing;
+mod postfix;
 mod props;
 
 use std::{
