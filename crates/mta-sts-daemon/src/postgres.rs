@@ -4,17 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mtasts_cache::{CacheError, PolicyCache};
+use mtasts_cache_postgres::{PostgresCache, PostgresOptions};
 
-/// Connects to PostgreSQL at `dsn`.
-pub(crate) async fn open(
-    dsn: &str,
-    timeout: Duration,
-    max_size: usize,
-) -> Result<Arc<dyn PolicyCache>, CacheError> {
-    let _ = (dsn, timeout, max_size);
-    Err(CacheError::Config {
-        store: "postgres",
-        reason: "the PostgreSQL store is not available in this build yet".to_owned(),
-        source: None,
-    })
+/// Connects to PostgreSQL at `dsn` (the Python daemon's table layout, shared with it).
+pub(crate) async fn open(dsn: &str, timeout: Duration, max_size: usize) -> Result<Arc<dyn PolicyCache>, CacheError> {
+    let options = PostgresOptions::new(dsn)
+        .timeout(timeout)
+        .max_connections(u32::try_from(max_size).unwrap_or(u32::MAX));
+    Ok(Arc::new(PostgresCache::connect(options).await?))
 }
