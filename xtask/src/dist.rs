@@ -307,6 +307,8 @@ pub(crate) fn deb_check(root: &Path) -> Result<()> {
             Path::new("/usr/bin/mta-sts-daemon").exists(),
             "dpkg -i did not install the daemon"
         );
+        check_installed_pages()?;
+        check_installed_units()?;
         ensure!(
             Path::new("/etc/mta-sts-daemon.yml").exists(),
             "dpkg -i did not install the config"
@@ -352,5 +354,52 @@ pub(crate) fn deb_check(root: &Path) -> Result<()> {
         "dpkg -r left the daemon installed"
     );
     eprintln!("xtask: deb-check passed: installed, answered postmap -q, removed");
+    Ok(())
+}
+
+/// Every installed man page renders with `man -l` without warnings, and every bash completion loads.
+fn check_installed_pages() -> Result<()> {
+    for page in [
+        "/usr/share/man/man8/mta-sts-daemon.8.gz",
+        "/usr/share/man/man1/mta-sts-query.1.gz",
+        "/usr/share/man/man5/mta-sts-daemon.yml.5.gz",
+    ] {
+        let out = Command::new("man")
+            .args(["--warnings", "-l", page])
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "80")
+            .output()
+            .context("running man (apt-get install man-db)")?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.success() && out.stdout.len() > 200 && stderr.trim().is_empty(),
+            "man -l {page} failed or warned: {stderr}"
+        );
+    }
+    for bin in BINARIES {
+        let script = format!(
+            "source /usr/share/bash-completion/completions/{bin} && complete -p {bin} >/dev/null"
+        );
+        run(Command::new("bash").args(["-c", &script]))
+            .with_context(|| format!("the bash completion of {bin} does not load"))?;
+    }
+    Ok(())
+}
+
+/// `systemd-analyze verify` accepts the installed units (their user, binary and directives).
+fn check_installed_units() -> Result<()> {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args([
+            "/usr/lib/systemd/system/mta-sts-daemon.service",
+            "/usr/lib/systemd/system/mta-sts-daemon.socket",
+        ])
+        .output()
+        .context("running systemd-analyze")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify: {stderr}"
+    );
     Ok(())
 }
