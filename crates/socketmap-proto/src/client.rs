@@ -136,6 +136,31 @@ impl SocketmapClient<Connection> {
 
     /// Connects to a UNIX stream socket.
     ///
+    /// ```
+    /// use futures_util::{SinkExt, StreamExt};
+    /// use socketmap_proto::{Reply, ServerCodec, SocketmapClient};
+    /// use tokio_util::codec::Framed;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("socketmap.sock");
+    /// let listener = tokio::net::UnixListener::bind(&path)?;
+    /// tokio::spawn(async move {
+    ///     let (stream, _) = listener.accept().await?;
+    ///     let mut framed = Framed::new(stream, ServerCodec::new());
+    ///     while let Some(_request) = framed.next().await.transpose()? {
+    ///         framed.send(Reply::NotFound).await?;
+    ///     }
+    ///     Ok::<_, socketmap_proto::ProtoError>(())
+    /// });
+    ///
+    /// let mut client = SocketmapClient::connect_unix(&path).await?;
+    /// assert_eq!(client.query("mta-sts", "example.com").await?, Reply::NotFound);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ProtoError::Io`] if the connection fails.
@@ -148,6 +173,29 @@ impl SocketmapClient<Connection> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> SocketmapClient<S> {
     /// A client over an established stream, with [`ClientCodec`]'s default limits.
+    ///
+    /// ```
+    /// use socketmap_proto::{Reply, Request, SocketmapClient};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A scripted peer: reads two requests, answers both at once.
+    /// let (stream, mut peer) = tokio::io::duplex(256);
+    /// tokio::spawn(async move {
+    ///     let mut requests = [0u8; 29];
+    ///     peer.read_exact(&mut requests).await?;
+    ///     assert_eq!(&requests, b"10:map a.test,11:map \xffb.test,");
+    ///     peer.write_all(b"6:OK yes,6:PERM x,").await
+    /// });
+    ///
+    /// let mut client = SocketmapClient::new(stream);
+    /// let requests = [Request::new("map", "a.test")?, Request::new("map", b"\xffb.test")?];
+    /// let replies = client.query_requests(&requests).await?;
+    /// assert_eq!(replies, [Reply::ok("yes"), Reply::perm("x")]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(stream: S) -> Self {
         Self::with_codec(stream, ClientCodec::new())
     }
