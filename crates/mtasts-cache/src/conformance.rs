@@ -7,6 +7,7 @@
 //! | function | needs |
 //! |---|---|
 //! | [`get_set`], [`newer_wins`], [`concurrent_writers`], [`paging`], [`remove_clear`], [`proactive_ts`] | the store |
+//! | [`shared_storage`] | two stores over the same storage |
 //! | [`corrupt_entries`] | a [`CorruptInjector`] that writes undecodable rows behind the store's back |
 //! | [`unreachable()`] | a way to open the store against an address (`open(addr)`), for servers |
 //! | [`outage_and_recovery`] | an [`Outage`], e.g. the store connected through a [`TcpProxy`] |
@@ -338,6 +339,69 @@ pub async fn proactive_ts(store: &Arc<dyn PolicyCache>) {
     );
     // Policy entries are separate from it.
     assert_eq!(ok("get entry", store.get("_metadata").await), None);
+}
+
+/// Two stores over the same storage (two daemons of a fleet, or a restart): each sees the other's writes, newer
+/// wins across them, also under concurrent writers, and the proactive timestamp is shared.
+pub async fn shared_storage(a: &Arc<dyn PolicyCache>, b: &Arc<dyn PolicyCache>) {
+    let d = "shared.example";
+    assert!(ok("set a", a.set(d, &sample_entry(T0 + 100)).await));
+    assert_eq!(
+        ok("get b", b.get(d).await),
+        Some(sample_entry(T0 + 100)),
+        "b sees a's write"
+    );
+    assert!(
+        !ok("set b older", b.set(d, &sample_entry(T0 + 50)).await),
+        "older write from b rejected"
+    );
+    assert!(ok("set b newer", b.set(d, &sample_entry(T0 + 200)).await));
+    assert_eq!(
+        ok("get a", a.get(d).await),
+        Some(sample_entry(T0 + 200)),
+        "a sees b's newer write"
+    );
+    ok("set ts", a.set_proactive_fetch_ts(T0).await);
+    assert_eq!(ok("get ts", b.proactive_fetch_ts().await), Some(T0));
+
+    let mut tasks = Vec::new();
+    for (i, store) in [a, b].into_iter().enumerate() {
+        let store = Arc::clone(store);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = XorShift(0xA076_1D64_78BD_642F ^ (i as u64 + 7));
+            for _ in 0..50 {
+                let ts = T0 + 1_000 + rng.next() % 100_000;
+                ok(
+                    "concurrent set",
+                    store.set("race.example", &sample_entry(ts)).await,
+                );
+            }
+            let mut rng = XorShift(0xA076_1D64_78BD_642F ^ (i as u64 + 7));
+            (0..50)
+                .map(|_| T0 + 1_000 + rng.next() % 100_000)
+                .max()
+                .unwrap_or(0)
+        }));
+    }
+    let mut max = 0;
+    for task in tasks {
+        max = max.max(
+            task.await
+                .unwrap_or_else(|e| panic!("writer task failed: {e}")),
+        );
+    }
+    assert_eq!(
+        ok("get a", a.get("race.example").await),
+        Some(sample_entry(max)),
+        "newest write wins"
+    );
+    assert_eq!(
+        ok("get b", b.get("race.example").await),
+        Some(sample_entry(max)),
+        "both agree"
+    );
+    assert!(ok("remove via b", b.remove(d).await));
+    assert_eq!(ok("get a after remove", a.get(d).await), None);
 }
 
 /// Writes undecodable entries behind a store's back, for [`corrupt_entries`].

@@ -92,6 +92,18 @@ async fn corrupt_entries() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn shared_storage() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let (a, b) = (schema.store().await, schema.store().await);
+    conformance::shared_storage(&a, &b).await;
+    a.close().await;
+    b.close().await;
+    schema.drop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unreachable() {
     let Some(schema) = Schema::create().await else {
         return;

@@ -1,4 +1,4 @@
-//! Failure behaviour: bad options, an unknown database, backends terminated by the server, a shared table.
+//! Failure behaviour: bad options, an unknown database, backends terminated by the server.
 
 use std::time::Duration;
 
@@ -92,36 +92,5 @@ async fn recovers_after_backends_are_terminated() {
             .expect("set after recovery")
     );
     store.close().await;
-    schema.drop().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn two_stores_share_a_table_newest_wins() {
-    let Some(schema) = Schema::create().await else {
-        return;
-    };
-    let a = schema.open(Duration::from_secs(5)).await;
-    let b = schema.open(Duration::from_secs(5)).await;
-    assert!(
-        a.set("example.com", &sample_entry(1_700_000_100))
-            .await
-            .expect("set a")
-    );
-    assert!(
-        !b.set("example.com", &sample_entry(1_700_000_050))
-            .await
-            .expect("set b")
-    );
-    assert!(
-        b.set("example.com", &sample_entry(1_700_000_200))
-            .await
-            .expect("set b newer")
-    );
-    assert_eq!(
-        a.get("example.com").await.expect("get"),
-        Some(sample_entry(1_700_000_200))
-    );
-    a.close().await;
-    b.close().await;
     schema.drop().await;
 }

@@ -113,3 +113,9 @@ async fn corrupt_entries() {
     let store = db.store().await;
     conformance::corrupt_entries(&store, &RawCorruptor(&db)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_storage() {
+    let db = TempDb::new();
+    conformance::shared_storage(&db.store().await, &db.store().await).await;
+}
