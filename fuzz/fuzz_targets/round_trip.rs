@@ -16,10 +16,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(record) = text.parse::<TxtRecord>() {
-        assert_eq!(record.to_string().parse::<TxtRecord>().as_ref(), Ok(&record));
+        assert_eq!(
+            record.to_string().parse::<TxtRecord>().as_ref(),
+            Ok(&record)
+        );
     }
     if let Ok(pattern) = text.parse::<MxPattern>() {
-        assert_eq!(pattern.to_string().parse::<MxPattern>().as_ref(), Ok(&pattern));
+        assert_eq!(
+            pattern.to_string().parse::<MxPattern>().as_ref(),
+            Ok(&pattern)
+        );
     }
     if let Ok(domain) = PolicyDomain::parse(text) {
         assert_eq!(PolicyDomain::parse(domain.as_str()).as_ref(), Ok(&domain));

@@ -11,6 +11,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = text.parse::<TxtRecord>();
     if let Ok(record) = select_record(text.split('\0')) {
-        assert!(text.split('\0').any(|r| r.parse::<TxtRecord>().as_ref() == Ok(&record)));
+        assert!(
+            text.split('\0')
+                .any(|r| r.parse::<TxtRecord>().as_ref() == Ok(&record))
+        );
     }
 });
