@@ -288,4 +288,24 @@ mod tests {
             Error::TxtMissingId
         );
     }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let err = "v=STSv1; id=abc def".parse::<TxtRecord>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "TXT record, byte 15: expected \";\" (spaces or tabs around it allowed) between fields (RFC 8461 §3.1)"
+        );
+        let err = "v=STSv1; id=abc-def".parse::<TxtRecord>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid policy id \"abc-def\": expected 1 to 32 ASCII letters or digits (RFC 8461 §3.1)"
+        );
+        let err = select_record(["v=STSv1; id=a", "v=STSv1; id=b"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "2 TXT records start with \"v=STSv1;\"; RFC 8461 §3.1 requires exactly one"
+        );
+        assert_eq!(err.kind(), "multiple_records");
+    }
 }
