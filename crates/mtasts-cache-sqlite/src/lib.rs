@@ -244,6 +244,12 @@ fn map_err(e: sqlx::Error, timeout: Duration) -> CacheError {
                 },
                 // SQLITE_CANTOPEN (14), SQLITE_IOERR (10), SQLITE_FULL (13), SQLITE_READONLY (8).
                 8 | 10 | 13 | 14 => CacheError::unavailable(STORE, e),
+                // SQLITE_NOTADB (26): the file is something else.
+                26 => CacheError::Config {
+                    store: STORE,
+                    reason: "file is not a SQLite database".into(),
+                    source: Some(std::sync::Arc::new(e)),
+                },
                 _ => CacheError::query(STORE, e),
             }
         }

@@ -99,3 +99,13 @@ async fn writes_time_out_while_another_process_holds_the_lock_then_recover() {
             .expect("set after release")
     );
 }
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_a_config_error() {
+    let db = TempDb::new();
+    std::fs::write(&db.path, vec![b'x'; 4096]).expect("write garbage");
+    let err = SqliteCache::open(SqliteOptions::new(&db.path).timeout(Duration::from_secs(1)))
+        .await
+        .expect_err("not a database");
+    assert_eq!(err.kind(), "config", "{err:?}");
+}
