@@ -20,28 +20,32 @@ use crate::stores;
 #[derive(Debug)]
 pub struct Bound {
     config: Config,
-    listener: Listener,
-    local_addr: LocalAddr,
+    listeners: Vec<Listener>,
+    local_addrs: Vec<LocalAddr>,
 }
 
 impl Bound {
     /// Binds the configured socket. Needs a tokio runtime.
     pub fn bind(config: Config) -> Result<Self, StartError> {
-        let listener = Listener::bind(&config.listen, config.reuse_port)?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: format!("{:?}", config.listen),
-            source,
-        })?;
+        let listeners = Listener::bind_all(&config.listen, config.reuse_port)?;
+        let local_addrs = listeners
+            .iter()
+            .map(Listener::local_addr)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StartError::Bind {
+                addr: format!("{:?}", config.listen),
+                source,
+            })?;
         Ok(Self {
             config,
-            listener,
-            local_addr,
+            listeners,
+            local_addrs,
         })
     }
 
-    /// Where it listens.
-    pub fn local_addr(&self) -> &LocalAddr {
-        &self.local_addr
+    /// Where it listens (several addresses only with systemd socket activation).
+    pub fn local_addrs(&self) -> &[LocalAddr] {
+        &self.local_addrs
     }
 
     /// Opens the store, builds the engine and starts serving.
@@ -56,8 +60,8 @@ impl Bound {
     ) -> Result<Running, StartError> {
         let Self {
             config,
-            listener,
-            local_addr,
+            listeners,
+            local_addrs,
         } = self;
         let fetcher = build_fetcher(&config)?;
         let (store, memory) = stores::open(&config.cache, config.limits.memory_cache_size).await?;
@@ -78,7 +82,7 @@ impl Bound {
         let handler = Arc::new(Handler::new(engine.clone(), &config));
         let stop = CancellationToken::new();
         let server = tokio::spawn(serve(
-            listener,
+            listeners,
             handler,
             config.limits.clone(),
             config.shutdown_timeout,
@@ -91,9 +95,11 @@ impl Bound {
                 stop.clone(),
             ))
         });
-        info!(listen = %local_addr, cache = config.cache.type_name(), "mta-sts-daemon serving");
+        for addr in &local_addrs {
+            info!(listen = %addr, cache = config.cache.type_name(), "mta-sts-daemon serving");
+        }
         Ok(Running {
-            local_addr,
+            local_addrs,
             engine,
             stop,
             server,
@@ -105,7 +111,7 @@ impl Bound {
 /// A serving daemon.
 #[derive(Debug)]
 pub struct Running {
-    local_addr: LocalAddr,
+    local_addrs: Vec<LocalAddr>,
     engine: Engine,
     stop: CancellationToken,
     server: JoinHandle<()>,
@@ -128,9 +134,15 @@ impl Running {
         Bound::bind(config)?.start().await
     }
 
-    /// Where it listens.
+    /// Where it listens (the first listener; see [`Running::local_addrs`]).
     pub fn local_addr(&self) -> &LocalAddr {
-        &self.local_addr
+        // Never empty: binding yields at least one listener.
+        &self.local_addrs[0]
+    }
+
+    /// Every address it listens on.
+    pub fn local_addrs(&self) -> &[LocalAddr] {
+        &self.local_addrs
     }
 
     /// The engine (for statistics and tests).

@@ -54,46 +54,47 @@ impl std::fmt::Display for LocalAddr {
 }
 
 impl Listener {
-    /// Binds what the configuration asks for, or takes the socket systemd passed (`LISTEN_FDS`), which wins.
+    /// Binds what the configuration asks for, or takes the sockets systemd passed (`LISTEN_FDS`), which win.
     /// Must be called within a tokio runtime.
-    pub fn bind(listen: &ListenConfig, reuse_port: bool) -> Result<Self, StartError> {
-        if let Some(listener) = Self::from_systemd()? {
-            return Ok(listener);
+    pub fn bind_all(listen: &ListenConfig, reuse_port: bool) -> Result<Vec<Self>, StartError> {
+        let passed = Self::from_systemd()?;
+        if !passed.is_empty() {
+            return Ok(passed);
         }
+        Ok(vec![Self::bind(listen, reuse_port)?])
+    }
+
+    /// Binds what the configuration asks for.
+    pub fn bind(listen: &ListenConfig, reuse_port: bool) -> Result<Self, StartError> {
         match listen {
             ListenConfig::Tcp { host, port } => bind_tcp(host, *port, reuse_port),
             ListenConfig::Unix { path, mode } => bind_unix(path, *mode),
         }
     }
 
-    /// The first socket passed by systemd socket activation, if any (`LISTEN_PID`/`LISTEN_FDS`).
-    pub fn from_systemd() -> Result<Option<Self>, StartError> {
+    /// The sockets passed by systemd socket activation (`LISTEN_PID`/`LISTEN_FDS`), TCP or UNIX stream
+    /// listeners, in order; empty when not socket-activated.
+    pub fn from_systemd() -> Result<Vec<Self>, StartError> {
         let mut fds = listenfd::ListenFd::from_env();
-        if fds.len() == 0 {
-            return Ok(None);
-        }
-        let systemd = |source| StartError::Systemd {
-            what: "LISTEN_FDS socket",
-            source,
-        };
-        if let Ok(Some(tcp)) = fds.take_tcp_listener(0) {
-            tcp.set_nonblocking(true).map_err(systemd)?;
-            return Ok(Some(Self::Tcp(
-                TcpListener::from_std(tcp).map_err(systemd)?,
-            )));
-        }
-        match fds.take_unix_listener(0) {
-            Ok(Some(unix)) => {
-                unix.set_nonblocking(true).map_err(systemd)?;
-                let listener = UnixListener::from_std(unix).map_err(systemd)?;
-                Ok(Some(Self::Unix {
-                    listener,
-                    cleanup: None,
-                }))
+        let systemd = |source| StartError::Systemd { what: "LISTEN_FDS socket", source };
+        let mut listeners = Vec::with_capacity(fds.len());
+        for i in 0..fds.len() {
+            if let Ok(Some(tcp)) = fds.take_tcp_listener(i) {
+                tcp.set_nonblocking(true).map_err(systemd)?;
+                listeners.push(Self::Tcp(TcpListener::from_std(tcp).map_err(systemd)?));
+                continue;
             }
-            Ok(None) => Ok(None),
-            Err(e) => Err(systemd(e)),
+            match fds.take_unix_listener(i) {
+                Ok(Some(unix)) => {
+                    unix.set_nonblocking(true).map_err(systemd)?;
+                    let listener = UnixListener::from_std(unix).map_err(systemd)?;
+                    listeners.push(Self::Unix { listener, cleanup: None });
+                }
+                Ok(None) => {}
+                Err(e) => return Err(systemd(e)),
+            }
         }
+        Ok(listeners)
     }
 
     /// Where this listener listens.

@@ -12,7 +12,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use mtasts_engine::Engine;
 use socketmap_proto::{Reply, Request, ServerCodec};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
@@ -76,37 +76,31 @@ impl Handler {
     }
 }
 
-/// Serves `listener` until `stop` is cancelled, then stops accepting at once and lets open connections finish
-/// until their clients close them or `shutdown_timeout` passes (then they are cut).
+/// Serves `listeners` until `stop` is cancelled, then stops accepting at once (the listeners are closed, so
+/// another instance sharing the port takes new clients) and lets open connections finish until their clients
+/// close them or `shutdown_timeout` passes (then they are cut).
 pub async fn serve(
-    listener: Listener,
+    listeners: Vec<Listener>,
     handler: Arc<Handler>,
     limits: LimitsConfig,
     shutdown_timeout: Duration,
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (accepted_tx, mut accepted) = mpsc::channel::<(Stream, OwnedSemaphorePermit)>(1);
+    let mut acceptors = JoinSet::new();
+    for listener in listeners {
+        acceptors.spawn(accept_loop(listener, Arc::clone(&permits), accepted_tx.clone(), stop.clone()));
+    }
+    drop(accepted_tx);
     let mut connections = JoinSet::new();
     let conn_stop = CancellationToken::new();
     loop {
-        // Taking a permit before accepting leaves excess clients in the kernel backlog.
-        let permit = tokio::select! {
+        let (stream, permit) = tokio::select! {
             () = stop.cancelled() => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    // EMFILE and friends: give the system a moment instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
+            next = accepted.recv() => match next {
+                Some(next) => next,
+                None => break,
             },
         };
         let handler = Arc::clone(&handler);
@@ -119,30 +113,58 @@ pub async fn serve(
         // Reap finished connections so the set does not grow.
         while connections.try_join_next().is_some() {}
     }
-    // Stop accepting at once: another instance on the same port (reuse_port) takes new clients.
-    drop(listener);
+    // Stop accepting at once: the acceptors drop their listeners (UNIX socket files are removed).
+    stop.cancel();
+    while acceptors.join_next().await.is_some() {}
+    // Clients accepted but not yet handed over are closed.
+    drop(accepted);
     let open = connections.len();
     if open > 0 {
-        info!(
-            open,
-            timeout_s = shutdown_timeout.as_secs_f64(),
-            "waiting for open connections to finish"
-        );
+        info!(open, timeout_s = shutdown_timeout.as_secs_f64(), "waiting for open connections to finish");
     }
-    // Connections are told to stop reading new requests only when the grace period is over.
-    let drained = tokio::time::timeout(shutdown_timeout, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(shutdown_timeout, async { while connections.join_next().await.is_some() {} }).await;
     if drained.is_err() {
-        warn!(
-            remaining = connections.len(),
-            "shutdown timeout expired, closing remaining connections"
-        );
+        warn!(remaining = connections.len(), "shutdown timeout expired, closing remaining connections");
         conn_stop.cancel();
         connections.abort_all();
         while connections.join_next().await.is_some() {}
     }
+}
+
+/// Accepts clients on one listener; taking a connection permit first leaves excess clients in the kernel
+/// backlog.
+async fn accept_loop(
+    listener: Listener,
+    permits: Arc<Semaphore>,
+    accepted: mpsc::Sender<(Stream, OwnedSemaphorePermit)>,
+    stop: CancellationToken,
+) {
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = stop.cancelled() => break,
+            result = listener.accept() => match result {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    // EMFILE and friends: give the system a moment instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if accepted.send((stream, permit)).await.is_err() {
+            break;
+        }
+    }
+    drop(listener);
 }
 
 async fn answer(handler: Arc<Handler>, request: Option<Request>) -> Reply {
