@@ -295,3 +295,97 @@ fn find_postmap() -> Option<PathBuf> {
         .map(|d| d.join("postmap"))
         .find(|p| p.is_file())
 }
+
+/// systemd socket activation: the daemon serves every socket passed in `LISTEN_FDS` (TCP and UNIX) and binds
+/// nothing itself. Uses `systemd-socket-activate` (part of systemd) when installed.
+#[tokio::test]
+async fn socket_activation_serves_passed_sockets() {
+    let Some(activate) = [
+        "/usr/bin/systemd-socket-activate",
+        "/bin/systemd-socket-activate",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_file()) else {
+        eprintln!(
+            "skipping socket_activation_serves_passed_sockets: systemd-socket-activate not installed"
+        );
+        return;
+    };
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unbound = dir.path().join("from-config.sock");
+    let passed_unix = dir.path().join("passed.sock");
+    let port = free_port();
+    let text = format!(
+        "path: \"{}\"\n{}",
+        unbound.display(),
+        resolver_yaml(&fixture)
+    );
+    let config = write_config(dir.path(), &text);
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    let child = Command::new(activate)
+        .arg("-l")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-l")
+        .arg(&passed_unix)
+        .arg("-E")
+        .arg(format!("NOTIFY_SOCKET={}", notify_path.display()))
+        .arg(BIN)
+        .arg("-c")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn systemd-socket-activate");
+    // systemd-socket-activate starts the daemon on the first connection.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut client = loop {
+        match socketmap_proto::SocketmapClient::connect_tcp(addr).await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "activation socket never listened: {e}"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    assert_eq!(
+        client
+            .query("postfix", "enforce.test")
+            .await
+            .expect("query")
+            .to_string(),
+        ENFORCE_REPLY
+    );
+    let mut spawned = Spawned {
+        child,
+        notify,
+        port,
+        dir,
+    };
+    assert_eq!(spawned.next_notification().await, "READY=1");
+    let mut unix = socketmap_proto::SocketmapClient::connect_unix(&passed_unix)
+        .await
+        .expect("connect unix");
+    assert_eq!(
+        unix.query("postfix", "enforce.test")
+            .await
+            .expect("query")
+            .to_string(),
+        ENFORCE_REPLY
+    );
+    assert!(
+        !unbound.exists(),
+        "the configured socket was bound despite socket activation"
+    );
+    drop((client, unix));
+    let (status, stderr) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
