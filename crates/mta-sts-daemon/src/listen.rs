@@ -76,7 +76,10 @@ impl Listener {
     /// listeners, in order; empty when not socket-activated.
     pub fn from_systemd() -> Result<Vec<Self>, StartError> {
         let mut fds = listenfd::ListenFd::from_env();
-        let systemd = |source| StartError::Systemd { what: "LISTEN_FDS socket", source };
+        let systemd = |source| StartError::Systemd {
+            what: "LISTEN_FDS socket",
+            source,
+        };
         let mut listeners = Vec::with_capacity(fds.len());
         for i in 0..fds.len() {
             if let Ok(Some(tcp)) = fds.take_tcp_listener(i) {
@@ -88,7 +91,10 @@ impl Listener {
                 Ok(Some(unix)) => {
                     unix.set_nonblocking(true).map_err(systemd)?;
                     let listener = UnixListener::from_std(unix).map_err(systemd)?;
-                    listeners.push(Self::Unix { listener, cleanup: None });
+                    listeners.push(Self::Unix {
+                        listener,
+                        cleanup: None,
+                    });
                 }
                 Ok(None) => {}
                 Err(e) => return Err(systemd(e)),

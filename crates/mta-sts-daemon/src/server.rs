@@ -90,7 +90,12 @@ pub async fn serve(
     let (accepted_tx, mut accepted) = mpsc::channel::<(Stream, OwnedSemaphorePermit)>(1);
     let mut acceptors = JoinSet::new();
     for listener in listeners {
-        acceptors.spawn(accept_loop(listener, Arc::clone(&permits), accepted_tx.clone(), stop.clone()));
+        acceptors.spawn(accept_loop(
+            listener,
+            Arc::clone(&permits),
+            accepted_tx.clone(),
+            stop.clone(),
+        ));
     }
     drop(accepted_tx);
     let mut connections = JoinSet::new();
@@ -120,12 +125,21 @@ pub async fn serve(
     drop(accepted);
     let open = connections.len();
     if open > 0 {
-        info!(open, timeout_s = shutdown_timeout.as_secs_f64(), "waiting for open connections to finish");
+        info!(
+            open,
+            timeout_s = shutdown_timeout.as_secs_f64(),
+            "waiting for open connections to finish"
+        );
     }
-    let drained =
-        tokio::time::timeout(shutdown_timeout, async { while connections.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
-        warn!(remaining = connections.len(), "shutdown timeout expired, closing remaining connections");
+        warn!(
+            remaining = connections.len(),
+            "shutdown timeout expired, closing remaining connections"
+        );
         conn_stop.cancel();
         connections.abort_all();
         while connections.join_next().await.is_some() {}
