@@ -19,6 +19,11 @@
 //! belongs to); a row whose `pol_id` differs from `fetched_pol_id` was rewritten by the Python daemon, and its
 //! `fetched_at` is taken to be `ts`. Like the Python daemon's, `ts` is a 32-bit `integer` (good until 2038).
 //!
+//! # Crate features
+//!
+//! - `tls` (off by default): TLS to the server with rustls (ring) and the system's trust roots, for DSNs with
+//!   `sslmode=require`, `verify-ca` or `verify-full`. Without it, use `sslmode=disable` or `prefer`.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -52,8 +57,8 @@ const STORE: &str = "postgres";
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PostgresOptions {
-    /// Connection URL, `postgres://user:password@host:port/database?options` (as libpq URLs; `sslmode` is
-    /// accepted but TLS is not built in, so use `disable` or `prefer`).
+    /// Connection URL, `postgres://user:password@host:port/database?options` (as libpq URLs; `sslmode` needs
+    /// the `tls` feature for anything but `disable` and `prefer`).
     pub dsn: String,
     /// Bound on connecting and on every operation. Default: 5 s.
     pub timeout: Duration,
