@@ -94,3 +94,46 @@ async fn recovers_after_backends_are_terminated() {
     store.close().await;
     schema.drop().await;
 }
+
+/// With the `tls` feature, `sslmode=require` connects over TLS (skipped if the server has TLS turned off).
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_sslmode_require() {
+    let Some(schema) = Schema::create().await else {
+        return;
+    };
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&schema.raw)
+        .await
+        .expect("show ssl");
+    if ssl != "on" {
+        eprintln!("skipped: the PostgreSQL server has ssl = {ssl}");
+        schema.drop().await;
+        return;
+    }
+    let app = format!("mtasts_tls_{}", std::process::id());
+    let dsn = format!(
+        "{}&sslmode=require&application_name={app}",
+        schema.dsn(None)
+    );
+    let store = PostgresCache::connect(PostgresOptions::new(dsn).timeout(Duration::from_secs(5)))
+        .await
+        .expect("connect with TLS");
+    assert!(
+        store
+            .set("example.com", &sample_entry(1_700_000_000))
+            .await
+            .expect("set")
+    );
+    let encrypted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+         WHERE application_name = $1 AND ssl",
+    )
+    .bind(&app)
+    .fetch_one(&schema.raw)
+    .await
+    .expect("pg_stat_ssl");
+    assert!(encrypted >= 1, "the store's connection uses TLS");
+    store.close().await;
+    schema.drop().await;
+}
