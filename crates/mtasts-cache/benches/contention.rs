@@ -1,6 +1,6 @@
 //! Contention on the memory cache's sharded LRU: T threads doing 90 % `get` / 10 % `insert_if` on 10 000 keys,
-//! with the default shard count versus a single lock. Values are full `CacheEntry`s, cloned out on every `get`
-//! as `MemoryCache` does.
+//! with the default shard count versus a single lock. Values are `Arc<CacheEntry>` as in `MemoryCache`, deep-copied
+//! after every `get` as `MemoryCache::get` does.
 
 #![allow(missing_docs, reason = "criterion generates the entry points")]
 
@@ -27,7 +27,7 @@ fn entry(ts: u64) -> CacheEntry {
 }
 
 fn run(
-    lru: &Arc<ShardedLru<String, CacheEntry>>,
+    lru: &Arc<ShardedLru<String, Arc<CacheEntry>>>,
     keys: &Arc<Vec<String>>,
     threads: u64,
 ) -> Duration {
@@ -36,7 +36,7 @@ fn run(
         .map(|t| {
             let (lru, keys, barrier) = (Arc::clone(lru), Arc::clone(keys), Arc::clone(&barrier));
             std::thread::spawn(move || {
-                let value = entry(1_700_000_000 + t);
+                let value = Arc::new(entry(1_700_000_000 + t));
                 let mut x = 0x2545_F491_4F6C_DD1D_u64 ^ (t + 1);
                 barrier.wait();
                 for _ in 0..OPS_PER_THREAD {
@@ -45,11 +45,11 @@ fn run(
                     x ^= x << 17;
                     let key = &keys[usize::try_from(x % KEYS).unwrap_or(0)];
                     if x.is_multiple_of(10) {
-                        black_box(lru.insert_if(key.clone(), value.clone(), |old| {
+                        black_box(lru.insert_if(key.clone(), Arc::clone(&value), |old| {
                             old.checked_at < value.checked_at
                         }));
                     } else {
-                        black_box(lru.get(key.as_str()));
+                        black_box(lru.get(key.as_str()).map(|e| CacheEntry::clone(&e)));
                     }
                 }
             })
@@ -75,7 +75,7 @@ fn contention(c: &mut Criterion) {
                 Some(n) => ShardedLru::with_shards(KEYS as usize, n),
             });
             for (i, k) in keys.iter().enumerate() {
-                lru.insert(k.clone(), entry(i as u64));
+                lru.insert(k.clone(), Arc::new(entry(i as u64)));
             }
             group.bench_function(format!("{name}/{threads}_threads"), |b| {
                 b.iter_custom(|iters| (0..iters).map(|_| run(&lru, &keys, threads)).sum());

@@ -1,7 +1,7 @@
 //! The in-memory store.
 
 use std::collections::BinaryHeap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
@@ -22,7 +22,9 @@ use crate::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken};
 /// assert_eq!(cache.capacity(), 10_000);
 /// ```
 pub struct MemoryCache {
-    entries: ShardedLru<String, CacheEntry>,
+    /// Values are behind an `Arc` so that the shard lock is held only for a reference-count increment; the
+    /// deep copy the trait returns is made after the lock is released.
+    entries: ShardedLru<String, Arc<CacheEntry>>,
     proactive_fetch_ts: Mutex<Option<u64>>,
 }
 
@@ -75,15 +77,14 @@ impl std::fmt::Debug for MemoryCache {
 #[async_trait]
 impl PolicyCache for MemoryCache {
     async fn get(&self, domain: &str) -> Result<Option<CacheEntry>, CacheError> {
-        Ok(self.entries.get(domain))
+        Ok(self.entries.get(domain).map(|e| CacheEntry::clone(&e)))
     }
 
     async fn set(&self, domain: &str, entry: &CacheEntry) -> Result<bool, CacheError> {
-        Ok(self
-            .entries
-            .insert_if(domain.to_owned(), entry.clone(), |old| {
-                old.checked_at < entry.checked_at
-            }))
+        let new = Arc::new(entry.clone());
+        Ok(self.entries.insert_if(domain.to_owned(), new, |old| {
+            old.checked_at < entry.checked_at
+        }))
     }
 
     async fn scan(
@@ -118,7 +119,7 @@ impl PolicyCache for MemoryCache {
             .into_iter()
             .filter_map(|d| {
                 let entry = self.entries.peek(d.as_str())?;
-                Some((d, entry))
+                Some((d, CacheEntry::clone(&entry)))
             })
             .collect();
         Ok(ScanPage {
