@@ -11,6 +11,11 @@ use crate::config::CacheConfig;
 ///
 /// `internal` is memory only: the engine's own memory front of `cache_size` entries is the cache, no separate
 /// store. The persistent stores are fronted by a memory LRU of `memory_cache_size` entries.
+// reason: without some store features, the arguments only the missing stores use are unused.
+#[cfg_attr(
+    not(all(feature = "sqlite", feature = "redis", feature = "postgres")),
+    allow(unused_variables)
+)]
 pub(crate) async fn open(
     cache: &CacheConfig,
     memory_cache_size: usize,

@@ -1,5 +1,11 @@
 //! Each cache type configured through YAML, against the real servers.
 
+// reason: the helpers serve the store tests, which are compiled only with their features.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "redis", feature = "postgres")),
+    allow(dead_code)
+)]
+
 use mtasts_test_support::Fixture;
 
 use crate::support::*;
