@@ -100,20 +100,38 @@ async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<ExitCode, St
 }
 
 fn init_logging(cli: &Cli) -> std::io::Result<()> {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(cli.verbosity.level())
-        .with_target(false);
+    use std::io::IsTerminal;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let level = LevelFilter::from_level(cli.verbosity.level());
+    // `-v debug` is about our decisions; the DNS library's packet dumps stay at info.
+    let quiet = level.min(LevelFilter::INFO);
+    let filter = Targets::new()
+        .with_default(level)
+        .with_target("hickory_proto", quiet)
+        .with_target("hickory_resolver", quiet)
+        .with_target("rustls", quiet)
+        .with_target("hyper_util", quiet);
+    let fmt = tracing_subscriber::fmt::layer().with_target(false);
+    // Ignore "already set" (tests may run several daemons in one process).
     match &cli.logfile {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            // Ignore "already set" (tests may run several daemons in one process).
-            let _ = builder
-                .with_ansi(false)
-                .with_writer(Mutex::new(file))
+            let layer = fmt.with_ansi(false).with_writer(Mutex::new(file));
+            let _ = tracing_subscriber::registry()
+                .with(layer.with_filter(filter))
                 .try_init();
         }
         None => {
-            let _ = builder.with_writer(std::io::stderr).try_init();
+            let layer = fmt
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr);
+            let _ = tracing_subscriber::registry()
+                .with(layer.with_filter(filter))
+                .try_init();
         }
     }
     Ok(())
