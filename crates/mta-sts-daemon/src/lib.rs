@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 mod daemon;
 pub mod listen;
+pub mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod run;
