@@ -163,3 +163,49 @@ async fn postgres_cache() {
     )
     .await;
 }
+
+/// Proactive fetching: at start (no pass recorded in the store) the daemon refreshes cached policies that would
+/// expire before the next pass, without any client asking, and records the pass in the store.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn proactive_fetching_refreshes_the_store() {
+    let fixture = Fixture::start().await;
+    let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: mail.example.com\n";
+    fixture.publish("proactive.test", "id1", policy);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = format!(
+        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n",
+        dir.path().join("c.db").display()
+    );
+    let first = start(&fixture, &cache).await;
+    assert_eq!(
+        query(tcp_addr(&first), "postfix", "proactive.test").await,
+        "OK secure match=mail.example.com servername=hostname"
+    );
+    first.shutdown().await;
+    assert_eq!(fixture.https().request_count("mta-sts.proactive.test"), 1);
+
+    let second = start(
+        &fixture,
+        &format!("{cache}proactive_policy_fetching:\n  enabled: true\n  interval: 86400\n  concurrency_limit: 2\n"),
+    )
+    .await;
+    // The policy (max_age 600) would expire before the next pass: it is fetched again, unasked.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while fixture.https().request_count("mta-sts.proactive.test") < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no proactive refresh happened"
+        );
+        tokio::task::yield_now().await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while second.engine().last_proactive_refresh().await.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pass was not recorded in the store"
+        );
+        tokio::task::yield_now().await;
+    }
+    second.shutdown().await;
+}
