@@ -124,24 +124,42 @@ async fn redis_cache() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_sentinel_cache() {
-    // Sentinel is optional infrastructure: tested only when MTASTS_TEST_SENTINEL=host:port[,master] is set.
-    let Ok(spec) = std::env::var("MTASTS_TEST_SENTINEL") else {
-        eprintln!(
-            "skipping redis_sentinel_cache: set MTASTS_TEST_SENTINEL=host:port[,master_name]"
-        );
+    // A Sentinel deployment is tested when MTASTS_TEST_SENTINEL=host:port[,master_name] names one. Without it,
+    // the same YAML points at a Sentinel that is down: the daemon must start and keep answering from the
+    // network (store errors count as misses, RFC 8461 §3.3 delivery is never blocked by the cache).
+    if let Ok(spec) = std::env::var("MTASTS_TEST_SENTINEL") {
+        let (hostport, master) = spec.split_once(',').unwrap_or((&spec, "mymaster"));
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .expect("MTASTS_TEST_SENTINEL=host:port");
+        check_store(
+            &format!(
+                "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"{master}\"\n    sentinels:\n      - [\"{host}\", {port}]\n"
+            ),
+            &unique("sentinel"),
+        )
+        .await;
         return;
-    };
-    let (hostport, master) = spec.split_once(',').unwrap_or((&spec, "mymaster"));
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .expect("MTASTS_TEST_SENTINEL=host:port");
-    check_store(
-        &format!(
-            "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"{master}\"\n    sentinels:\n      - [\"{host}\", {port}]\n"
-        ),
-        &unique("sentinel"),
-    )
-    .await;
+    }
+    let fixture = Fixture::start().await;
+    fixture.publish("sentinel-down.test", "id1", ENFORCE);
+    let yaml = "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: mymaster\n    sentinels:\n      - [\"127.0.0.1\", 1]\n    socket_timeout: 0.5\n    socket_connect_timeout: 0.5\n";
+    let daemon = start(&fixture, yaml).await;
+    let addr = tcp_addr(&daemon);
+    assert_eq!(
+        query(addr, "postfix", "sentinel-down.test").await,
+        ENFORCE_REPLY
+    );
+    assert_eq!(
+        query(addr, "postfix", "sentinel-down.test").await,
+        ENFORCE_REPLY
+    );
+    // The memory front answered the second query.
+    assert_eq!(
+        fixture.https().request_count("mta-sts.sentinel-down.test"),
+        1
+    );
+    daemon.shutdown().await;
 }
 
 #[cfg(feature = "postgres")]
