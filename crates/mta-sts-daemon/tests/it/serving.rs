@@ -45,6 +45,8 @@ async fn many_requests_per_connection() {
             Reply::NotFound
         );
     }
+    // An open connection would hold the shutdown for `shutdown_timeout`.
+    drop(client);
     daemon.shutdown().await;
 }
 
@@ -71,6 +73,8 @@ async fn pipelined_requests_run_concurrently_and_answer_in_order() {
     let mut rest = vec![0u8; want.len()];
     stream.read_exact(&mut rest).await.expect("read");
     assert_eq!(rest, want);
+    // An open connection would hold the shutdown for `shutdown_timeout`.
+    drop(stream);
     daemon.shutdown().await;
 }
 
@@ -100,6 +104,8 @@ async fn corrupt_netstring_closes_only_that_connection() {
             .to_string(),
         ENFORCE_REPLY
     );
+    // An open connection would hold the shutdown for `shutdown_timeout`.
+    drop(other);
     daemon.shutdown().await;
 }
 
@@ -124,6 +130,8 @@ async fn requests_up_to_the_postfix_limit_are_accepted_longer_ones_close() {
     stream.write_all(&[b'9'; 64]).await.expect("write");
     assert!(read_to_eof(&mut stream).await.is_empty());
     assert!(client.query("postfix", "x.test").await.is_ok());
+    // An open connection would hold the shutdown for `shutdown_timeout`.
+    drop((client, stream));
     daemon.shutdown().await;
 }
 
