@@ -15,11 +15,13 @@ use crate::listen::{Listener, LocalAddr};
 use crate::server::{Handler, serve};
 use crate::stores;
 
-/// A daemon whose socket is bound (or taken from systemd) but which does not serve yet: privileges can be
-/// dropped in between.
+/// A daemon whose socket is bound (or taken from systemd) and whose policy fetcher is built (CA files and
+/// resolver configuration read), but which does not serve yet: privileges can be dropped in between. The
+/// store is opened by [`Bound::start`], after that.
 #[derive(Debug)]
 pub struct Bound {
     config: Config,
+    fetcher: Fetcher,
     listeners: Vec<Listener>,
     local_addrs: Vec<LocalAddr>,
 }
@@ -27,6 +29,8 @@ pub struct Bound {
 impl Bound {
     /// Binds the configured socket. Needs a tokio runtime.
     pub fn bind(config: Config) -> Result<Self, StartError> {
+        // Built now, while still privileged: it reads the CA files and /etc/resolv.conf.
+        let fetcher = build_fetcher(&config)?;
         let listeners = Listener::bind_all(&config.listen, config.reuse_port)?;
         let local_addrs = listeners
             .iter()
@@ -38,6 +42,7 @@ impl Bound {
             })?;
         Ok(Self {
             config,
+            fetcher,
             listeners,
             local_addrs,
         })
@@ -60,10 +65,10 @@ impl Bound {
     ) -> Result<Running, StartError> {
         let Self {
             config,
+            fetcher,
             listeners,
             local_addrs,
         } = self;
-        let fetcher = build_fetcher(&config)?;
         let (store, memory) = stores::open(&config.cache, config.limits.memory_cache_size).await?;
         let mut builder = Engine::builder(fetcher)
             .memory_capacity(memory)

@@ -1,5 +1,6 @@
 //! The built binary: exit codes, signals, systemd notification, pidfile, and Postfix's own client.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -43,6 +44,9 @@ async fn spawn_daemon(fixture: &Fixture, extra: &str, args: &[&str]) -> Spawned 
     let config = write_config(dir.path(), &text);
     let notify_path = dir.path().join("notify.sock");
     let notify = UnixDatagram::bind(&notify_path).expect("notify socket");
+    // Reachable after the daemon drops privileges (`-u`), like systemd's own notify socket.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     let child = Command::new(BIN)
         .arg("-c")
         .arg(&config)
@@ -386,6 +390,56 @@ async fn socket_activation_serves_passed_sockets() {
         "the configured socket was bound despite socket activation"
     );
     drop((client, unix));
+    let (status, stderr) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// `-u`/`-g`: privileges are dropped after binding (as root); without root the switch fails cleanly.
+#[tokio::test]
+async fn user_and_group_are_applied_after_binding() {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    if !nix::unistd::Uid::effective().is_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = write_config(dir.path(), &format!("port: {}\n", free_port()));
+        let out = Command::new(BIN)
+            .arg("-c")
+            .arg(&config)
+            .args(["-u", "0"])
+            .output()
+            .await
+            .expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot drop privileges"));
+        return;
+    }
+    let spawned = spawn_daemon(&fixture, "", &["-u", "65534", "-g", "65534"]).await;
+    let pid = spawned.child.id().expect("pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let ids = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
+    assert_eq!(
+        ids("Uid:").as_deref(),
+        Some("65534 65534 65534 65534"),
+        "{status}"
+    );
+    assert_eq!(
+        ids("Gid:").as_deref(),
+        Some("65534 65534 65534 65534"),
+        "{status}"
+    );
+    assert_eq!(ids("Groups:").as_deref(), Some("65534"), "{status}");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
+    assert_eq!(query(addr, "postfix", "enforce.test").await, ENFORCE_REPLY);
     let (status, stderr) = spawned.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
