@@ -820,7 +820,7 @@ impl Inner {
                     Ok(Ok(permit)) if deadline > Instant::now() => Some(permit),
                     _ => {
                         self.stats.overloaded.inc();
-                        warn!(
+                        debug!(
                             domain = key,
                             "no discovery slot within the timeout (max_in_flight); answering from cache"
                         );

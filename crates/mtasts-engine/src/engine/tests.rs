@@ -36,6 +36,8 @@ enum Reply {
     Publish(PolicyId, Policy),
     NoPolicy(Option<Duration>),
     Fail,
+    /// A discoverer bug.
+    Panic,
 }
 
 /// A discoverer that counts calls, records the `known_id` it was given, answers from a per-domain table and can
@@ -126,6 +128,7 @@ impl Discover for Fake {
                 negative_ttl,
             },
             Some(Reply::Fail) => Discovery::Failed(FetchError::HttpStatus { status: 503 }),
+            Some(Reply::Panic) => panic!("fake discoverer told to panic"),
             None => Discovery::NoPolicy {
                 reason: NoPolicyReason::NoData,
                 negative_ttl: None,
@@ -678,4 +681,53 @@ async fn purge_forgets_a_domain() {
     assert!(matches!(store.get("example.com").await, Ok(None)));
     assert_eq!(resolve(&engine, "example.com").await.0, Source::Discovered);
     assert_eq!(s.fake.calls(), 2);
+}
+
+#[tokio::test]
+async fn many_domains_stay_in_memory_up_to_capacity() {
+    let s = Setup::new();
+    let engine = s.builder().memory_capacity(4_000).build();
+    let names: Vec<String> = (0..1_000).map(|i| format!("d{i}.example")).collect();
+    for name in &names {
+        s.fake.publish(name, "id1", 86_400);
+        resolve(&engine, name).await;
+    }
+    for name in &names {
+        assert_eq!(resolve(&engine, name).await.0, Source::Memory, "{name}");
+    }
+    assert_eq!(s.fake.calls(), 1_000);
+}
+
+#[tokio::test]
+async fn a_panicking_discovery_leaks_nothing() {
+    let s = Setup::new();
+    s.fake.publish("example.com", "id1", 600);
+    let engine = s.builder().build();
+    resolve(&engine, "example.com").await;
+    s.fake.set("example.com", Reply::Panic);
+    s.advance(61);
+    // The shared task died: the lookup answers from the cached policy, and nothing stays in flight.
+    assert_eq!(
+        resolve(&engine, "example.com").await,
+        (Source::Stale, Some("id1".into()))
+    );
+    assert_eq!(engine.stats().in_flight, 0);
+    assert!(
+        engine
+            .inner
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    );
+    assert_eq!(
+        engine.inner.permits.available_permits(),
+        crate::DEFAULT_MAX_IN_FLIGHT
+    );
+    // The next lookup can start a discovery again.
+    s.fake.publish("example.com", "id2", 600);
+    assert_eq!(
+        resolve(&engine, "example.com").await,
+        (Source::Discovered, Some("id2".into()))
+    );
 }
