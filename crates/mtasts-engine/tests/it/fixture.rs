@@ -179,3 +179,48 @@ async fn nxdomain_is_cached_as_no_policy() {
     );
     assert_eq!(txt_queries(&fixture, "example.org"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_fetch_is_shared_by_every_concurrent_lookup() {
+    init_tracing();
+    let fixture = Fixture::start().await;
+    fixture.publish_txt("example.com", "id1");
+    // The server sends nothing of the body: the one discovery hangs until its timeout, so every lookup
+    // started meanwhile must join it (nothing is in memory to answer them).
+    fixture.serve(
+        "example.com",
+        PolicyResponse::policy(policy_text(86_400)).stall_after(0),
+    );
+    let clock = Arc::new(ManualClock::new(T0));
+    let engine = engine(&fixture, &clock, None);
+
+    let lookups: Vec<_> = (0..20)
+        .map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .resolve(&domain("example.com"), Duration::from_secs(3))
+                    .await
+            })
+        })
+        .collect();
+    let mut sources = Vec::new();
+    for lookup in lookups {
+        let resolution = lookup.await.unwrap_or_else(|e| panic!("lookup task: {e}"));
+        assert!(resolution.policy.is_none());
+        sources.push(resolution.source);
+    }
+    assert_eq!(
+        sources
+            .iter()
+            .filter(|s| **s == Source::Unavailable)
+            .count(),
+        1
+    );
+    assert_eq!(
+        sources.iter().filter(|s| **s == Source::Coalesced).count(),
+        19
+    );
+    assert_eq!(https_requests(&fixture, "example.com"), 1);
+    assert_eq!(engine.stats().failed, 1);
+}
