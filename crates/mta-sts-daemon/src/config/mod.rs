@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use extract::{Section, invalid, to_int};
-pub use yaml::YamlError;
+pub use yaml::{MAX_DEPTH, MAX_NODES, YamlError};
 use yaml::{Node, Value};
 
 /// The default configuration file, as in the Python daemon.

@@ -110,6 +110,18 @@ pub enum YamlError {
         /// Line of the merge value.
         line: usize,
     },
+    /// Collections nested deeper than [`MAX_DEPTH`].
+    #[error("line {line}: collections nested more than {MAX_DEPTH} deep")]
+    TooDeep {
+        /// Line of the collection that is too deep.
+        line: usize,
+    },
+    /// More than [`MAX_NODES`] values once aliases are expanded ("billion laughs").
+    #[error("line {line}: the document expands to more than {MAX_NODES} values")]
+    TooLarge {
+        /// Line where the limit was reached.
+        line: usize,
+    },
     /// More than one document in the file.
     #[error("line {line}: the configuration file must hold a single YAML document")]
     SeveralDocuments {
@@ -118,11 +130,19 @@ pub enum YamlError {
     },
 }
 
+/// How deep collections may nest (a configuration needs 4; the bound keeps recursion off the stack's edge).
+pub const MAX_DEPTH: usize = 64;
+
+/// How many values a document may hold once aliases are expanded.
+pub const MAX_NODES: usize = 100_000;
+
 /// Loads one YAML document as PyYAML's `safe_load` would. An empty stream gives [`Value::Null`].
 pub(crate) fn load(text: &str) -> Result<Node, YamlError> {
     let mut loader = Loader {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        depth: 0,
+        nodes: 0,
     };
     let mut doc: Option<Node> = None;
     loop {
@@ -153,7 +173,23 @@ fn line_of(span: Span) -> usize {
 
 struct Loader<'a> {
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
-    anchors: HashMap<usize, Node>,
+    anchors: HashMap<usize, (Node, usize)>,
+    depth: usize,
+    nodes: usize,
+}
+
+/// Values in `node`, itself included.
+fn size(node: &Node) -> usize {
+    match &node.value {
+        Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| size(k) + size(v))
+                .sum::<usize>()
+        }
+        _ => 1,
+    }
 }
 
 impl<'a> Loader<'a> {
@@ -167,12 +203,40 @@ impl<'a> Loader<'a> {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size(node)));
         }
+    }
+
+    fn count(&mut self, n: usize, line: usize) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(YamlError::TooLarge { line });
+        }
+        Ok(())
     }
 
     fn node(&mut self, event: Event<'a>, span: Span) -> Result<Node, YamlError> {
         let line = line_of(span);
+        if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..)) {
+            if self.depth >= MAX_DEPTH {
+                return Err(YamlError::TooDeep { line });
+            }
+            self.depth += 1;
+            let node = self.build(event, line);
+            self.depth -= 1;
+            return node;
+        }
+        self.build(event, line)
+    }
+
+    fn build(&mut self, event: Event<'a>, line: usize) -> Result<Node, YamlError> {
+        match &event {
+            Event::Alias(anchor) => {
+                let n = self.anchors.get(anchor).map_or(1, |(_, n)| *n);
+                self.count(n, line)?;
+            }
+            _ => self.count(1, line)?,
+        }
         match event {
             Event::Scalar(text, style, anchor, tag) => {
                 let value = scalar(&text, style, tag.as_deref(), line)?;
@@ -183,7 +247,7 @@ impl<'a> Loader<'a> {
             Event::Alias(anchor) => self
                 .anchors
                 .get(&anchor)
-                .cloned()
+                .map(|(node, _)| node.clone())
                 .ok_or(YamlError::UnknownAnchor { line }),
             Event::SequenceStart(anchor, tag) => {
                 check_collection_tag(tag.as_deref(), "seq", line)?;
@@ -711,6 +775,30 @@ mod tests {
                 },
             ])
         );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            load(&deep),
+            Err(YamlError::TooDeep { .. }) | Err(YamlError::Syntax(_))
+        ));
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(load(&ok).is_ok());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let prev = format!("*a{}", i - 1);
+            text.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                [prev.as_str(); 10].join(", ")
+            ));
+        }
+        assert!(matches!(load(&text), Err(YamlError::TooLarge { .. })));
     }
 
     #[test]
