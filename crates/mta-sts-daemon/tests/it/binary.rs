@@ -443,3 +443,38 @@ async fn user_and_group_are_applied_after_binding() {
     let (status, stderr) = spawned.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
+
+/// SIGTERM drains open connections (up to `shutdown_timeout`); a second signal exits at once.
+#[tokio::test]
+async fn second_signal_exits_at_once() {
+    let fixture = Fixture::start().await;
+    let mut spawned = spawn_daemon(&fixture, "shutdown_timeout: 600\n", &[]).await;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
+    // An idle client connection keeps the first SIGTERM's drain waiting.
+    let mut idle = socketmap_proto::SocketmapClient::connect_tcp(addr)
+        .await
+        .expect("connect");
+    assert_eq!(
+        idle.query("postfix", "none.test")
+            .await
+            .expect("query")
+            .to_string(),
+        "NOTFOUND "
+    );
+    spawned.signal(Signal::SIGTERM);
+    assert_eq!(spawned.next_notification().await, "STOPPING=1");
+    // Still draining: the open connection is still served.
+    assert_eq!(
+        idle.query("postfix", "none.test")
+            .await
+            .expect("query")
+            .to_string(),
+        "NOTFOUND "
+    );
+    spawned.signal(Signal::SIGINT);
+    let status = tokio::time::timeout(Duration::from_secs(10), spawned.child.wait())
+        .await
+        .expect("second signal did not end the daemon")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
