@@ -682,9 +682,17 @@ impl Inner {
     }
 
     /// The answer when no fresh result is available: the cached policy while valid, else none.
+    ///
+    /// The discovery may have finished and updated memory while its store write is still pending: then that
+    /// fresh answer is used.
     fn fallback(&self, key: &str, now: u64) -> Resolution {
-        let policy = self.front.peek(key).and_then(|entry| entry.policy);
-        self.stale_or_none(policy.filter(|p| p.is_valid_at(now)))
+        let Some(entry) = self.front.peek(key) else {
+            return Resolution::none(Source::Unavailable);
+        };
+        if let Some(resolution) = entry.answer(now) {
+            return resolution;
+        }
+        self.stale_or_none(entry.policy.filter(|p| p.is_valid_at(now)))
     }
 
     fn stale_or_none(&self, policy: Option<Arc<ResolvedPolicy>>) -> Resolution {

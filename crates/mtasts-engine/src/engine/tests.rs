@@ -731,3 +731,57 @@ async fn a_panicking_discovery_leaks_nothing() {
         (Source::Discovered, Some("id2".into()))
     );
 }
+
+/// A store whose writes never finish.
+#[derive(Debug)]
+struct HangingWrites(MemoryCache);
+
+#[async_trait]
+impl PolicyCache for HangingWrites {
+    async fn get(&self, domain: &str) -> Result<Option<CacheEntry>, CacheError> {
+        self.0.get(domain).await
+    }
+    async fn set(&self, _: &str, _: &CacheEntry) -> Result<bool, CacheError> {
+        std::future::pending().await
+    }
+    async fn scan(
+        &self,
+        token: Option<&ScanToken>,
+        page_size: usize,
+    ) -> Result<ScanPage, CacheError> {
+        self.0.scan(token, page_size).await
+    }
+    async fn remove(&self, domain: &str) -> Result<bool, CacheError> {
+        self.0.remove(domain).await
+    }
+    async fn clear(&self) -> Result<u64, CacheError> {
+        self.0.clear().await
+    }
+    async fn proactive_fetch_ts(&self) -> Result<Option<u64>, CacheError> {
+        self.0.proactive_fetch_ts().await
+    }
+    async fn set_proactive_fetch_ts(&self, ts: u64) -> Result<(), CacheError> {
+        self.0.set_proactive_fetch_ts(ts).await
+    }
+    async fn close(&self) {}
+}
+
+#[tokio::test]
+async fn a_hanging_store_write_does_not_hold_the_lookup() {
+    let s = Setup::new();
+    s.fake.publish("example.com", "id1", 86_400);
+    let engine = s
+        .builder()
+        .store(Arc::new(HangingWrites(MemoryCache::new(10))))
+        .build();
+    // The lookup gives up waiting after its timeout plus slack, and answers from what the discovery put in memory.
+    let resolution = engine
+        .resolve(&domain("example.com"), Duration::from_millis(100))
+        .await;
+    assert_eq!(
+        resolution.policy.map(|p| p.id().as_str().to_owned()),
+        Some("id1".to_owned())
+    );
+    assert_eq!(resolution.source, Source::Memory);
+    assert_eq!(s.fake.calls(), 1);
+}
