@@ -196,7 +196,9 @@ impl EngineBuilder {
     }
 
     /// How many domains the memory front holds (policies, "no policy" answers and back-off markers together);
-    /// the least recently used is dropped first. Default [`DEFAULT_MEMORY_CAPACITY`]; 0 is taken as 1.
+    /// the least recently used is dropped first. Default [`DEFAULT_MEMORY_CAPACITY`]; 0 is taken as 1. The
+    /// capacity is split over shards and eviction is per shard, so size it with some headroom over the number
+    /// of domains that should stay in memory.
     #[must_use]
     pub const fn memory_capacity(mut self, capacity: usize) -> Self {
         self.memory_capacity = capacity;
