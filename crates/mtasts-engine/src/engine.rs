@@ -40,6 +40,10 @@ const MAX_REFETCH_MARGIN: u64 = 86_400;
 const DISCOVERY_SLACK: Duration = Duration::from_millis(250);
 /// How long past its timeout a lookup waits for a shared discovery (store reads and writes happen around it).
 const WAIT_SLACK: Duration = Duration::from_secs(1);
+/// The longest a discovery task waits on one store operation. Stores bound their operations by their own
+/// timeouts; this only keeps a misbehaving store from pinning a domain's shared discovery (and so every later
+/// lookup of it) forever.
+const STORE_CAP: Duration = Duration::from_secs(15);
 /// Store scan page size for the proactive refresh.
 const SCAN_PAGE: usize = 256;
 
@@ -643,6 +647,16 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// `op`, failing with [`CacheError::Timeout`] after [`STORE_CAP`].
+async fn bounded<T>(op: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
+    tokio::time::timeout(STORE_CAP, op)
+        .await
+        .unwrap_or(Err(CacheError::Timeout {
+            store: "engine",
+            after: STORE_CAP,
+        }))
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -736,7 +750,7 @@ impl Inner {
 
         // Read-through: the store may hold a newer check, e.g. by another host sharing it.
         if let Some(store) = &self.store {
-            match store.get(key).await {
+            match bounded(store.get(key)).await {
                 Ok(Some(entry))
                     if known
                         .as_ref()
@@ -1037,7 +1051,7 @@ impl Inner {
     /// Write-through; a failure is logged and otherwise ignored.
     async fn write_store(&self, key: &str, entry: &CacheEntry) {
         if let Some(store) = &self.store
-            && let Err(error) = store.set(key, entry).await
+            && let Err(error) = bounded(store.set(key, entry)).await
         {
             self.stats.store_write_errors.inc();
             warn!(domain = key, kind = error.kind(), %error, "policy cache write failed");
@@ -1046,7 +1060,7 @@ impl Inner {
 
     async fn remove_from_store(&self, key: &str) {
         if let Some(store) = &self.store
-            && let Err(error) = store.remove(key).await
+            && let Err(error) = bounded(store.remove(key)).await
         {
             self.stats.store_write_errors.inc();
             warn!(domain = key, kind = error.kind(), %error, "policy cache removal failed");

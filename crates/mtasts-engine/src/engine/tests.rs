@@ -766,7 +766,7 @@ impl PolicyCache for HangingWrites {
     async fn close(&self) {}
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hanging_store_write_does_not_hold_the_lookup() {
     let s = Setup::new();
     s.fake.publish("example.com", "id1", 86_400);
@@ -784,4 +784,27 @@ async fn a_hanging_store_write_does_not_hold_the_lookup() {
     );
     assert_eq!(resolution.source, Source::Memory);
     assert_eq!(s.fake.calls(), 1);
+    // The engine gives up on the store write after its cap, ending the shared discovery: the domain can be
+    // discovered again.
+    tokio::time::advance(super::STORE_CAP + Duration::from_secs(1)).await;
+    while !engine
+        .inner
+        .inflight
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_empty()
+    {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(engine.stats().store_write_errors, 1);
+    s.advance(61);
+    s.fake.publish("example.com", "id2", 86_400);
+    let again = engine
+        .resolve(&domain("example.com"), Duration::from_millis(100))
+        .await;
+    assert_eq!(
+        again.policy.map(|p| p.id().as_str().to_owned()),
+        Some("id2".to_owned())
+    );
+    assert_eq!(s.fake.calls(), 2);
 }
