@@ -63,11 +63,68 @@ pub struct Cli {
     /// Accepted for compatibility with the Python daemon; has no effect.
     #[arg(long)]
     pub disable_uvloop: bool,
+    /// Print the man page or a shell completion script on standard output and exit (release packaging).
+    #[arg(long, value_enum, value_name = "KIND")]
+    pub generate: Option<Generate>,
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    /// The man page, mta-sts-daemon(8), in roff.
+    Man,
+    /// bash completions.
+    CompleteBash,
+    /// zsh completions.
+    CompleteZsh,
+    /// fish completions.
+    CompleteFish,
+}
+
+impl Generate {
+    /// Writes what `self` names to `out`.
+    ///
+    /// # Errors
+    ///
+    /// Writing to `out` failed.
+    pub fn write(self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        use clap::CommandFactory as _;
+        use clap_complete::Shell;
+
+        let mut command = Cli::command();
+        let shell = match self {
+            Self::Man => {
+                return clap_mangen::Man::new(command)
+                    .section("8")
+                    .manual("System Manager's Manual")
+                    .render(out);
+            }
+            Self::CompleteBash => Shell::Bash,
+            Self::CompleteZsh => Shell::Zsh,
+            Self::CompleteFish => Shell::Fish,
+        };
+        clap_complete::generate(shell, &mut command, "mta-sts-daemon", out);
+        out.flush()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generates_a_section_8_man_page_and_completions() {
+        let cli = Cli::try_parse_from(["mta-sts-daemon", "--generate", "man"]).unwrap();
+        assert_eq!(cli.generate, Some(Generate::Man));
+        let mut page = Vec::new();
+        Generate::Man.write(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH mta-sts-daemon 8"), "{page}");
+        assert!(page.contains("disable\\-uvloop"), "{page}");
+        let mut bash = Vec::new();
+        Generate::CompleteBash.write(&mut bash).unwrap();
+        assert!(String::from_utf8(bash).unwrap().contains("complete -F"));
+    }
 
     #[test]
     fn defaults_match_the_python_daemon() {

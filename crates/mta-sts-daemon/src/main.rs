@@ -6,5 +6,16 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = mta_sts_daemon::cli::Cli::parse();
+    if let Some(kind) = cli.generate {
+        return match kind.write(&mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            // A closed pipe (e.g. `| head`) is not an error worth reporting.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mta-sts-daemon: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     mta_sts_daemon::run::run(&cli)
 }
