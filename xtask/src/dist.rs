@@ -317,12 +317,17 @@ pub(crate) fn deb_check(root: &Path) -> Result<()> {
             .args(["-c", "/etc/mta-sts-daemon.yml"])
             .spawn()
             .context("starting the installed daemon")?;
+        // postmap refuses to run without a main.cf; an unconfigured Postfix package has none.
+        let postfix_dir = root.join("target/dist/postfix-conf");
+        write(&postfix_dir.join("main.cf"), "")?;
         let answer = (|| -> Result<()> {
             // A parent-domain key must be NOTFOUND without any network access (RFC 8461 §3.4):
             // postmap -q prints nothing and exits 1 for NOTFOUND, 0 for a hit, 2+ on a lookup error.
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 let out = Command::new("postmap")
+                    .arg("-c")
+                    .arg(&postfix_dir)
                     .args([
                         "-q",
                         ".example.com",
