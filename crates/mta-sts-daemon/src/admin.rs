@@ -1,0 +1,835 @@
+//! `mta-sts-daemon cache …`: administers the configured policy store without a running daemon.
+//!
+//! The store is opened from the configuration file exactly as the daemon opens it, and the command works on it
+//! directly. Daemons sharing the store keep their memory copy of a purged policy for at most `cache_grace`: when
+//! it has passed, the engine re-reads the store, finds the entry gone and discovers the domain afresh (DNS and an
+//! HTTPS fetch), so a purge reaches every daemon using the store within `cache_grace`.
+//!
+//! With `cache.type: internal` there is no store: the policies live only in a running daemon's memory, and the
+//! commands say so and exit with [`EX_UNAVAILABLE`] (restarting the daemon empties that cache).
+//!
+//! Exit codes: [`EX_OK`] (0) done; [`EX_NOT_FOUND`] (1) `show`/`purge` of a domain that is not cached; 2 bad
+//! command line (also a DOMAIN that is not a valid policy domain); [`EX_DATAERR`] (65) corrupt entries were
+//! reported (the others were still listed); [`EX_UNAVAILABLE`] (69) the store cannot be reached, there is no
+//! store (`internal`), or the SQLite file does not exist (it is not created); [`EX_IOERR`] (74) standard output could not be written; [`EX_CONFIG`] (78) the
+//! configuration is invalid.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mtasts_cache::{CacheEntry, MemoryCache, PolicyCache};
+//! use mta_sts_daemon::admin::{CacheCommand, execute};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store: Arc<dyn PolicyCache> = Arc::new(MemoryCache::new(10));
+//! let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n".parse()?;
+//! store.set("example.com", &CacheEntry::new(1_700_000_000, "20240101".parse()?, policy)).await?;
+//!
+//! let (mut out, mut err) = (Vec::new(), Vec::new());
+//! let code = execute(Some(&store), &CacheCommand::Export, &mut out, &mut err).await;
+//! assert_eq!(code, 0);
+//! assert!(String::from_utf8(out)?.starts_with(r#"{"domain":"example.com","policy_id":"20240101""#));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Subcommand};
+use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanToken};
+use mtasts_core::{Policy, PolicyDomain, PolicyId};
+
+use crate::StartError;
+use crate::config::{CacheConfig, Config};
+use crate::stores;
+
+/// Success.
+pub const EX_OK: u8 = 0;
+/// `show` or `purge` of a domain that is not in the cache.
+pub const EX_NOT_FOUND: u8 = 1;
+/// Bad command line (clap's code), also for a DOMAIN that is not a valid policy domain.
+pub const EX_USAGE: u8 = 2;
+/// Corrupt entries were found (and reported on standard error); `EX_DATAERR` from sysexits.h.
+pub const EX_DATAERR: u8 = 65;
+/// The store cannot be reached or answered with an error, or there is no store (`cache.type: internal`);
+/// `EX_UNAVAILABLE` from sysexits.h.
+pub const EX_UNAVAILABLE: u8 = 69;
+/// The command could not be run (no async runtime); `EX_SOFTWARE` from sysexits.h.
+pub const EX_SOFTWARE: u8 = 70;
+/// Standard output could not be written; `EX_IOERR` from sysexits.h.
+pub const EX_IOERR: u8 = 74;
+/// The configuration is invalid; `EX_CONFIG` from sysexits.h (as for the daemon).
+pub const EX_CONFIG: u8 = crate::run::EX_CONFIG;
+
+/// How many entries each store scan returns.
+const PAGE_SIZE: usize = 256;
+
+/// Exit codes, for the `cache` subcommand's `--help`.
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 DOMAIN is not cached (show, purge); 2 bad command line or DOMAIN; 65 corrupt entries \
+were reported on standard error (the others were still listed); 69 the store cannot be reached, the sqlite \
+file does not exist, or cache.type is internal (no store outside a running daemon: restart it to empty its \
+cache); 74 standard output could not be written; 78 invalid configuration.
+
+Running daemons that share the store answer from their memory copy of a purged policy for at most \
+cache_grace seconds; then they find it gone from the store and discover the domain afresh (DNS and HTTPS).";
+
+/// Subcommands of `mta-sts-daemon`; without one, it runs the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Administer the configured policy cache (store) without a running daemon.
+    #[command(subcommand)]
+    #[command(after_long_help = EXIT_CODES)]
+    Cache(CacheCommand),
+}
+
+/// `mta-sts-daemon cache …`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum CacheCommand {
+    /// List cached policies, one tab-separated line per domain.
+    ///
+    /// A header line, then per domain: domain, policy id, mode, max_age, checked at, expires at (times in UTC,
+    /// RFC 3339; "(expired)" after an expired policy's time). A count goes to standard error.
+    #[command(after_long_help = EXIT_CODES)]
+    List,
+    /// Show one domain's cached entry and policy text.
+    #[command(after_long_help = EXIT_CODES)]
+    Show {
+        /// The policy domain (normalised like the daemon does: case, trailing dot, U-labels).
+        domain: String,
+    },
+    /// Remove one domain's cached policy, or all of them.
+    ///
+    /// Running daemons sharing the store drop their memory copy within cache_grace and discover the domain
+    /// afresh.
+    #[command(after_long_help = EXIT_CODES)]
+    Purge(PurgeArgs),
+    /// Print every cached entry as JSON lines.
+    ///
+    /// One object per line: {"domain", "policy_id", "checked_at", "fetched_at" (Unix seconds), "policy":
+    /// {"version", "mode", "max_age", "mx": [...], extension keys}}. A count goes to standard error.
+    #[command(after_long_help = EXIT_CODES)]
+    Export,
+}
+
+/// What `cache purge` removes: one DOMAIN or `--all`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[group(required = true, multiple = false)]
+pub struct PurgeArgs {
+    /// The policy domain to forget (normalised like the daemon does).
+    pub domain: Option<String>,
+    /// Remove every cached policy.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// Runs a `cache` command against the store configured in `config_path`; returns the process exit code.
+///
+/// Messages and errors go to standard error, results to standard output.
+pub fn run(config_path: &Path, command: &CacheCommand) -> ExitCode {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mta-sts-daemon: {}: {e}", config_path.display());
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    for key in &config.unknown_keys {
+        eprintln!("mta-sts-daemon: warning: unknown configuration key {key} ignored");
+    }
+    let mut err = io::stderr();
+    let action = match Action::from_command(command, &mut err) {
+        Ok(action) => action,
+        Err(code) => return ExitCode::from(code),
+    };
+    // Opening a SQLite file that does not exist would create it, owned by whoever runs this command.
+    if let CacheConfig::Sqlite { filename, .. } = &config.cache
+        && !filename.exists()
+    {
+        eprintln!(
+            "mta-sts-daemon: the sqlite cache {} does not exist (no daemon has used it yet?)",
+            filename.display()
+        );
+        return ExitCode::from(EX_UNAVAILABLE);
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mta-sts-daemon: cannot start the async runtime: {e}");
+            return ExitCode::from(EX_SOFTWARE);
+        }
+    };
+    let code = runtime.block_on(async {
+        let store = match stores::open(&config.cache, config.limits.memory_cache_size).await {
+            Ok((store, _)) => store,
+            Err(e) => {
+                eprintln!("mta-sts-daemon: {e}");
+                return match e {
+                    StartError::Store { .. } => EX_UNAVAILABLE,
+                    _ => EX_CONFIG,
+                };
+            }
+        };
+        let mut out = io::stdout().lock();
+        let code = perform(store.as_ref(), &action, &mut out, &mut err).await;
+        if let Some(store) = &store {
+            store.close().await;
+        }
+        code
+    });
+    ExitCode::from(code)
+}
+
+/// Runs `command` against `store` (`None` = `cache.type: internal`), writing results to `out` and messages to
+/// `err`; returns the exit code (see the [module docs](self)).
+pub async fn execute(
+    store: Option<&Arc<dyn PolicyCache>>,
+    command: &CacheCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    match Action::from_command(command, err) {
+        Ok(action) => perform(store, &action, out, err).await,
+        Err(code) => code,
+    }
+}
+
+/// A `cache` command with its DOMAIN checked.
+enum Action {
+    List,
+    Export,
+    Show(PolicyDomain),
+    Purge(PolicyDomain),
+    PurgeAll,
+}
+
+impl Action {
+    /// Normalises DOMAIN as the daemon does; an invalid one is a usage error (reported on `err`).
+    fn from_command(command: &CacheCommand, err: &mut dyn Write) -> Result<Self, u8> {
+        let parse = |domain: &str, err: &mut dyn Write| {
+            PolicyDomain::parse(domain).map_err(|e| {
+                let _ = writeln!(
+                    err,
+                    "mta-sts-daemon: {domain:?} is not a valid policy domain: {e}"
+                );
+                EX_USAGE
+            })
+        };
+        Ok(match command {
+            CacheCommand::List => Self::List,
+            CacheCommand::Export => Self::Export,
+            CacheCommand::Show { domain } => Self::Show(parse(domain, err)?),
+            CacheCommand::Purge(PurgeArgs {
+                domain: None,
+                all: true,
+            }) => Self::PurgeAll,
+            CacheCommand::Purge(PurgeArgs {
+                domain: Some(domain),
+                all: false,
+            }) => Self::Purge(parse(domain, err)?),
+            // clap's argument group rules these out; a library caller may still build them.
+            CacheCommand::Purge(_) => {
+                let _ = writeln!(
+                    err,
+                    "mta-sts-daemon: cache purge needs either a DOMAIN or --all"
+                );
+                return Err(EX_USAGE);
+            }
+        })
+    }
+}
+
+async fn perform(
+    store: Option<&Arc<dyn PolicyCache>>,
+    action: &Action,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let Some(store) = store else {
+        let _ = writeln!(
+            err,
+            "mta-sts-daemon: cache.type is internal: cached policies live only in the memory of a running daemon \
+             and cannot be listed, shown, exported or purged from outside it; restart the daemon to empty its \
+             cache, or configure a persistent store (sqlite, redis, postgres)"
+        );
+        return EX_UNAVAILABLE;
+    };
+    let store = &**store;
+    let result = match action {
+        Action::List => scan_all(store, out, err, Format::Table).await,
+        Action::Export => scan_all(store, out, err, Format::JsonLines).await,
+        Action::Show(domain) => show(store, domain, out, err).await,
+        Action::Purge(domain) => purge(store, domain, out, err).await,
+        Action::PurgeAll => purge_all(store, out).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(Failure::Store(e)) => {
+            let _ = writeln!(err, "mta-sts-daemon: policy cache: {e} ({})", e.kind());
+            EX_UNAVAILABLE
+        }
+        // A closed pipe (`… | head`) is a normal end.
+        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => EX_OK,
+        Err(Failure::Output(e)) => {
+            let _ = writeln!(err, "mta-sts-daemon: cannot write the output: {e}");
+            EX_IOERR
+        }
+    }
+}
+
+/// Why a command stopped.
+enum Failure {
+    Store(CacheError),
+    Output(io::Error),
+}
+
+impl From<CacheError> for Failure {
+    fn from(e: CacheError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Self {
+        Self::Output(e)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Format {
+    Table,
+    JsonLines,
+}
+
+/// `list` and `export`: every entry, page by page; corrupt entries are reported and skipped.
+async fn scan_all(
+    store: &dyn PolicyCache,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    format: Format,
+) -> Result<u8, Failure> {
+    let now = unix_now();
+    if let Format::Table = format {
+        writeln!(
+            out,
+            "DOMAIN\tPOLICY_ID\tMODE\tMAX_AGE\tCHECKED_AT\tEXPIRES_AT"
+        )?;
+    }
+    let (mut listed, mut corrupt) = (0u64, 0u64);
+    let mut token: Option<ScanToken> = None;
+    loop {
+        let page = store.scan(token.as_ref(), PAGE_SIZE).await?;
+        for (domain, entry) in &page.entries {
+            match format {
+                Format::Table => write_row(out, domain, entry, now)?,
+                Format::JsonLines => write_json(out, domain, entry)?,
+            }
+            listed += 1;
+        }
+        for bad in &page.corrupt {
+            corrupt += 1;
+            let _ = writeln!(
+                err,
+                "mta-sts-daemon: corrupt cache entry {:?} skipped: {} (remove it with `cache purge`)",
+                bad.domain, bad.error
+            );
+        }
+        match page.next {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    out.flush()?;
+    let _ = writeln!(
+        err,
+        "{listed} cached {}{}",
+        plural(listed, "policy", "policies"),
+        if corrupt > 0 {
+            format!(
+                ", {corrupt} corrupt {} skipped",
+                plural(corrupt, "entry", "entries")
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(if corrupt > 0 { EX_DATAERR } else { EX_OK })
+}
+
+async fn show(
+    store: &dyn PolicyCache,
+    domain: &PolicyDomain,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, Failure> {
+    let entry = match store.get(domain.as_str()).await {
+        Ok(Some(entry)) => entry,
+        Ok(None) => {
+            let _ = writeln!(err, "mta-sts-daemon: {domain} is not cached");
+            return Ok(EX_NOT_FOUND);
+        }
+        Err(e @ CacheError::Corrupt { .. }) => {
+            let _ = writeln!(
+                err,
+                "mta-sts-daemon: the cache entry of {domain} is corrupt: {e} (remove it with `cache purge {domain}`)"
+            );
+            return Ok(EX_DATAERR);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let now = unix_now();
+    let expires = expires_at(&entry);
+    let state = if expires > now { "valid" } else { "expired" };
+    writeln!(out, "domain:     {domain}")?;
+    writeln!(out, "policy id:  {}", entry.policy_id)?;
+    writeln!(
+        out,
+        "checked at: {} ({})",
+        rfc3339(entry.checked_at),
+        entry.checked_at
+    )?;
+    writeln!(
+        out,
+        "fetched at: {} ({})",
+        rfc3339(entry.fetched_at),
+        entry.fetched_at
+    )?;
+    writeln!(out, "expires at: {} ({state})", rfc3339(expires))?;
+    writeln!(out, "policy:")?;
+    for line in entry.policy.to_string().lines() {
+        writeln!(out, "  {line}")?;
+    }
+    out.flush()?;
+    Ok(EX_OK)
+}
+
+async fn purge(
+    store: &dyn PolicyCache,
+    domain: &PolicyDomain,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<u8, Failure> {
+    if store.remove(domain.as_str()).await? {
+        writeln!(out, "purged {domain}")?;
+        out.flush()?;
+        Ok(EX_OK)
+    } else {
+        let _ = writeln!(err, "mta-sts-daemon: {domain} is not cached");
+        Ok(EX_NOT_FOUND)
+    }
+}
+
+async fn purge_all(store: &dyn PolicyCache, out: &mut dyn Write) -> Result<u8, Failure> {
+    let removed = store.clear().await?;
+    writeln!(
+        out,
+        "purged {removed} cached {}",
+        plural(removed, "policy", "policies")
+    )?;
+    out.flush()?;
+    Ok(EX_OK)
+}
+
+/// One `list` line.
+fn write_row(out: &mut dyn Write, domain: &str, entry: &CacheEntry, now: u64) -> io::Result<()> {
+    let expires = expires_at(entry);
+    writeln!(
+        out,
+        "{domain}\t{}\t{}\t{}\t{}\t{}{}",
+        entry.policy_id,
+        entry.policy.mode(),
+        entry.policy.max_age(),
+        rfc3339(entry.checked_at),
+        rfc3339(expires),
+        if expires > now { "" } else { " (expired)" }
+    )
+}
+
+/// One `export` line.
+fn write_json(out: &mut dyn Write, domain: &str, entry: &CacheEntry) -> io::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Exported<'a> {
+        domain: &'a str,
+        policy_id: &'a PolicyId,
+        checked_at: u64,
+        fetched_at: u64,
+        policy: &'a Policy,
+    }
+    let line = Exported {
+        domain,
+        policy_id: &entry.policy_id,
+        checked_at: entry.checked_at,
+        fetched_at: entry.fetched_at,
+        policy: &entry.policy,
+    };
+    serde_json::to_writer(&mut *out, &line).map_err(io::Error::from)?;
+    out.write_all(b"\n")
+}
+
+/// RFC 8461 §5.1: a policy is valid for `max_age` seconds after its fetch.
+fn expires_at(entry: &CacheEntry) -> u64 {
+    entry
+        .fetched_at
+        .saturating_add(u64::from(entry.policy.max_age().as_secs()))
+}
+
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `ts` (Unix seconds) as an RFC 3339 UTC time, e.g. `2023-11-14T22:13:20Z`.
+fn rfc3339(ts: u64) -> String {
+    // Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`, in unsigned
+    // arithmetic: shifted to 0000-03-01, eras of 400 years).
+    let (days, secs) = (ts / 86_400, ts % 86_400);
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3_600,
+        secs % 3_600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use mtasts_cache::MemoryCache;
+
+    use super::*;
+
+    const ENFORCE: &str = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n";
+
+    async fn store_with(domains: &[&str]) -> Arc<dyn PolicyCache> {
+        let store: Arc<dyn PolicyCache> = Arc::new(MemoryCache::new(100));
+        for d in domains {
+            let entry = CacheEntry::new(
+                1_700_000_000,
+                "id1".parse().expect("id"),
+                ENFORCE.parse().expect("policy"),
+            );
+            store.set(d, &entry).await.expect("set");
+        }
+        store
+    }
+
+    async fn exec(store: Option<&Arc<dyn PolicyCache>>, cmd: CacheCommand) -> (u8, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = execute(store, &cmd, &mut out, &mut err).await;
+        (
+            code,
+            String::from_utf8(out).expect("utf-8"),
+            String::from_utf8(err).expect("utf-8"),
+        )
+    }
+
+    fn purge_of(domain: &str) -> CacheCommand {
+        CacheCommand::Purge(PurgeArgs {
+            domain: Some(domain.to_owned()),
+            all: false,
+        })
+    }
+
+    #[test]
+    fn cache_subcommands_parse_after_the_daemon_flags_or_with_their_own_config() {
+        use clap::Parser as _;
+
+        use crate::cli::Cli;
+        let cli =
+            Cli::try_parse_from(["mta-sts-daemon", "-c", "/x.yml", "cache", "purge", "--all"])
+                .expect("parse");
+        assert_eq!(cli.config, std::path::PathBuf::from("/x.yml"));
+        assert_eq!(
+            cli.command,
+            Some(Command::Cache(CacheCommand::Purge(PurgeArgs {
+                domain: None,
+                all: true
+            })))
+        );
+        let cli = Cli::try_parse_from([
+            "mta-sts-daemon",
+            "cache",
+            "show",
+            "example.com",
+            "-c",
+            "/y.yml",
+        ])
+        .expect("parse");
+        assert_eq!(cli.config, std::path::PathBuf::from("/y.yml"));
+        assert!(Cli::try_parse_from(["mta-sts-daemon"]).is_ok_and(|c| c.command.is_none()));
+        for bad in [
+            &["mta-sts-daemon", "cache"][..],
+            &["mta-sts-daemon", "cache", "purge"],
+            &["mta-sts-daemon", "cache", "purge", "a.example", "--all"],
+            &["mta-sts-daemon", "cache", "show"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_known_instants() {
+        for (ts, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_700_000_000, "2023-11-14T22:13:20Z"),
+            (4_107_542_399, "2100-02-28T23:59:59Z"),
+            (4_107_542_400, "2100-03-01T00:00:00Z"),
+        ] {
+            assert_eq!(rfc3339(ts), want, "{ts}");
+        }
+    }
+
+    #[tokio::test]
+    async fn list_prints_a_header_and_one_row_per_domain() {
+        let store = store_with(&["b.example", "a.example"]).await;
+        let (code, out, err) = exec(Some(&store), CacheCommand::List).await;
+        assert_eq!(code, EX_OK, "{err}");
+        let mut lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines.remove(0),
+            "DOMAIN\tPOLICY_ID\tMODE\tMAX_AGE\tCHECKED_AT\tEXPIRES_AT"
+        );
+        lines.sort_unstable();
+        assert_eq!(
+            lines,
+            [
+                "a.example\tid1\tenforce\t86400\t2023-11-14T22:13:20Z\t2023-11-15T22:13:20Z (expired)",
+                "b.example\tid1\tenforce\t86400\t2023-11-14T22:13:20Z\t2023-11-15T22:13:20Z (expired)",
+            ]
+        );
+        assert_eq!(err, "2 cached policies\n");
+    }
+
+    #[tokio::test]
+    async fn show_normalises_the_domain() {
+        let store = store_with(&["example.com"]).await;
+        let (code, out, _) = exec(
+            Some(&store),
+            CacheCommand::Show {
+                domain: "Example.COM.".into(),
+            },
+        )
+        .await;
+        assert_eq!(code, EX_OK);
+        assert!(
+            out.starts_with("domain:     example.com\npolicy id:  id1\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("policy:\n  version: STSv1\n  mode: enforce\n  max_age: 86400\n  mx: mail.example.com\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn show_and_purge_of_an_absent_domain_exit_1() {
+        let store = store_with(&["example.com"]).await;
+        let (code, out, err) = exec(
+            Some(&store),
+            CacheCommand::Show {
+                domain: "other.example".into(),
+            },
+        )
+        .await;
+        assert_eq!((code, out.as_str()), (EX_NOT_FOUND, ""));
+        assert!(err.contains("other.example is not cached"), "{err}");
+        let (code, _, _) = exec(Some(&store), purge_of("other.example")).await;
+        assert_eq!(code, EX_NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn purge_removes_one_u_label_domain() {
+        let store = store_with(&["xn--bcher-kva.example", "example.com"]).await;
+        let (code, out, _) = exec(Some(&store), purge_of("BÜCHER.example.")).await;
+        assert_eq!(
+            (code, out.as_str()),
+            (EX_OK, "purged xn--bcher-kva.example\n")
+        );
+        assert!(matches!(store.get("xn--bcher-kva.example").await, Ok(None)));
+        assert!(matches!(store.get("example.com").await, Ok(Some(_))));
+    }
+
+    #[tokio::test]
+    async fn purge_all_reports_the_count() {
+        let store = store_with(&["a.example", "b.example", "c.example"]).await;
+        let all = CacheCommand::Purge(PurgeArgs {
+            domain: None,
+            all: true,
+        });
+        let (code, out, _) = exec(Some(&store), all.clone()).await;
+        assert_eq!((code, out.as_str()), (EX_OK, "purged 3 cached policies\n"));
+        let (code, out, _) = exec(Some(&store), all).await;
+        assert_eq!((code, out.as_str()), (EX_OK, "purged 0 cached policies\n"));
+    }
+
+    #[tokio::test]
+    async fn invalid_domain_is_a_usage_error() {
+        let store = store_with(&[]).await;
+        for bad in [".example.com", "192.0.2.1", "a..b"] {
+            let (code, _, err) = exec(Some(&store), purge_of(bad)).await;
+            assert_eq!(code, EX_USAGE, "{bad}");
+            assert!(err.contains("not a valid policy domain"), "{bad}: {err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn export_writes_one_json_object_per_line() {
+        let store = store_with(&["example.com"]).await;
+        let (code, out, _) = exec(Some(&store), CacheCommand::Export).await;
+        assert_eq!(code, EX_OK);
+        assert_eq!(
+            out,
+            "{\"domain\":\"example.com\",\"policy_id\":\"id1\",\"checked_at\":1700000000,\"fetched_at\":1700000000,\
+             \"policy\":{\"version\":\"STSv1\",\"mode\":\"enforce\",\"max_age\":86400,\"mx\":[\"mail.example.com\"]}}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn internal_cache_is_refused_with_a_clear_message() {
+        for cmd in [
+            CacheCommand::List,
+            CacheCommand::Export,
+            purge_of("example.com"),
+        ] {
+            let (code, out, err) = exec(None, cmd).await;
+            assert_eq!((code, out.as_str()), (EX_UNAVAILABLE, ""));
+            assert!(err.contains("cache.type is internal"), "{err}");
+        }
+    }
+
+    /// A store that is down, or serves two scan pages with a corrupt entry on the first.
+    #[derive(Debug)]
+    struct Fake {
+        down: bool,
+    }
+
+    #[mtasts_cache::async_trait]
+    impl PolicyCache for Fake {
+        async fn get(&self, _: &str) -> Result<Option<CacheEntry>, CacheError> {
+            Err(self.error())
+        }
+        async fn set(&self, _: &str, _: &CacheEntry) -> Result<bool, CacheError> {
+            Err(self.error())
+        }
+        async fn scan(
+            &self,
+            token: Option<&ScanToken>,
+            _: usize,
+        ) -> Result<mtasts_cache::ScanPage, CacheError> {
+            if self.down {
+                return Err(self.error());
+            }
+            let entry = CacheEntry::new(
+                1_700_000_000,
+                "id1".parse().expect("id"),
+                ENFORCE.parse().expect("policy"),
+            );
+            Ok(match token {
+                None => mtasts_cache::ScanPage {
+                    entries: vec![("a.example".into(), entry)],
+                    corrupt: vec![mtasts_cache::CorruptEntry {
+                        domain: "bad.example".into(),
+                        error: CacheError::corrupt("bad.example", "invalid JSON"),
+                    }],
+                    next: Some(ScanToken::new("page2".to_owned())),
+                },
+                Some(_) => mtasts_cache::ScanPage {
+                    entries: vec![("b.example".into(), entry)],
+                    corrupt: Vec::new(),
+                    next: None,
+                },
+            })
+        }
+        async fn remove(&self, _: &str) -> Result<bool, CacheError> {
+            Err(self.error())
+        }
+        async fn clear(&self) -> Result<u64, CacheError> {
+            Err(self.error())
+        }
+        async fn proactive_fetch_ts(&self) -> Result<Option<u64>, CacheError> {
+            Err(self.error())
+        }
+        async fn set_proactive_fetch_ts(&self, _: u64) -> Result<(), CacheError> {
+            Err(self.error())
+        }
+        async fn close(&self) {}
+    }
+
+    impl Fake {
+        fn error(&self) -> CacheError {
+            if self.down {
+                CacheError::unavailable("test", io::Error::from(io::ErrorKind::ConnectionRefused))
+            } else {
+                CacheError::corrupt("example.com", "invalid JSON")
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn corrupt_entries_are_reported_and_the_scan_goes_on() {
+        let store: Arc<dyn PolicyCache> = Arc::new(Fake { down: false });
+        for cmd in [CacheCommand::List, CacheCommand::Export] {
+            let (code, out, err) = exec(Some(&store), cmd.clone()).await;
+            assert_eq!(code, EX_DATAERR, "{cmd:?}");
+            assert!(
+                out.contains("a.example") && out.contains("b.example"),
+                "{cmd:?}: {out}"
+            );
+            assert!(
+                err.contains("corrupt cache entry \"bad.example\" skipped"),
+                "{err}"
+            );
+            assert!(
+                err.ends_with("2 cached policies, 1 corrupt entry skipped\n"),
+                "{err}"
+            );
+        }
+        let (code, out, err) = exec(
+            Some(&store),
+            CacheCommand::Show {
+                domain: "example.com".into(),
+            },
+        )
+        .await;
+        assert_eq!((code, out.as_str()), (EX_DATAERR, ""));
+        assert!(
+            err.contains("corrupt") && err.contains("cache purge example.com"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_exits_69() {
+        let store: Arc<dyn PolicyCache> = Arc::new(Fake { down: true });
+        for cmd in [
+            CacheCommand::List,
+            CacheCommand::Export,
+            CacheCommand::Show {
+                domain: "example.com".into(),
+            },
+            purge_of("example.com"),
+        ] {
+            let (code, _, err) = exec(Some(&store), cmd.clone()).await;
+            assert_eq!(code, EX_UNAVAILABLE, "{cmd:?}");
+            assert!(err.contains("policy cache:"), "{cmd:?}: {err}");
+        }
+    }
+}
