@@ -51,6 +51,10 @@ pub struct Cli {
     /// Log to this file instead of standard error.
     #[arg(short = 'l', long)]
     pub logfile: Option<PathBuf>,
+    /// Log line format: `text` for people, `json` for log shippers (one JSON object per line).
+    /// Under systemd (JOURNAL_STREAM set) text lines carry no timestamp: the journal adds its own.
+    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
+    pub log_format: LogFormat,
     /// Write the process id to this file (removed at exit).
     #[arg(short = 'p', long)]
     pub pidfile: Option<PathBuf>,
@@ -66,6 +70,15 @@ pub struct Cli {
     /// Print the man page or a shell completion script on standard output and exit (release packaging).
     #[arg(long, value_enum, value_name = "KIND")]
     pub generate: Option<Generate>,
+}
+
+/// Log line format (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (JSON Lines), for log shippers.
+    Json,
 }
 
 /// What `--generate` prints.

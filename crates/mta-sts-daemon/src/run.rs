@@ -7,9 +7,10 @@ use std::sync::Mutex;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::{error, info, warn};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::StartError;
-use crate::cli::Cli;
+use crate::cli::{Cli, LogFormat};
 use crate::config::Config;
 use crate::daemon::Bound;
 use crate::systemd;
@@ -115,26 +116,54 @@ fn init_logging(cli: &Cli) -> std::io::Result<()> {
         .with_target("hickory_resolver", quiet)
         .with_target("rustls", quiet)
         .with_target("hyper_util", quiet);
-    let fmt = tracing_subscriber::fmt::layer().with_target(false);
-    // Ignore "already set" (tests may run several daemons in one process).
-    match &cli.logfile {
+    let style = LogStyle::new(
+        cli.log_format,
+        cli.logfile.is_some(),
+        std::env::var_os("JOURNAL_STREAM").is_some(),
+        std::io::stderr().is_terminal(),
+    );
+    let writer = match &cli.logfile {
         Some(path) => {
             let file = OpenOptions::new().create(true).append(true).open(path)?;
-            let layer = fmt.with_ansi(false).with_writer(Mutex::new(file));
-            let _ = tracing_subscriber::registry()
-                .with(layer.with_filter(filter))
-                .try_init();
+            BoxMakeWriter::new(Mutex::new(file))
         }
-        None => {
-            let layer = fmt
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr);
-            let _ = tracing_subscriber::registry()
-                .with(layer.with_filter(filter))
-                .try_init();
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_ansi(style.ansi)
+        .with_writer(writer);
+    let layer = match (style.format, style.timestamps) {
+        (LogFormat::Json, _) => fmt.json().flatten_event(true).boxed(),
+        (LogFormat::Text, true) => fmt.boxed(),
+        (LogFormat::Text, false) => fmt.without_time().boxed(),
+    };
+    // Ignore "already set" (tests may run several daemons in one process).
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
+    Ok(())
+}
+
+/// How log lines look, from the flags and where they go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LogStyle {
+    format: LogFormat,
+    /// Off when stderr goes to the systemd journal, which stamps every line itself.
+    timestamps: bool,
+    /// Colours only for a person at a terminal.
+    ansi: bool,
+}
+
+impl LogStyle {
+    fn new(format: LogFormat, to_file: bool, journal: bool, stderr_is_terminal: bool) -> Self {
+        let to_journal = journal && !to_file;
+        Self {
+            format,
+            timestamps: format == LogFormat::Json || !to_journal,
+            ansi: format == LogFormat::Text && !to_file && stderr_is_terminal,
         }
     }
-    Ok(())
 }
 
 /// Switches to `user`/`group` (names or numeric ids). With only `user`, its primary group is used.
@@ -210,5 +239,36 @@ impl Pidfile {
 impl Drop for Pidfile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_lines_carry_no_timestamp_of_ours() {
+        let style = LogStyle::new(LogFormat::Text, false, true, false);
+        assert!(!style.timestamps && !style.ansi);
+    }
+
+    #[test]
+    fn a_log_file_keeps_timestamps_even_under_systemd() {
+        let style = LogStyle::new(LogFormat::Text, true, true, true);
+        assert!(style.timestamps && !style.ansi);
+    }
+
+    #[test]
+    fn a_terminal_gets_colours_and_timestamps() {
+        let style = LogStyle::new(LogFormat::Text, false, false, true);
+        assert!(style.timestamps && style.ansi);
+    }
+
+    #[test]
+    fn json_lines_always_carry_a_timestamp_and_no_colours() {
+        for journal in [false, true] {
+            let style = LogStyle::new(LogFormat::Json, false, journal, true);
+            assert!(style.timestamps && !style.ansi, "journal={journal}");
+        }
     }
 }

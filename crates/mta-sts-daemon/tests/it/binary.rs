@@ -212,6 +212,31 @@ async fn logfile_receives_the_logs() {
     assert!(text.contains("serving"), "{text}");
 }
 
+#[tokio::test]
+async fn json_log_format_writes_one_object_per_line() {
+    let fixture = Fixture::start().await;
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let log = log_dir.path().join("daemon.jsonl");
+    let log_arg = log.to_string_lossy().into_owned();
+    let spawned = spawn_daemon(&fixture, "", &["-l", &log_arg, "--log-format", "json"]).await;
+    let (status, _) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&log).expect("log file");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() >= 2, "expected start and stop lines: {text}");
+    for line in lines {
+        let object = line.trim();
+        assert!(
+            object.starts_with('{') && object.ends_with('}'),
+            "not a JSON object: {line}"
+        );
+        for key in ["\"timestamp\":", "\"level\":", "\"message\":"] {
+            assert!(object.contains(key), "{key} missing in {line}");
+        }
+    }
+    assert!(text.contains("serving"), "{text}");
+}
+
 /// Postfix's own client, `postmap -q`, against the built binary.
 #[tokio::test]
 async fn postmap_queries_the_daemon() {
