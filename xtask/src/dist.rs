@@ -151,7 +151,7 @@ const POSTINST: &str = r#"#!/bin/sh
 set -e
 if [ "$1" = configure ]; then
     if ! getent passwd mta-sts >/dev/null; then
-        adduser --system --group --home /var/lib/mta-sts --no-create-home \
+        adduser --system --group --home /var/lib/mta-sts \
             --gecos "MTA-STS policy daemon" mta-sts >/dev/null
     fi
     install -d -o mta-sts -g mta-sts -m 0750 /var/lib/mta-sts
