@@ -322,7 +322,8 @@ pub(crate) fn deb_check(root: &Path) -> Result<()> {
         write(&postfix_dir.join("main.cf"), "")?;
         let answer = (|| -> Result<()> {
             // A parent-domain key must be NOTFOUND without any network access (RFC 8461 §3.4):
-            // postmap -q prints nothing and exits 1 for NOTFOUND, 0 for a hit, 2+ on a lookup error.
+            // postmap -q prints nothing and exits 1 for NOTFOUND, 0 for a hit, 2+ on a lookup error; a refused
+            // connection also exits 1, but with a warning on stderr, so NOTFOUND means both streams are empty.
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
                 let out = Command::new("postmap")
@@ -336,7 +337,7 @@ pub(crate) fn deb_check(root: &Path) -> Result<()> {
                     .output()
                     .context("running postmap (apt-get install postfix)")?;
                 match out.status.code() {
-                    Some(1) if out.stdout.is_empty() => return Ok(()),
+                    Some(1) if out.stdout.is_empty() && out.stderr.is_empty() => return Ok(()),
                     _ if Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(200));
                     }
