@@ -65,6 +65,9 @@ async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<ExitCode, St
     // Signal handlers first, so that a signal during start-up is not fatal by default.
     let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
+    // SIGHUP would otherwise kill the daemon without draining; there is no reload (restart to apply a new
+    // configuration), so it is logged and ignored.
+    let mut hup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
 
     let bound = Bound::bind(config)?;
     // The pidfile is written while still privileged (it usually lives in /run).
@@ -78,9 +81,20 @@ async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<ExitCode, St
         warn!(error = %e, "could not notify systemd");
     }
 
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received, stopping"),
-        _ = int.recv() => info!("SIGINT received, stopping"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                info!("SIGTERM received, stopping");
+                break;
+            }
+            _ = int.recv() => {
+                info!("SIGINT received, stopping");
+                break;
+            }
+            _ = hup.recv() => {
+                warn!("SIGHUP ignored: configuration reload is not supported; restart the daemon to apply changes");
+            }
+        }
     }
     let _ = systemd::notify("STOPPING=1");
     running.stop();

@@ -126,6 +126,9 @@ pub(crate) fn redis_url(
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
+    if matches!(scheme, "unix" | "redis+unix") {
+        return unix_redis_url(scheme, rest, username, password, db);
+    }
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -155,6 +158,43 @@ pub(crate) fn redis_url(
         _ => out.push_str(path),
     }
     out
+}
+
+/// A UNIX-socket Redis URL carries its options as query parameters (`unix:///run/redis.sock?db=1&pass=…`,
+/// the redis crate's form): the socket path stays, the given options replace the URL's own.
+fn unix_redis_url(
+    scheme: &str,
+    rest: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+    db: Option<i64>,
+) -> String {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let overridden = |key: &str| match key {
+        "db" => db.is_some(),
+        "user" => username.is_some(),
+        "pass" => password.is_some(),
+        _ => false,
+    };
+    let mut params: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !overridden(p.split_once('=').map_or(*p, |(k, _)| k)))
+        .map(str::to_owned)
+        .collect();
+    if let Some(db) = db {
+        params.push(format!("db={db}"));
+    }
+    if let Some(user) = username {
+        params.push(format!("user={}", encode(user)));
+    }
+    if let Some(pass) = password {
+        params.push(format!("pass={}", encode(pass)));
+    }
+    if params.is_empty() {
+        format!("{scheme}://{path}")
+    } else {
+        format!("{scheme}://{path}?{}", params.join("&"))
+    }
 }
 
 fn encode(s: &str) -> String {
@@ -205,6 +245,28 @@ mod tests {
                 "redis://old:new@h:6380/1",
             ),
             ("redis://h", None, None, Some(2), "redis://h/2"),
+            // UNIX sockets keep their path; options become query parameters.
+            (
+                "unix:///run/redis.sock",
+                None,
+                None,
+                Some(2),
+                "unix:///run/redis.sock?db=2",
+            ),
+            (
+                "redis+unix:///run/redis.sock?db=1&timeout=3",
+                Some("u"),
+                Some("p&w"),
+                Some(4),
+                "redis+unix:///run/redis.sock?timeout=3&db=4&user=u&pass=p%26w",
+            ),
+            (
+                "unix:///run/redis.sock?pass=old",
+                None,
+                None,
+                Some(0),
+                "unix:///run/redis.sock?pass=old&db=0",
+            ),
         ];
         for (url, user, pass, db, want) in cases {
             assert_eq!(

@@ -469,6 +469,42 @@ async fn user_and_group_are_applied_after_binding() {
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
+/// SIGHUP neither kills the daemon (its default action) nor stops it: it is logged and ignored.
+#[tokio::test]
+async fn sighup_is_logged_and_ignored() {
+    let fixture = Fixture::start().await;
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    let log = log_dir.path().join("daemon.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let spawned = spawn_daemon(&fixture, "", &["-l", &log_arg]).await;
+    spawned.signal(Signal::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("SIGHUP ignored")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no SIGHUP line in the log"
+        );
+        tokio::task::yield_now().await;
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
+    let mut client = socketmap_proto::SocketmapClient::connect_tcp(addr)
+        .await
+        .expect("the daemon still listens after SIGHUP");
+    assert_eq!(
+        client
+            .query("postfix", ".example.com")
+            .await
+            .expect("query")
+            .to_string(),
+        "NOTFOUND "
+    );
+    let (status, _) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0));
+}
+
 /// SIGTERM drains open connections (up to `shutdown_timeout`); a second signal exits at once.
 #[tokio::test]
 async fn second_signal_exits_at_once() {
