@@ -293,6 +293,9 @@ impl EngineBuilder {
 ///   re-checked (§3.1): unchanged → no HTTPS; changed, or the policy near expiry (see [`refetch_margin`]) →
 ///   HTTPS fetch. A policy is applied only while less than its `max_age` has passed since its last HTTPS fetch
 ///   (§5.1);
+/// - a policy gone from the store (purged, e.g. with `mta-sts-daemon cache purge` on any host sharing it) is
+///   forgotten in memory too at that re-read, and discovered afresh with an HTTPS fetch: a purge reaches every
+///   engine using the store within `cache_grace`. A store read error keeps the memory copy;
 /// - a missing TXT record does not delete a valid cached policy (§10.2); "no policy" is cached for at least
 ///   `cache_grace` and up to the DNS negative TTL, bounded by `max_negative_ttl`;
 /// - a failed discovery answers from the cached policy until it expires, and the domain is not tried again for
@@ -749,6 +752,7 @@ impl Inner {
         });
 
         // Read-through: the store may hold a newer check, e.g. by another host sharing it.
+        let mut purged = false;
         if let Some(store) = &self.store {
             match bounded(store.get(key)).await {
                 Ok(Some(entry))
@@ -770,6 +774,19 @@ impl Inner {
                         checked_at: entry.checked_at,
                         from_store: true,
                     });
+                }
+                Ok(None) if known.is_some() => {
+                    // Gone from the store: purged (`mta-sts-daemon cache purge`, by any host sharing the store) or
+                    // lost. Forget the memory copy too, so that a purge reaches every engine using the store within
+                    // `cache_grace`: a full discovery with an HTTPS fetch follows (re-checking the old id would
+                    // bring back the purged policy). A read *error* keeps the memory copy (below).
+                    self.stats.store_purged.inc();
+                    debug!(
+                        domain = key,
+                        "policy gone from the store; memory copy dropped"
+                    );
+                    known = None;
+                    purged = true;
                 }
                 Ok(_) => {}
                 Err(error) => {
@@ -877,6 +894,7 @@ impl Inner {
             Ok(Discovery::Fetched { id, policy }) => {
                 self.stats.fetched.inc();
                 let reason = match (&known, &known_id) {
+                    (None, _) if purged => "purged",
                     (None, _) => "new",
                     (Some(_), None) => "near_expiry",
                     (Some(_), Some(_)) => "id_changed",

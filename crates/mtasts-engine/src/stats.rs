@@ -38,6 +38,9 @@ pub struct EngineStats {
     pub store_read_errors: u64,
     /// Store writes that failed (logged, otherwise ignored).
     pub store_write_errors: u64,
+    /// Memory copies dropped because the store no longer held the domain (purged, e.g. by
+    /// `mta-sts-daemon cache purge`); each is followed by a full discovery.
+    pub store_purged: u64,
     /// Discoveries running now.
     pub in_flight: u64,
     /// Entries in the memory front now.
@@ -76,6 +79,7 @@ pub(crate) struct Counters {
     pub(crate) stale_answers: Counter,
     pub(crate) store_read_errors: Counter,
     pub(crate) store_write_errors: Counter,
+    pub(crate) store_purged: Counter,
     pub(crate) in_flight: Counter,
     /// Only touched on the failure path.
     failures_by_kind: Mutex<BTreeMap<&'static str, u64>>,
@@ -114,6 +118,7 @@ impl Counters {
             stale_answers: self.stale_answers.get(),
             store_read_errors: self.store_read_errors.get(),
             store_write_errors: self.store_write_errors.get(),
+            store_purged: self.store_purged.get(),
             in_flight: self.in_flight.get(),
             memory_entries: u64::try_from(memory_entries).unwrap_or(u64::MAX),
         }

@@ -683,6 +683,70 @@ async fn purge_forgets_a_domain() {
     assert_eq!(s.fake.calls(), 2);
 }
 
+/// A purge by another process (`mta-sts-daemon cache purge`) reaches a running engine within `cache_grace`,
+/// even when the domain republished a changed policy under the same id: the engine does not re-check the old id,
+/// it fetches the policy again.
+#[tokio::test]
+async fn an_entry_purged_from_the_store_is_forgotten_after_grace() {
+    let s = Setup::new();
+    s.fake.publish("example.com", "id1", 86_400);
+    let store: Arc<dyn PolicyCache> = Arc::new(MemoryCache::new(100));
+    let engine = s.builder().store(Arc::clone(&store)).build();
+    let mx = |engine: &Engine| {
+        let resolution = engine.cached(&domain("example.com"));
+        resolution
+            .and_then(|r| r.policy)
+            .map(|p| p.policy().mx()[0].as_str().to_owned())
+    };
+    assert_eq!(resolve(&engine, "example.com").await.0, Source::Discovered);
+    assert_eq!(mx(&engine).as_deref(), Some("mx.example.com"));
+
+    // Another process purges the store; the domain changes its MX without changing the id.
+    assert!(matches!(store.remove("example.com").await, Ok(true)));
+    let moved =
+        Policy::parse(b"version: STSv1\nmode: enforce\nmax_age: 86400\nmx: new.example.com\n")
+            .unwrap_or_else(|e| panic!("test policy: {e}"));
+    s.fake.set("example.com", Reply::Publish(id("id1"), moved));
+
+    // Within grace the memory copy still answers.
+    s.advance(59);
+    assert_eq!(mx(&engine).as_deref(), Some("mx.example.com"));
+    // After grace: the store has nothing, so the memory copy is dropped and the policy fetched afresh.
+    s.advance(2);
+    assert_eq!(
+        resolve(&engine, "example.com").await,
+        (Source::Discovered, Some("id1".into()))
+    );
+    assert_eq!(mx(&engine).as_deref(), Some("new.example.com"));
+    assert_eq!(s.fake.asked(), [None, None], "the old id was re-checked");
+    let stats = engine.stats();
+    assert_eq!(
+        (stats.store_purged, stats.fetched, stats.unchanged),
+        (1, 2, 0)
+    );
+    assert!(matches!(store.get("example.com").await, Ok(Some(e)) if e.checked_at == T0 + 61));
+}
+
+/// A store read error is not a purge: the memory copy is kept and only its id re-checked.
+#[tokio::test]
+async fn a_store_read_error_keeps_the_memory_copy() {
+    let s = Setup::new();
+    s.fake.publish("example.com", "id1", 86_400);
+    let engine = s.builder().store(Arc::new(BrokenStore)).build();
+    assert_eq!(resolve(&engine, "example.com").await.0, Source::Discovered);
+    s.advance(61);
+    assert_eq!(
+        resolve(&engine, "example.com").await,
+        (Source::Discovered, Some("id1".into()))
+    );
+    assert_eq!(s.fake.asked(), [None, Some("id1".into())]);
+    let stats = engine.stats();
+    assert_eq!(
+        (stats.store_purged, stats.store_read_errors, stats.unchanged),
+        (0, 2, 1)
+    );
+}
+
 #[tokio::test]
 async fn many_domains_stay_in_memory_up_to_capacity() {
     let s = Setup::new();
