@@ -46,7 +46,7 @@ pub struct Cli {
     #[arg(short = 'v', long, value_enum, default_value = "info")]
     pub verbosity: Verbosity,
     /// Configuration file (YAML). A missing file means all defaults.
-    #[arg(short = 'c', long, default_value = DEFAULT_CONFIG_PATH)]
+    #[arg(short = 'c', long, default_value = DEFAULT_CONFIG_PATH, global = true)]
     pub config: PathBuf,
     /// Log to this file instead of standard error.
     #[arg(short = 'l', long)]
@@ -70,6 +70,9 @@ pub struct Cli {
     /// Print the man page or a shell completion script on standard output and exit (release packaging).
     #[arg(long, value_enum, value_name = "KIND")]
     pub generate: Option<Generate>,
+    /// Without a subcommand, run the daemon; `cache …` administers the configured policy store instead.
+    #[command(subcommand)]
+    pub command: Option<crate::admin::Command>,
 }
 
 /// Log line format (`--log-format`).

@@ -21,6 +21,7 @@
 //! # Crate features
 //! - `sqlite`, `redis`, `postgres` (all default): the persistent policy stores (`cache.type`).
 
+pub mod admin;
 pub mod answer;
 pub mod cli;
 pub mod config;

@@ -17,5 +17,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    mta_sts_daemon::run::run(&cli)
+    match &cli.command {
+        Some(mta_sts_daemon::admin::Command::Cache(command)) => {
+            mta_sts_daemon::admin::run(&cli.config, command)
+        }
+        None => mta_sts_daemon::run::run(&cli),
+    }
 }

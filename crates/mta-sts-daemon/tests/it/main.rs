@@ -1,5 +1,6 @@
 //! Integration tests of `mta-sts-daemon` over real sockets, with the in-process DNS/HTTPS fixtures.
 
+mod admin;
 mod answers;
 mod binary;
 mod serving;

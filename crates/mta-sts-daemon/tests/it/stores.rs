@@ -11,7 +11,7 @@ use mtasts_test_support::Fixture;
 use crate::support::*;
 
 /// `url` if the service answers a TCP connect; otherwise fail under CI=true, skip (None) elsewhere.
-async fn service(
+pub(crate) async fn service(
     env: &str,
     default: &str,
     host_port: impl Fn(&str) -> String,
@@ -30,7 +30,7 @@ async fn service(
     None
 }
 
-fn authority(url: &str) -> String {
+pub(crate) fn authority(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.split('/').next().unwrap_or(rest);
     let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
@@ -63,7 +63,7 @@ async fn check_store(cache_yaml: &str, domain: &str) {
     daemon.shutdown().await;
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
