@@ -4,6 +4,7 @@
 //! The binary is thin ([`run::run`]); everything lives here so that tests can run the server in-process:
 //! - [`config`]: the YAML file, read as PyYAML reads it (YAML 1.1), into a typed [`config::Config`];
 //! - [`cli`]: the Python daemon's flags;
+//! - [`admin`]: the `cache` subcommands (list, show, purge, export on the configured store);
 //! - [`answer`]: key normalization and the Postfix policy-table reply;
 //! - [`server`]: the socketmap server (pipelining, bounded queues, graceful shutdown);
 //! - [`listen`]: TCP with `SO_REUSEPORT`, UNIX sockets, systemd socket activation;
