@@ -12,6 +12,7 @@ use tracing::{info, warn};
 use crate::StartError;
 use crate::config::{Config, ProactiveConfig, ProxySetting};
 use crate::listen::{Listener, LocalAddr};
+use crate::metrics::{self, Metrics, TimedDiscover};
 use crate::server::{Handler, serve};
 use crate::stores;
 
@@ -24,6 +25,8 @@ pub struct Bound {
     fetcher: Fetcher,
     listeners: Vec<Listener>,
     local_addrs: Vec<LocalAddr>,
+    /// The metrics endpoint's listener (`metrics.listen`), always bound by us, never taken from systemd.
+    metrics: Option<(Listener, LocalAddr)>,
 }
 
 impl Bound {
@@ -40,11 +43,23 @@ impl Bound {
                 addr: format!("{:?}", config.listen),
                 source,
             })?;
+        let metrics = match &config.metrics {
+            None => None,
+            Some(m) => {
+                let listener = Listener::bind(&m.listen, config.reuse_port)?;
+                let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                    addr: format!("{:?}", m.listen),
+                    source,
+                })?;
+                Some((listener, addr))
+            }
+        };
         Ok(Self {
             config,
             fetcher,
             listeners,
             local_addrs,
+            metrics,
         })
     }
 
@@ -68,7 +83,10 @@ impl Bound {
             fetcher,
             listeners,
             local_addrs,
+            metrics: metrics_listener,
         } = self;
+        let metrics = Arc::new(Metrics::new(config.zones.keys()));
+        let fetcher = TimedDiscover::new(fetcher, Arc::clone(&metrics));
         let (store, memory) = stores::open(&config.cache, config.limits.memory_cache_size).await?;
         let mut builder = Engine::builder(fetcher)
             .memory_capacity(memory)
@@ -84,8 +102,22 @@ impl Bound {
             builder = builder.clock(clock);
         }
         let engine = builder.build();
-        let handler = Arc::new(Handler::new(engine.clone(), &config));
+        let handler =
+            Arc::new(Handler::new(engine.clone(), &config).with_metrics(Arc::clone(&metrics)));
         let stop = CancellationToken::new();
+        let (metrics_server, metrics_addr) = match metrics_listener {
+            Some((listener, addr)) => {
+                info!(listen = %addr, path = metrics::METRICS_PATH, "metrics endpoint serving");
+                let task = tokio::spawn(metrics::serve(
+                    listener,
+                    Arc::clone(&metrics),
+                    engine.clone(),
+                    stop.clone(),
+                ));
+                (Some(task), Some(addr))
+            }
+            None => (None, None),
+        };
         let server = tokio::spawn(serve(
             listeners,
             handler,
@@ -97,6 +129,7 @@ impl Bound {
             tokio::spawn(proactive_loop(
                 engine.clone(),
                 config.proactive.clone(),
+                Arc::clone(&metrics),
                 stop.clone(),
             ))
         });
@@ -106,8 +139,11 @@ impl Bound {
         Ok(Running {
             local_addrs,
             engine,
+            metrics,
+            metrics_addr,
             stop,
             server,
+            metrics_server,
             proactive,
         })
     }
@@ -118,8 +154,11 @@ impl Bound {
 pub struct Running {
     local_addrs: Vec<LocalAddr>,
     engine: Engine,
+    metrics: Arc<Metrics>,
+    metrics_addr: Option<LocalAddr>,
     stop: CancellationToken,
     server: JoinHandle<()>,
+    metrics_server: Option<JoinHandle<()>>,
     proactive: Option<JoinHandle<()>>,
 }
 
@@ -155,6 +194,16 @@ impl Running {
         &self.engine
     }
 
+    /// The daemon's counters (kept whether or not the metrics endpoint is enabled).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Where the metrics endpoint listens (`metrics.listen`), if enabled.
+    pub fn metrics_addr(&self) -> Option<&LocalAddr> {
+        self.metrics_addr.as_ref()
+    }
+
     /// Stops accepting connections at once; open connections are served until they close or
     /// `shutdown_timeout` passes. Returns immediately; see [`Running::wait`].
     pub fn stop(&self) {
@@ -165,6 +214,11 @@ impl Running {
     pub async fn wait(self) {
         if let Err(e) = self.server.await {
             warn!(error = %e, "server task ended abnormally");
+        }
+        if let Some(m) = self.metrics_server
+            && let Err(e) = m.await
+        {
+            warn!(error = %e, "metrics endpoint task ended abnormally");
         }
         if let Some(p) = self.proactive {
             p.abort();
@@ -208,7 +262,12 @@ fn unix_now() -> u64 {
 
 /// Every `interval`, refreshes cached policies (RFC 8461 §3.3). The time of the last pass comes from the store,
 /// so a restart (or another host sharing the store) does not cause an early pass.
-async fn proactive_loop(engine: Engine, cfg: ProactiveConfig, stop: CancellationToken) {
+async fn proactive_loop(
+    engine: Engine,
+    cfg: ProactiveConfig,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     loop {
         let last = engine.last_proactive_refresh().await.unwrap_or(0);
         let due = last.saturating_add(cfg.interval.as_secs());
@@ -224,6 +283,7 @@ async fn proactive_loop(engine: Engine, cfg: ProactiveConfig, stop: Cancellation
             () = stop.cancelled() => return,
             report = engine.refresh_proactively(cfg.interval, cfg.grace_ratio, cfg.concurrency_limit) => report,
         };
+        metrics.record_refresh(&report, unix_now());
         info!(
             scanned = report.scanned,
             due = report.due,

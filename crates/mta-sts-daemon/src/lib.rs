@@ -8,6 +8,7 @@
 //! - [`answer`]: key normalization and the Postfix policy-table reply;
 //! - [`server`]: the socketmap server (pipelining, bounded queues, graceful shutdown);
 //! - [`listen`]: TCP with `SO_REUSEPORT`, UNIX sockets, systemd socket activation;
+//! - [`metrics`]: counters and the Prometheus endpoint (`metrics.listen`);
 //! - [`Bound`] / [`Running`]: bind, then (after dropping privileges) start serving.
 //!
 //! ```no_run

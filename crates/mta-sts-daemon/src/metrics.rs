@@ -854,6 +854,50 @@ mod tests {
         }
     }
 
+    #[test]
+    fn config_section() {
+        use crate::config::{Config, ConfigError, MetricsConfig};
+        let parse = |text: &str| Config::parse(text).expect("config");
+        assert_eq!(parse("").metrics, None);
+        assert_eq!(parse("metrics:\n").metrics, None);
+        assert_eq!(
+            parse("metrics:\n  listen: \"127.0.0.1:9461\"\n").metrics,
+            Some(MetricsConfig {
+                listen: ListenConfig::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: 9461
+                }
+            })
+        );
+        let unix = parse("metrics:\n  listen: unix:/run/m.sock\n  mode: 0660\n");
+        assert_eq!(
+            unix.metrics,
+            Some(MetricsConfig {
+                listen: ListenConfig::Unix {
+                    path: "/run/m.sock".into(),
+                    mode: Some(0o660)
+                }
+            })
+        );
+        assert!(unix.warnings.is_empty(), "{:?}", unix.warnings);
+        let tcp_mode = parse("metrics:\n  listen: \"[::1]:0\"\n  mode: 0660\n  other: 1\n");
+        assert_eq!(tcp_mode.warnings.len(), 1, "{:?}", tcp_mode.warnings);
+        assert_eq!(tcp_mode.unknown_keys, ["metrics.other"]);
+        for bad in [
+            "metrics:\n  listen: 9461\n",
+            "metrics:\n  listen: \"9461\"\n",
+            "metrics:\n  listen: [a]\n",
+            "metrics: yes\n",
+        ] {
+            match Config::parse(bad) {
+                Err(ConfigError::Invalid { key, .. }) => {
+                    assert!(key.starts_with("metrics"), "{bad:?}: {key}");
+                }
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
     #[tokio::test]
     async fn timed_discover_records_each_discovery() {
         #[derive(Debug)]

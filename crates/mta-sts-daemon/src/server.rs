@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::answer::{Key, normalize_key, reply_for};
 use crate::config::{Config, LimitsConfig, ZoneConfig};
 use crate::listen::{Listener, Stream};
+use crate::metrics::{AnswerKind, Metrics};
 
 /// Answers socketmap requests: zone selection, key normalization, the engine lookup, the reply text.
 #[derive(Debug)]
@@ -28,16 +29,30 @@ pub struct Handler {
     engine: Engine,
     default_zone: ZoneConfig,
     zones: std::collections::BTreeMap<String, ZoneConfig>,
+    metrics: Arc<Metrics>,
 }
 
 impl Handler {
-    /// A handler over `engine` with the zones of `config`.
+    /// A handler over `engine` with the zones of `config`, counting into its own [`Metrics`].
     pub fn new(engine: Engine, config: &Config) -> Self {
         Self {
             engine,
             default_zone: config.default_zone.clone(),
             zones: config.zones.clone(),
+            metrics: Arc::new(Metrics::new(config.zones.keys())),
         }
+    }
+
+    /// Counts answers and connections into `metrics` (shared with the metrics endpoint).
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The engine.
@@ -55,10 +70,12 @@ impl Handler {
     /// The reply to one request. Never an error reply for a discovery problem (RFC 8461 §3.3).
     pub async fn answer(&self, request: &Request) -> Reply {
         let zone = self.zone(request.raw_name());
+        let zone_id = self.metrics.zone(request.raw_name());
         let key = match request.key() {
             Ok(key) => key,
             Err(e) => {
                 debug!(error = %e, "request without a usable key");
+                self.metrics.answered(zone_id, AnswerKind::Invalid);
                 return Reply::NotFound;
             }
         };
@@ -66,11 +83,16 @@ impl Handler {
             Key::Domain(domain) => domain,
             Key::Skip(reason) => {
                 debug!(key, reason = reason.as_str(), "no lookup");
+                self.metrics.answered(zone_id, reason.into());
                 return Reply::NotFound;
             }
         };
         let resolution = self.engine.resolve(&domain, zone.timeout).await;
         let reply = reply_for(zone, &domain, resolution.policy.as_deref());
+        self.metrics.answered(
+            zone_id,
+            AnswerKind::of(&reply, resolution.policy.as_deref()),
+        );
         debug!(domain = domain.as_str(), source = %resolution.source, reply = %reply, "answered");
         reply
     }
@@ -184,7 +206,12 @@ async fn accept_loop(
 async fn answer(handler: Arc<Handler>, request: Option<Request>) -> Reply {
     match request {
         Some(request) => handler.answer(&request).await,
-        None => Reply::NotFound,
+        None => {
+            // A request that is not `name key` (socketmap_table(5)): no zone to count it under.
+            let metrics = handler.metrics();
+            metrics.answered(metrics.zone(b""), AnswerKind::Invalid);
+            Reply::NotFound
+        }
     }
 }
 
@@ -195,6 +222,7 @@ pub async fn serve_connection(
     limits: &LimitsConfig,
     stop: CancellationToken,
 ) {
+    let _open = handler.metrics().connection();
     let (read, write) = tokio::io::split(stream);
     let codec = ServerCodec::new().with_max_request_len(limits.max_request_size);
     let mut requests = FramedRead::new(read, codec.clone());

@@ -1,8 +1,8 @@
 //! The daemon's configuration: the Python daemon's YAML file, read the way PyYAML reads it.
 //!
 //! Every key of `postfix-mta-sts-resolver` keeps its name, default and meaning (see `docs/configuration.md`).
-//! Our own additions live under new sections (`resolver`, `limits`, `freshness`) so that a file written for
-//! us still loads in the Python daemon (which ignores unknown keys) and the other way round.
+//! Our own additions live under new sections (`resolver`, `limits`, `freshness`, `metrics`) so that a file
+//! written for us still loads in the Python daemon (which ignores unknown keys) and the other way round.
 
 mod extract;
 mod yaml;
@@ -261,6 +261,13 @@ impl Default for FreshnessConfig {
     }
 }
 
+/// Ours: the Prometheus metrics endpoint (`metrics` section; see [`crate::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `listen`: `"host:port"` or `"unix:/path"` (with `mode`).
+    pub listen: ListenConfig,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -286,6 +293,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Ours: `freshness`.
     pub freshness: FreshnessConfig,
+    /// Ours: `metrics`; `None` (the default) serves no metrics endpoint.
+    pub metrics: Option<MetricsConfig>,
     /// Keys we do not know (dotted paths), to be logged as warnings.
     pub unknown_keys: Vec<String>,
     /// Other things worth a warning (e.g. `host` given together with `path`).
@@ -470,6 +479,10 @@ impl Config {
         };
         unknown.extend(fr.unknown_keys());
 
+        let mut met = top.section("metrics")?;
+        let metrics = metrics_config(&mut met, &mut warnings)?;
+        unknown.extend(met.unknown_keys());
+
         let mut all_unknown = top.unknown_keys();
         all_unknown.extend(unknown);
         Ok(Self {
@@ -484,6 +497,7 @@ impl Config {
             resolver,
             limits,
             freshness,
+            metrics,
             unknown_keys: all_unknown,
             warnings,
         })
@@ -507,6 +521,38 @@ fn socket_mode(node: &Node, warnings: &mut Vec<String>) -> Result<u32, ConfigErr
         ));
     }
     Ok(mode)
+}
+
+/// `metrics`: off without `listen`.
+fn metrics_config(
+    m: &mut Section<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<MetricsConfig>, ConfigError> {
+    const EXPECTED: &str = "\"host:port\" or \"unix:/path\"";
+    let listen = m.node("listen");
+    let mode = match m.node("mode") {
+        None => None,
+        Some(node) => Some(socket_mode(node, warnings)?),
+    };
+    let Some(node) = listen else {
+        if mode.is_some() {
+            warnings.push("`metrics.mode` is ignored without `metrics.listen`".to_owned());
+        }
+        return Ok(None);
+    };
+    let Value::Str(text) = &node.value else {
+        return Err(invalid(&m.key_path("listen"), node, EXPECTED));
+    };
+    let listen = crate::metrics::parse_listen(text, mode).map_err(|e| ConfigError::Invalid {
+        key: m.key_path("listen"),
+        line: node.line,
+        expected: format!("{EXPECTED} ({})", e.reason),
+        found: format!("{text:?}"),
+    })?;
+    if mode.is_some() && matches!(listen, ListenConfig::Tcp { .. }) {
+        warnings.push("`metrics.mode` applies only to a `unix:` socket".to_owned());
+    }
+    Ok(Some(MetricsConfig { listen }))
 }
 
 fn zone_config(z: &mut Section<'_>) -> Result<ZoneConfig, ConfigError> {

@@ -1,0 +1,284 @@
+//! The metrics endpoint (`metrics.listen`): scraped over HTTP after known traffic, counts asserted exactly.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use mta_sts_daemon::Running;
+use mta_sts_daemon::listen::LocalAddr;
+use mtasts_test_support::{Fixture, PolicyResponse};
+use socketmap_proto::SocketmapClient;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::support::*;
+
+/// Sends one `GET /metrics`, checks the response head and returns the body.
+async fn scrape_over<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> String {
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: text/plain\r\n\r\n")
+        .await
+        .expect("write request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .expect("the endpoint did not close the connection")
+        .expect("read response");
+    let raw = String::from_utf8(raw).expect("UTF-8 response");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("response head");
+    let mut lines = head.split("\r\n");
+    assert_eq!(lines.next(), Some("HTTP/1.1 200 OK"), "{head}");
+    let headers: Vec<(String, &str)> = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
+    assert_eq!(
+        header("content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert_eq!(
+        header("content-length"),
+        Some(body.len().to_string().as_str())
+    );
+    body.to_owned()
+}
+
+async fn scrape_tcp(addr: SocketAddr) -> String {
+    scrape_over(TcpStream::connect(addr).await.expect("connect to metrics")).await
+}
+
+async fn scrape(daemon: &Running) -> String {
+    match daemon.metrics_addr() {
+        Some(LocalAddr::Tcp(addr)) => scrape_tcp(*addr).await,
+        Some(LocalAddr::Unix(path)) => {
+            scrape_over(UnixStream::connect(path).await.expect("connect to metrics")).await
+        }
+        None => panic!("metrics endpoint not enabled"),
+    }
+}
+
+/// The value of one series (`name{labels}` exactly as exposed), if present.
+fn value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap_or_else(|e| panic!("{series}: {v:?}: {e}")))
+}
+
+#[track_caller]
+fn assert_series(body: &str, expected: &[(&str, f64)]) {
+    for (series, want) in expected {
+        assert_eq!(value(body, series), Some(*want), "{series} in\n{body}");
+    }
+}
+
+fn answers(zone: &str, kind: &str) -> String {
+    format!("mtasts_answers_total{{zone=\"{zone}\",kind=\"{kind}\"}}")
+}
+
+const METRICS_TCP: &str = "metrics:\n  listen: \"127.0.0.1:0\"\n";
+
+#[tokio::test]
+async fn scrape_counts_known_traffic_exactly() {
+    const N: u32 = 5; // lookups of an enforced domain
+    const M: u32 = 3; // parent-domain keys
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    fixture.dns().set_nxdomain("_mta-sts.nopolicy.test");
+    fixture.publish_txt("broken.test", "id1");
+    fixture.serve("broken.test", PolicyResponse::status(404));
+    let daemon = start(
+        &fixture,
+        &format!("zones:\n  tlsrpt:\n    tlsrpt: true\n{METRICS_TCP}"),
+    )
+    .await;
+
+    let before = scrape(&daemon).await;
+    assert_series(
+        &before,
+        &[
+            (&answers("default", "secure"), 0.0),
+            (&answers("tlsrpt", "secure"), 0.0),
+            ("mtasts_connections_open", 0.0),
+            ("mtasts_discovery_duration_seconds_count", 0.0),
+        ],
+    );
+
+    let mut client = SocketmapClient::connect_tcp(tcp_addr(&daemon))
+        .await
+        .expect("connect");
+    let mut ask =
+        async |zone: &str, key: &str| client.query(zone, key).await.expect("query").to_string();
+    for _ in 0..N {
+        assert_eq!(ask("postfix", "enforce.test").await, ENFORCE_REPLY);
+    }
+    for _ in 0..M {
+        assert_eq!(ask("postfix", ".enforce.test").await, "NOTFOUND ");
+    }
+    for _ in 0..2 {
+        assert_eq!(ask("tlsrpt", "testing.test").await, "NOTFOUND ");
+    }
+    assert!(
+        ask("tlsrpt", "enforce.test")
+            .await
+            .starts_with("OK secure match=")
+    );
+    assert_eq!(ask("postfix", "none.test").await, "NOTFOUND ");
+    assert_eq!(ask("postfix", "[192.0.2.1]:25").await, "NOTFOUND ");
+    assert_eq!(ask("postfix", "nopolicy.test").await, "NOTFOUND ");
+    assert_eq!(ask("postfix", "broken.test").await, "NOTFOUND ");
+    assert_eq!(ask("other-map", "bad..name").await, "NOTFOUND ");
+
+    // The client connection stays open: it is counted.
+    let body = scrape(&daemon).await;
+    let n = f64::from(N);
+    let m = f64::from(M);
+    assert_series(
+        &body,
+        &[
+            (&answers("default", "secure"), n),
+            (&answers("default", "parent_domain"), m),
+            (&answers("tlsrpt", "testing"), 2.0),
+            (&answers("tlsrpt", "secure"), 1.0),
+            (&answers("default", "none"), 1.0),
+            (&answers("default", "ip_literal"), 1.0),
+            (&answers("default", "no_policy"), 2.0),
+            (&answers("default", "invalid"), 1.0),
+            (&answers("default", "testing"), 0.0),
+            (&answers("tlsrpt", "no_policy"), 0.0),
+            ("mtasts_connections_open", 1.0),
+            ("mtasts_connections_total", 1.0),
+            // Five domains discovered once each; the other lookups come from the memory front.
+            ("mtasts_cache_misses_total", 5.0),
+            (
+                "mtasts_cache_hits_total{layer=\"memory\"}",
+                n - 1.0 + 1.0 + 1.0,
+            ),
+            ("mtasts_cache_hits_total{layer=\"store\"}", 0.0),
+            ("mtasts_discoveries_total{outcome=\"fetched\"}", 3.0),
+            ("mtasts_discoveries_total{outcome=\"unchanged\"}", 0.0),
+            ("mtasts_discoveries_total{outcome=\"no_policy\"}", 1.0),
+            ("mtasts_discoveries_total{outcome=\"failed\"}", 1.0),
+            ("mtasts_discovery_failures_total{kind=\"http_status\"}", 1.0),
+            ("mtasts_discovery_duration_seconds_count", 5.0),
+            ("mtasts_discovery_duration_seconds_bucket{le=\"+Inf\"}", 5.0),
+            ("mtasts_discoveries_in_flight", 0.0),
+            ("mtasts_discoveries_coalesced_total", 0.0),
+            ("mtasts_stale_answers_total", 0.0),
+            ("mtasts_store_errors_total{op=\"read\"}", 0.0),
+            ("mtasts_cache_entries{layer=\"memory\"}", 5.0),
+            (
+                &format!(
+                    "mtasts_build_info{{version=\"{}\"}}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                1.0,
+            ),
+        ],
+    );
+    // Bounded labels: no domain name, no unconfigured map name.
+    for leak in [
+        "enforce.test",
+        "nopolicy",
+        "192.0.2.1",
+        "postfix",
+        "other-map",
+    ] {
+        assert!(!body.contains(leak), "{leak} exposed in\n{body}");
+    }
+    // The socketmap side and the engine agree.
+    assert_eq!(daemon.engine().stats().fetched, 3);
+    drop(client);
+    daemon.shutdown().await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn store_hits_are_counted_per_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = format!(
+        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n{METRICS_TCP}",
+        dir.path().join("cache.db").display()
+    );
+    let fixture = Fixture::start().await;
+    fixture.publish("enforce.test", "id1", ENFORCE);
+    let first = start(&fixture, &cache).await;
+    assert_eq!(
+        query(tcp_addr(&first), "postfix", "enforce.test").await,
+        ENFORCE_REPLY
+    );
+    first.shutdown().await;
+    // A new daemon on the same store answers from it without discovery.
+    let second = start(&fixture, &cache).await;
+    for _ in 0..2 {
+        assert_eq!(
+            query(tcp_addr(&second), "postfix", "enforce.test").await,
+            ENFORCE_REPLY
+        );
+    }
+    let body = scrape(&second).await;
+    assert_series(
+        &body,
+        &[
+            ("mtasts_cache_hits_total{layer=\"store\"}", 1.0),
+            ("mtasts_cache_hits_total{layer=\"memory\"}", 1.0),
+            ("mtasts_cache_misses_total", 1.0),
+            ("mtasts_discoveries_total{outcome=\"fetched\"}", 0.0),
+            ("mtasts_discovery_duration_seconds_count", 0.0),
+            ("mtasts_connections_total", 2.0),
+            (&answers("default", "secure"), 2.0),
+        ],
+    );
+    second.shutdown().await;
+}
+
+#[tokio::test]
+async fn endpoint_on_a_unix_socket_with_mode() {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("metrics.sock");
+    let daemon = start(
+        &fixture,
+        &format!(
+            "metrics:\n  listen: \"unix:{}\"\n  mode: 0640\n",
+            path.display()
+        ),
+    )
+    .await;
+    assert_eq!(daemon.metrics_addr(), Some(&LocalAddr::Unix(path.clone())));
+    let mode = std::fs::metadata(&path)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    assert_eq!(
+        query(tcp_addr(&daemon), "postfix", "none.test").await,
+        "NOTFOUND "
+    );
+    let body = scrape(&daemon).await;
+    assert_series(&body, &[(&answers("default", "none"), 1.0)]);
+    daemon.shutdown().await;
+    assert!(!Path::new(&path).exists(), "socket file removed at stop");
+}
+
+#[tokio::test]
+async fn no_endpoint_unless_configured() {
+    let fixture = Fixture::start().await;
+    let daemon = start(&fixture, "").await;
+    assert_eq!(daemon.metrics_addr(), None);
+    // The counters exist anyway (cheap), for embedding and tests.
+    assert_eq!(
+        query(tcp_addr(&daemon), "postfix", ".example.com").await,
+        "NOTFOUND "
+    );
+    let zone = daemon.metrics().zone(b"postfix");
+    assert_eq!(
+        daemon
+            .metrics()
+            .answers(zone, mta_sts_daemon::metrics::AnswerKind::ParentDomain),
+        1
+    );
+    daemon.shutdown().await;
+}
