@@ -271,6 +271,31 @@ async fn redis_commands_and_purge_reaching_a_running_daemon() {
     check_purge_reaches_running_daemon(&yaml, &unique("purge-redis")).await;
 }
 
+/// Through Sentinel when MTASTS_TEST_SENTINEL=host:port[,master_name] names one (CI starts one).
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_sentinel_commands_and_purge_reaching_a_running_daemon() {
+    let Ok(spec) = std::env::var("MTASTS_TEST_SENTINEL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "MTASTS_TEST_SENTINEL is not set; start a Redis Sentinel for this test (see .ci/run)"
+        );
+        eprintln!(
+            "skipping: no Redis Sentinel configured (set MTASTS_TEST_SENTINEL=host:port[,master])"
+        );
+        return;
+    };
+    let (hostport, master) = spec.split_once(',').unwrap_or((&spec, "mymaster"));
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .expect("MTASTS_TEST_SENTINEL=host:port");
+    let yaml = format!(
+        "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"{master}\"\n    sentinels:\n      - [\"{host}\", {port}]\n"
+    );
+    check_commands(&yaml, &unique("admin-sentinel")).await;
+    check_purge_reaches_running_daemon(&yaml, &unique("purge-sentinel")).await;
+}
+
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_commands_and_purge_reaching_a_running_daemon() {
