@@ -25,6 +25,7 @@
 //! | `mtasts_discoveries_skipped_total` | counter | `reason` = `backoff`, `overloaded` |
 //! | `mtasts_stale_answers_total` | counter | |
 //! | `mtasts_store_errors_total` | counter | `op` = `read`, `write` |
+//! | `mtasts_memory_purged_total` | counter | |
 //! | `mtasts_proactive_refresh_runs_total` | counter | `result` = `completed`, `incomplete` |
 //! | `mtasts_proactive_refresh_results_total` | counter | `result` ([`RefreshReport`] fields) |
 //! | `mtasts_proactive_refresh_last_run_timestamp_seconds` | gauge | |
@@ -486,6 +487,12 @@ fn render_engine(w: &mut Writer, s: &EngineStats) {
     );
     w.sample(name, &[("op", "read")], s.store_read_errors);
     w.sample(name, &[("op", "write")], s.store_write_errors);
+    w.single(
+        "mtasts_memory_purged_total",
+        Kind::Counter,
+        "Memory copies dropped because the store no longer held the domain (purged); each is rediscovered.",
+        s.store_purged,
+    );
 }
 
 /// Keeps `mtasts_connections_open` counted while alive ([`Metrics::connection`]).
@@ -712,6 +719,7 @@ mod tests {
         s.store_write_errors = 23;
         s.in_flight = 24;
         s.memory_entries = 25;
+        s.store_purged = 26;
         let text = Metrics::new::<_, &str>([]).render(&s);
         for line in [
             "mtasts_cache_hits_total{layer=\"memory\"} 11",
@@ -729,6 +737,7 @@ mod tests {
             "mtasts_store_errors_total{op=\"write\"} 23",
             "mtasts_discoveries_in_flight 24",
             "mtasts_cache_entries{layer=\"memory\"} 25",
+            "mtasts_memory_purged_total 26",
         ] {
             assert!(
                 text.contains(&format!("\n{line}\n")),
