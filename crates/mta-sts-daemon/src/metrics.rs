@@ -327,6 +327,11 @@ impl Metrics {
         self.refresh_last_run.store(ended_at, Ordering::Relaxed);
     }
 
+    /// Proactive refresh passes recorded so far.
+    pub fn refresh_runs(&self) -> u64 {
+        self.refresh_completed.get() + self.refresh_incomplete.get()
+    }
+
     /// The exposition document: these counters and `engine`'s (from [`Engine::stats`]).
     pub fn render(&self, engine: &EngineStats) -> String {
         let mut w = Writer::new();

@@ -233,6 +233,68 @@ async fn store_hits_are_counted_per_layer() {
     second.shutdown().await;
 }
 
+/// A proactive pass at start refreshes the stored policy (max_age 600 would expire before the next pass).
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn proactive_refresh_runs_are_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cache = format!(
+        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n{METRICS_TCP}",
+        dir.path().join("cache.db").display()
+    );
+    let fixture = Fixture::start().await;
+    let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: mail.example.com\n";
+    fixture.publish("proactive.test", "id1", policy);
+    let first = start(&fixture, &cache).await;
+    assert!(
+        query(tcp_addr(&first), "postfix", "proactive.test")
+            .await
+            .starts_with("OK secure")
+    );
+    first.shutdown().await;
+    let second = start(
+        &fixture,
+        &format!("{cache}proactive_policy_fetching:\n  enabled: true\n  interval: 86400\n"),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while second.metrics().refresh_runs() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no proactive pass recorded"
+        );
+        tokio::task::yield_now().await;
+    }
+    let body = scrape(&second).await;
+    assert_series(
+        &body,
+        &[
+            (
+                "mtasts_proactive_refresh_runs_total{result=\"completed\"}",
+                1.0,
+            ),
+            (
+                "mtasts_proactive_refresh_runs_total{result=\"incomplete\"}",
+                0.0,
+            ),
+            (
+                "mtasts_proactive_refresh_results_total{result=\"fetched\"}",
+                1.0,
+            ),
+            (
+                "mtasts_proactive_refresh_results_total{result=\"failed\"}",
+                0.0,
+            ),
+            ("mtasts_discoveries_total{outcome=\"fetched\"}", 1.0),
+            ("mtasts_discovery_duration_seconds_count", 1.0),
+            (&answers("default", "secure"), 0.0),
+        ],
+    );
+    let last = value(&body, "mtasts_proactive_refresh_last_run_timestamp_seconds");
+    assert!(last.is_some_and(|t| t > 1.7e9), "{body}");
+    second.shutdown().await;
+}
+
 #[tokio::test]
 async fn endpoint_on_a_unix_socket_with_mode() {
     let fixture = Fixture::start().await;
