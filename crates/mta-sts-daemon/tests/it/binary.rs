@@ -34,7 +34,29 @@ fn write_config(dir: &Path, text: &str) -> PathBuf {
 }
 
 /// Runs the binary on a config and waits for its READY=1.
+///
+/// The port comes from `free_port()`, which releases it before the daemon binds it: another test's socket can
+/// take it in between. A daemon that exits before READY=1 is therefore started again on another port (a few
+/// times; a daemon that cannot start for any other reason fails every attempt and the test with it).
 async fn spawn_daemon(fixture: &Fixture, extra: &str, args: &[&str]) -> Spawned {
+    let mut last_failure = String::new();
+    for _ in 0..3 {
+        match try_spawn_daemon(fixture, extra, args).await {
+            Ok(spawned) => return spawned,
+            Err(failure) => {
+                eprintln!("daemon did not start, retrying on another port: {failure}");
+                last_failure = failure;
+            }
+        }
+    }
+    panic!("daemon exited before READY=1 three times; last: {last_failure}");
+}
+
+async fn try_spawn_daemon(
+    fixture: &Fixture,
+    extra: &str,
+    args: &[&str],
+) -> Result<Spawned, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let text = format!(
@@ -65,8 +87,22 @@ async fn spawn_daemon(fixture: &Fixture, extra: &str, args: &[&str]) -> Spawned 
         port,
         dir,
     };
-    assert_eq!(spawned.next_notification().await, "READY=1");
-    spawned
+    let mut buf = [0u8; 256];
+    tokio::select! {
+        r = tokio::time::timeout(Duration::from_secs(30), spawned.notify.recv(&mut buf)) => {
+            let n = r.expect("no systemd notification within 30 s").expect("recv");
+            assert_eq!(String::from_utf8_lossy(&buf[..n]), "READY=1");
+            Ok(spawned)
+        }
+        status = spawned.child.wait() => {
+            let mut stderr = String::new();
+            if let Some(mut pipe) = spawned.child.stderr.take() {
+                use tokio::io::AsyncReadExt as _;
+                let _ = pipe.read_to_string(&mut stderr).await;
+            }
+            Err(format!("{status:?}: {stderr}"))
+        }
+    }
 }
 
 impl Spawned {
