@@ -344,3 +344,34 @@ async fn no_endpoint_unless_configured() {
     );
     daemon.shutdown().await;
 }
+
+/// Every metric the shipped Grafana dashboard (contrib/grafana/mta-sts-daemon.json) queries is exposed, so
+/// the dashboard cannot silently drift from the metric names.
+#[tokio::test]
+async fn grafana_dashboard_queries_exposed_metrics() {
+    let dashboard = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/grafana/mta-sts-daemon.json"),
+    )
+    .expect("contrib/grafana/mta-sts-daemon.json");
+    let fixture = Fixture::start().await;
+    let daemon = start(&fixture, METRICS_TCP).await;
+    let body = scrape(&daemon).await;
+    let mut checked = 0;
+    for (start, _) in dashboard.match_indices("mtasts_") {
+        let name: String = dashboard[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        let family = name.strip_suffix("_bucket").unwrap_or(&name);
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "the dashboard queries {name}, which the daemon does not expose"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 10,
+        "only {checked} metric references found in the dashboard"
+    );
+    daemon.shutdown().await;
+}
