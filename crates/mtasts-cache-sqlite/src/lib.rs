@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mtasts_cache::compat::{decode_entry, policy_json, ts_to_i64};
-use mtasts_cache::{CacheEntry, CacheError, CorruptEntry, PolicyCache, ScanPage, ScanToken};
+use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken};
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -344,31 +344,21 @@ impl PolicyCache for SqliteCache {
                 .await?
             }
         };
-        let mut page = ScanPage::default();
-        let full = rows.len() >= page_size.max(1);
-        let mut last = None;
-        for row in rows {
-            let domain: String = match row.try_get("domain") {
-                Ok(d) => d,
+        let rows_read = rows.len();
+        let decoded = rows
+            .iter()
+            .filter_map(|row| match row.try_get::<String, _>("domain") {
+                Ok(domain) => {
+                    let entry = decode_row(&domain, row);
+                    Some((domain, entry))
+                }
                 // A non-text domain cannot be addressed by get/set/remove either; nothing to report it under.
                 Err(e) => {
                     tracing::warn!(error = %e, "sqlite cache: skipping row with a non-text domain");
-                    continue;
+                    None
                 }
-            };
-            match decode_row(&domain, &row) {
-                Ok(entry) => page.entries.push((domain.clone(), entry)),
-                Err(error) => page.corrupt.push(CorruptEntry {
-                    domain: domain.clone(),
-                    error,
-                }),
-            }
-            last = Some(domain);
-        }
-        if full {
-            page.next = last.map(ScanToken::new);
-        }
-        Ok(page)
+            });
+        Ok(ScanPage::from_keyset(decoded, rows_read, page_size))
     }
 
     async fn remove(&self, domain: &str) -> Result<bool, CacheError> {

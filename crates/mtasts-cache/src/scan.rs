@@ -56,6 +56,46 @@ pub struct ScanPage {
     pub next: Option<ScanToken>,
 }
 
+impl ScanPage {
+    /// A page of a store that pages by key ("keyset paging": `WHERE domain > <token> ORDER BY domain LIMIT n`),
+    /// for store implementations. `rows` are the rows read, in key order, each with its decoded entry or why it
+    /// could not be decoded; `rows_read` counts every row the store read, also those it could not even name. A
+    /// full page (`rows_read >= page_size`) resumes after its last domain; a shorter one ends the scan.
+    ///
+    /// ```
+    /// use mtasts_cache::{CacheError, ScanPage};
+    /// let rows = vec![
+    ///     ("a.example".to_owned(), Err(CacheError::corrupt("a.example", "bad JSON"))),
+    ///     ("b.example".to_owned(), Err(CacheError::corrupt("b.example", "bad id"))),
+    /// ];
+    /// let page = ScanPage::from_keyset(rows, 2, 2);
+    /// assert_eq!(page.corrupt.len(), 2);
+    /// assert_eq!(page.next.unwrap().as_str(), "b.example");
+    /// assert!(ScanPage::from_keyset(Vec::new(), 0, 2).next.is_none());
+    /// ```
+    pub fn from_keyset<I>(rows: I, rows_read: usize, page_size: usize) -> Self
+    where
+        I: IntoIterator<Item = (String, Result<CacheEntry, CacheError>)>,
+    {
+        let mut page = Self::default();
+        let mut last = None;
+        for (domain, decoded) in rows {
+            match decoded {
+                Ok(entry) => page.entries.push((domain.clone(), entry)),
+                Err(error) => page.corrupt.push(CorruptEntry {
+                    domain: domain.clone(),
+                    error,
+                }),
+            }
+            last = Some(domain);
+        }
+        if rows_read >= page_size.max(1) {
+            page.next = last.map(ScanToken::new);
+        }
+        page
+    }
+}
+
 /// An entry a scan could not decode.
 #[derive(Debug, Clone)]
 pub struct CorruptEntry {
