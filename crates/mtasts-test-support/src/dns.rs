@@ -2,11 +2,11 @@
 //! change at run time.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, CNAME, SOA, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, SOA, TLSA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -25,9 +25,11 @@ enum Behaviour {
 #[derive(Clone, Debug, Default)]
 struct Entry {
     behaviour: Behaviour,
-    txt: Vec<Vec<Vec<u8>>>,
     cname: Option<String>,
-    a: Vec<Ipv4Addr>,
+    /// Every record of the name but its CNAME, in the order they were added.
+    records: Vec<RData>,
+    /// Whether answers about this name are "validated"; `None` follows the zone default.
+    secure: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -37,6 +39,16 @@ struct Zone {
     total: u64,
     ttl: u32,
     negative_ttl: u32,
+    secure_by_default: bool,
+}
+
+impl Zone {
+    fn is_secure(&self, name: &str) -> bool {
+        self.names
+            .get(name)
+            .and_then(|entry| entry.secure)
+            .unwrap_or(self.secure_by_default)
+    }
 }
 
 /// Normalises a name the way the zone stores it: lowercase, no trailing dot.
@@ -53,6 +65,11 @@ fn norm(name: &str) -> String {
 /// followed inside the zone and the whole chain is returned. UDP answers larger than the
 /// client's EDNS payload size (512 bytes without EDNS) are truncated so the client retries
 /// over TCP.
+///
+/// It plays a validating resolver too: names marked secure ([`DnsServer::set_secure`],
+/// [`DnsServer::set_secure_by_default`]) get answers with the AD bit, but only when the query
+/// asks for it with the AD bit or the EDNS DO bit (RFC 6840 §5.7-5.8), and only when every
+/// name of the answer's CNAME chain is secure. No RRSIG is ever sent.
 ///
 /// The server stops (and closes its sockets) when dropped.
 ///
@@ -87,6 +104,7 @@ impl DnsServer {
             total: 0,
             ttl: 300,
             negative_ttl: 300,
+            secure_by_default: false,
         }));
         let mut tasks = JoinSet::new();
         tasks.spawn(serve_udp(udp, Arc::clone(&zone)));
@@ -115,6 +133,24 @@ impl DnsServer {
         f(zone.names.entry(norm(name)).or_default());
     }
 
+    /// Replaces the records of `name` of `rdata`'s type with `rdata` (nothing else changes).
+    fn replace(&self, name: &str, rdata: RData) {
+        let record_type = rdata.record_type();
+        self.edit(name, |e| {
+            e.behaviour = Behaviour::Normal;
+            e.records.retain(|r| r.record_type() != record_type);
+            e.records.push(rdata);
+        });
+    }
+
+    /// Adds `rdata` to the records of `name`.
+    fn push(&self, name: &str, rdata: RData) {
+        self.edit(name, |e| {
+            e.behaviour = Behaviour::Normal;
+            e.records.push(rdata);
+        });
+    }
+
     /// Replaces the TXT records of `name` with one record made of the given character-strings
     /// (a client concatenates them). Add more records with [`DnsServer::add_txt`].
     pub fn set_txt<I, S>(&self, name: &str, strings: I)
@@ -122,11 +158,7 @@ impl DnsServer {
         I: IntoIterator<Item = S>,
         S: Into<Vec<u8>>,
     {
-        let record: Vec<Vec<u8>> = strings.into_iter().map(Into::into).collect();
-        self.edit(name, |e| {
-            e.behaviour = Behaviour::Normal;
-            e.txt = vec![record];
-        });
+        self.replace(name, txt(strings));
     }
 
     /// Adds one more TXT record (made of the given character-strings) to `name`.
@@ -135,11 +167,7 @@ impl DnsServer {
         I: IntoIterator<Item = S>,
         S: Into<Vec<u8>>,
     {
-        let record: Vec<Vec<u8>> = strings.into_iter().map(Into::into).collect();
-        self.edit(name, |e| {
-            e.behaviour = Behaviour::Normal;
-            e.txt.push(record);
-        });
+        self.push(name, txt(strings));
     }
 
     /// Makes `name` an alias of `target` (a CNAME; other records of `name` are ignored).
@@ -152,23 +180,69 @@ impl DnsServer {
 
     /// Replaces the A records of `name` with `ip`.
     pub fn set_a(&self, name: &str, ip: Ipv4Addr) {
-        self.edit(name, |e| {
-            e.behaviour = Behaviour::Normal;
-            e.a = vec![ip];
-        });
+        self.replace(name, RData::A(A(ip)));
     }
 
     /// Adds an A record to `name`.
     pub fn add_a(&self, name: &str, ip: Ipv4Addr) {
-        self.edit(name, |e| {
-            e.behaviour = Behaviour::Normal;
-            e.a.push(ip);
-        });
+        self.push(name, RData::A(A(ip)));
+    }
+
+    /// Replaces the AAAA records of `name` with `ip`.
+    pub fn set_aaaa(&self, name: &str, ip: Ipv6Addr) {
+        self.replace(name, RData::AAAA(AAAA(ip)));
+    }
+
+    /// Adds an AAAA record to `name`.
+    pub fn add_aaaa(&self, name: &str, ip: Ipv6Addr) {
+        self.push(name, RData::AAAA(AAAA(ip)));
+    }
+
+    /// Replaces the MX records of `name` with one record: `preference` and `exchange` (`"."`
+    /// makes a null MX, RFC 7505).
+    pub fn set_mx(&self, name: &str, preference: u16, exchange: &str) {
+        self.replace(name, mx(preference, exchange));
+    }
+
+    /// Adds an MX record to `name`.
+    pub fn add_mx(&self, name: &str, preference: u16, exchange: &str) {
+        self.push(name, mx(preference, exchange));
+    }
+
+    /// Replaces the TLSA records of `name` (e.g. `_25._tcp.mx.example.com`) with one record:
+    /// certificate usage, selector, matching type and association data (RFC 6698 §2.1). Any
+    /// values are accepted, unusable ones included.
+    pub fn set_tlsa(&self, name: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) {
+        self.replace(name, tlsa(usage, selector, matching, data));
+    }
+
+    /// Adds a TLSA record to `name`.
+    pub fn add_tlsa(&self, name: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) {
+        self.push(name, tlsa(usage, selector, matching, data));
+    }
+
+    /// Marks answers about `name` as validated (`true`) or not (`false`), overriding
+    /// [`DnsServer::set_secure_by_default`]. Kept across record changes, forgotten by
+    /// [`DnsServer::clear`].
+    pub fn set_secure(&self, name: &str, secure: bool) {
+        self.zone().names.entry(norm(name)).or_default().secure = Some(secure);
+    }
+
+    /// Whether names not marked by [`DnsServer::set_secure`] (unknown names included) are
+    /// validated. Default `false`.
+    pub fn set_secure_by_default(&self, secure: bool) {
+        self.zone().secure_by_default = secure;
     }
 
     /// `name` exists but has no records: every query gets NODATA (NOERROR, empty answer, SOA).
+    /// Its [`DnsServer::set_secure`] mark is kept.
     pub fn set_nodata(&self, name: &str) {
-        self.zone().names.insert(norm(name), Entry::default());
+        self.edit(name, |e| {
+            *e = Entry {
+                secure: e.secure,
+                ..Entry::default()
+            };
+        });
     }
 
     /// Every query for `name` gets NXDOMAIN (with SOA). Same as an unknown name.
@@ -285,6 +359,33 @@ fn fqdn(name: &str) -> Name {
     Name::from_ascii(format!("{name}.")).expect("valid DNS name in test zone")
 }
 
+fn txt<I, S>(strings: I) -> RData
+where
+    I: IntoIterator<Item = S>,
+    S: Into<Vec<u8>>,
+{
+    let strings: Vec<Vec<u8>> = strings.into_iter().map(Into::into).collect();
+    RData::TXT(TXT::from_bytes(strings.iter().map(Vec::as_slice).collect()))
+}
+
+fn mx(preference: u16, exchange: &str) -> RData {
+    let exchange = if exchange == "." {
+        Name::root()
+    } else {
+        fqdn(&norm(exchange))
+    };
+    RData::MX(MX::new(preference, exchange))
+}
+
+fn tlsa(usage: u8, selector: u8, matching: u8, data: &[u8]) -> RData {
+    RData::TLSA(TLSA::new(
+        usage.into(),
+        selector.into(),
+        matching.into(),
+        data.to_vec(),
+    ))
+}
+
 /// The zone apex used for the SOA of a negative answer: the last two labels of `name`.
 fn apex(name: &str) -> String {
     let labels: Vec<&str> = name.split('.').collect();
@@ -320,9 +421,13 @@ fn handle(zone: &Mutex<Zone>, request: &[u8], transport: Transport) -> Option<Ve
         .edns
         .as_ref()
         .map_or(512, |e| usize::from(e.max_payload().max(512)));
+    let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    // RFC 6840 §5.7-5.8: a validating resolver sets AD only for a query that asked with AD or DO.
+    let wants_ad = request.metadata.authentic_data || dnssec_ok;
     if request.edns.is_some() {
         let mut edns = Edns::new();
         edns.set_max_payload(1232);
+        edns.set_dnssec_ok(dnssec_ok);
         response.set_edns(edns);
     }
     let Some(query) = request.queries.first().cloned() else {
@@ -346,7 +451,9 @@ fn handle(zone: &Mutex<Zone>, request: &[u8], transport: Transport) -> Option<Ve
         let mut current = qname;
         let mut code = ResponseCode::NoError;
         let mut negative = false;
+        let mut secure = true;
         for _ in 0..16 {
+            secure &= zone.is_secure(&current);
             let Some(entry) = zone.names.get(&current) else {
                 code = ResponseCode::NXDomain;
                 negative = true;
@@ -357,6 +464,7 @@ fn handle(zone: &Mutex<Zone>, request: &[u8], transport: Transport) -> Option<Ve
                 Behaviour::ServFail => {
                     code = ResponseCode::ServFail;
                     response.answers.clear();
+                    secure = false;
                     break;
                 }
                 Behaviour::NxDomain => {
@@ -366,54 +474,28 @@ fn handle(zone: &Mutex<Zone>, request: &[u8], transport: Transport) -> Option<Ve
                 }
                 Behaviour::Normal => {}
             }
-            if let Some(target) = entry.cname.clone()
-                && qtype != RecordType::CNAME
-            {
-                response.add_answer(Record::from_rdata(
-                    fqdn(&current),
-                    zone.ttl,
-                    RData::CNAME(CNAME(fqdn(&target))),
-                ));
-                current = target;
+            let owner = fqdn(&current);
+            if let Some(target) = &entry.cname {
+                let record = Record::from_rdata(owner, zone.ttl, RData::CNAME(CNAME(fqdn(target))));
+                response.add_answer(record);
+                if qtype == RecordType::CNAME {
+                    break;
+                }
+                current.clone_from(target);
                 continue;
             }
-            let before = response.answers.len();
-            let owner = fqdn(&current);
-            match qtype {
-                RecordType::TXT => {
-                    for record in &entry.txt {
-                        let strings: Vec<&[u8]> = record.iter().map(Vec::as_slice).collect();
-                        response.add_answer(Record::from_rdata(
-                            owner.clone(),
-                            zone.ttl,
-                            RData::TXT(TXT::from_bytes(strings)),
-                        ));
-                    }
-                }
-                RecordType::A => {
-                    for ip in &entry.a {
-                        response.add_answer(Record::from_rdata(
-                            owner.clone(),
-                            zone.ttl,
-                            RData::A(A(*ip)),
-                        ));
-                    }
-                }
-                RecordType::CNAME => {
-                    if let Some(target) = &entry.cname {
-                        response.add_answer(Record::from_rdata(
-                            owner,
-                            zone.ttl,
-                            RData::CNAME(CNAME(fqdn(target))),
-                        ));
-                    }
-                }
-                _ => {}
-            }
-            negative = response.answers.len() == before;
+            let answers: Vec<Record> = entry
+                .records
+                .iter()
+                .filter(|rdata| rdata.record_type() == qtype)
+                .map(|rdata| Record::from_rdata(owner.clone(), zone.ttl, rdata.clone()))
+                .collect();
+            negative = answers.is_empty();
+            response.add_answers(answers);
             break;
         }
         response.metadata.response_code = code;
+        response.metadata.authentic_data = wants_ad && secure;
         if negative {
             response.add_authority(soa_record(&current, zone.negative_ttl));
         }

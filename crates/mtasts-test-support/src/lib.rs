@@ -2,7 +2,8 @@
 //!
 //! - [`TestCa`]: a certificate authority generated at test time (rcgen).
 //! - [`DnsServer`]: an authoritative DNS server on loopback (UDP + TCP) whose records tests
-//!   change at run time (TXT, CNAME, A, NXDOMAIN, NODATA, SERVFAIL, silence), with counters.
+//!   change at run time (TXT, CNAME, A, AAAA, MX, TLSA, NXDOMAIN, NODATA, SERVFAIL, silence),
+//!   with counters; it sets the AD bit for names marked secure, like a validating resolver.
 //! - [`PolicyServer`]: an HTTPS server on loopback serving per-host [`PolicyResponse`]s, with
 //!   certificates chosen by SNI (valid, untrusted CA or wrong name), with counters.
 //! - [`Fixture`]: all of the above together, with [`Fixture::publish`] and

@@ -1,6 +1,6 @@
 //! The DNS server, queried with raw hickory-proto messages over UDP and TCP.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, Query, ResponseCode};
@@ -197,4 +197,186 @@ async fn dropping_the_server_closes_its_port() {
         tokio::task::yield_now().await;
     }
     assert!(refused, "TCP port still open after drop");
+}
+
+/// A query with the AD bit and/or the EDNS DO bit, as a DANE client sends.
+fn dnssec_query(name: &str, qtype: RecordType, ad: bool, dnssec_ok: bool) -> Message {
+    let mut message = query(name, qtype, true);
+    message.metadata.authentic_data = ad;
+    if let Some(edns) = message.edns.as_mut() {
+        edns.set_dnssec_ok(dnssec_ok);
+    }
+    message
+}
+
+/// Sends [`dnssec_query`] over UDP and expects an answer.
+async fn ask(dns: &DnsServer, name: &str, qtype: RecordType, ad: bool, dnssec_ok: bool) -> Message {
+    udp(dns.addr(), &dnssec_query(name, qtype, ad, dnssec_ok))
+        .await
+        .expect("answer")
+}
+
+#[tokio::test]
+async fn mx_aaaa_and_tlsa_records_are_served() {
+    let dns = DnsServer::start().await;
+    dns.set_mx("example.test", 10, "mx1.example.test.");
+    dns.add_mx("example.test", 20, "MX2.example.test");
+    dns.set_aaaa("mx1.example.test", Ipv6Addr::LOCALHOST);
+    dns.add_aaaa("mx1.example.test", "2001:db8::1".parse().expect("ipv6"));
+    dns.set_a("mx1.example.test", Ipv4Addr::LOCALHOST);
+    dns.set_tlsa("_25._tcp.mx1.example.test", 3, 1, 1, &[0xab; 32]);
+    dns.add_tlsa("_25._tcp.mx1.example.test", 0, 0, 2, &[0xcd; 64]);
+
+    let reply = udp(dns.addr(), &query("example.test.", RecordType::MX, true))
+        .await
+        .expect("answer");
+    let mx: Vec<(u16, String)> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        mx,
+        [
+            (10, "mx1.example.test.".to_owned()),
+            (20, "mx2.example.test.".to_owned())
+        ]
+    );
+
+    let reply = udp(
+        dns.addr(),
+        &query("mx1.example.test.", RecordType::AAAA, true),
+    )
+    .await
+    .expect("answer");
+    let v6: Vec<Ipv6Addr> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::AAAA(aaaa) => Some(aaaa.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        v6,
+        [Ipv6Addr::LOCALHOST, "2001:db8::1".parse().expect("ipv6")]
+    );
+    // The A record set next to the AAAA ones is only in A answers.
+    let reply = udp(dns.addr(), &query("mx1.example.test.", RecordType::A, true))
+        .await
+        .expect("answer");
+    assert_eq!(reply.answers.len(), 1);
+
+    let reply = tcp(
+        dns.addr(),
+        &query("_25._tcp.mx1.example.test.", RecordType::TLSA, true),
+    )
+    .await;
+    let tlsa: Vec<(u8, u8, u8, usize)> = reply
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TLSA(t) => Some((
+                t.cert_usage.into(),
+                t.selector.into(),
+                t.matching.into(),
+                t.cert_data.len(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tlsa, [(3, 1, 1, 32), (0, 0, 2, 64)]);
+
+    // set_* replaces only the records of its own type.
+    dns.set_tlsa("_25._tcp.mx1.example.test", 2, 0, 0, b"cert");
+    dns.set_mx("example.test", 0, ".");
+    let reply = udp(
+        dns.addr(),
+        &query("_25._tcp.mx1.example.test.", RecordType::TLSA, true),
+    )
+    .await
+    .expect("answer");
+    assert_eq!(reply.answers.len(), 1);
+    let reply = udp(dns.addr(), &query("example.test.", RecordType::MX, true))
+        .await
+        .expect("answer");
+    assert!(
+        matches!(&reply.answers[..], [r] if matches!(&r.data, RData::MX(mx) if mx.exchange.is_root()))
+    );
+}
+
+#[tokio::test]
+async fn ad_is_set_only_for_secure_names_and_only_when_asked() {
+    let dns = DnsServer::start().await;
+    dns.set_mx("signed.test", 10, "mx.signed.test");
+    dns.set_secure("signed.test", true);
+    dns.set_mx("unsigned.test", 10, "mx.unsigned.test");
+
+    let ad = |reply: Message| reply.metadata.authentic_data;
+    let ask = |name: &'static str, ad: bool, dnssec_ok: bool| {
+        ask(&dns, name, RecordType::MX, ad, dnssec_ok)
+    };
+    // Neither AD nor DO in the query: no AD in the answer (RFC 6840 §5.7-5.8).
+    assert!(!ad(ask("signed.test.", false, false).await));
+    assert!(ad(ask("signed.test.", true, false).await));
+    let reply = ask("signed.test.", false, true).await;
+    assert!(reply.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok));
+    assert!(ad(reply));
+    assert!(!ad(ask("unsigned.test.", true, true).await));
+
+    // Without EDNS at all, the AD bit of the header still asks.
+    let mut plain = query("signed.test.", RecordType::MX, false);
+    plain.metadata.authentic_data = true;
+    assert!(ad(udp(dns.addr(), &plain).await.expect("answer")));
+
+    // The default covers unmarked names, negative answers included; a mark overrides it.
+    dns.set_secure_by_default(true);
+    let nx = ask("missing.test.", true, true).await;
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert!(ad(nx));
+    assert!(ad(ask("unsigned.test.", true, true).await));
+    dns.set_secure("unsigned.test", false);
+    assert!(!ad(ask("unsigned.test.", true, true).await));
+    // A mark survives record changes and NODATA, and is forgotten by clear().
+    dns.set_secure_by_default(false);
+    dns.set_nodata("signed.test");
+    let nodata = ask("signed.test.", true, true).await;
+    assert!(nodata.answers.is_empty());
+    assert!(ad(nodata));
+    dns.clear("signed.test");
+    assert!(!ad(ask("signed.test.", true, true).await));
+}
+
+#[tokio::test]
+async fn ad_covers_the_whole_cname_chain_and_never_servfail() {
+    let dns = DnsServer::start().await;
+    dns.set_cname("mx.signed.test", "host.unsigned.test");
+    dns.set_a("host.unsigned.test", Ipv4Addr::LOCALHOST);
+    dns.set_secure("mx.signed.test", true);
+    let reply = ask(&dns, "mx.signed.test.", RecordType::A, true, true).await;
+    assert_eq!(reply.answers.len(), 2);
+    assert!(!reply.metadata.authentic_data, "insecure link in the chain");
+    // The CNAME itself is secure.
+    let reply = ask(&dns, "mx.signed.test.", RecordType::CNAME, true, true).await;
+    assert_eq!(reply.answers.len(), 1);
+    assert!(reply.metadata.authentic_data);
+    dns.set_secure("host.unsigned.test", true);
+    let reply = ask(&dns, "mx.signed.test.", RecordType::A, true, true).await;
+    assert!(reply.metadata.authentic_data);
+
+    dns.set_servfail("_25._tcp.mx.signed.test");
+    dns.set_secure("_25._tcp.mx.signed.test", true);
+    let reply = ask(
+        &dns,
+        "_25._tcp.mx.signed.test.",
+        RecordType::TLSA,
+        true,
+        true,
+    )
+    .await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    assert!(!reply.metadata.authentic_data);
 }
