@@ -8,16 +8,13 @@
 //! With `cache.type: internal` there is no store: the policies live only in a running daemon's memory, and the
 //! commands say so and exit with [`EX_UNAVAILABLE`] (restarting the daemon empties that cache).
 //!
-//! Exit codes: [`EX_OK`] (0) done; [`EX_NOT_FOUND`] (1) `show`/`purge` of a domain that is not cached; 2 bad
-//! command line (also a DOMAIN that is not a valid policy domain); [`EX_DATAERR`] (65) corrupt entries were
-//! reported (the others were still listed); [`EX_UNAVAILABLE`] (69) the store cannot be reached, there is no
-//! store (`internal`), or the SQLite file does not exist (it is not created); [`EX_IOERR`] (74) standard output could not be written; [`EX_CONFIG`] (78) the
-//! configuration is invalid.
+//! Exit codes: see [`crate::exit`].
 //!
 //! ```
 //! use std::sync::Arc;
 //! use mtasts_cache::{CacheEntry, MemoryCache, PolicyCache};
-//! use mta_sts_daemon::admin::{CacheCommand, execute};
+//! use mta_sts_daemon::admin::execute;
+//! use mta_sts_daemon::cli::CacheCommand;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -39,93 +36,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::{Args, Subcommand};
 use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanToken};
 use mtasts_core::{Policy, PolicyDomain, PolicyId};
 
 use crate::StartError;
+use crate::cli::{CacheCommand, PurgeArgs};
 use crate::config::{CacheConfig, Config};
+use crate::exit::{
+    EX_CONFIG, EX_DATAERR, EX_IOERR, EX_NOT_FOUND, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE,
+};
 use crate::stores;
-
-/// Success.
-pub const EX_OK: u8 = 0;
-/// `show` or `purge` of a domain that is not in the cache.
-pub const EX_NOT_FOUND: u8 = 1;
-/// Bad command line (clap's code), also for a DOMAIN that is not a valid policy domain.
-pub const EX_USAGE: u8 = 2;
-/// Corrupt entries were found (and reported on standard error); `EX_DATAERR` from sysexits.h.
-pub const EX_DATAERR: u8 = 65;
-/// The store cannot be reached or answered with an error, or there is no store (`cache.type: internal`);
-/// `EX_UNAVAILABLE` from sysexits.h.
-pub const EX_UNAVAILABLE: u8 = 69;
-/// The command could not be run (no async runtime); `EX_SOFTWARE` from sysexits.h.
-pub const EX_SOFTWARE: u8 = 70;
-/// Standard output could not be written; `EX_IOERR` from sysexits.h.
-pub const EX_IOERR: u8 = 74;
-/// The configuration is invalid; `EX_CONFIG` from sysexits.h (as for the daemon).
-pub const EX_CONFIG: u8 = crate::run::EX_CONFIG;
 
 /// How many entries each store scan returns.
 const PAGE_SIZE: usize = 256;
-
-/// Exit codes, for the `cache` subcommand's `--help`.
-const EXIT_CODES: &str = "\
-Exit codes: 0 done; 1 DOMAIN is not cached (show, purge); 2 bad command line or DOMAIN; 65 corrupt entries \
-were reported on standard error (the others were still listed); 69 the store cannot be reached, the sqlite \
-file does not exist, or cache.type is internal (no store outside a running daemon: restart it to empty its \
-cache); 74 standard output could not be written; 78 invalid configuration.
-
-Running daemons that share the store answer from their memory copy of a purged policy for at most \
-cache_grace seconds; then they find it gone from the store and discover the domain afresh (DNS and HTTPS).";
-
-/// Subcommands of `mta-sts-daemon`; without one, it runs the daemon.
-#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum Command {
-    /// Administer the configured policy cache (store) without a running daemon.
-    #[command(subcommand)]
-    #[command(after_long_help = EXIT_CODES)]
-    Cache(CacheCommand),
-}
-
-/// `mta-sts-daemon cache …`.
-#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum CacheCommand {
-    /// List cached policies, one tab-separated line per domain.
-    ///
-    /// A header line, then per domain: domain, policy id, mode, max_age, checked at, expires at (times in UTC,
-    /// RFC 3339; "(expired)" after an expired policy's time). A count goes to standard error.
-    #[command(after_long_help = EXIT_CODES)]
-    List,
-    /// Show one domain's cached entry and policy text.
-    #[command(after_long_help = EXIT_CODES)]
-    Show {
-        /// The policy domain (normalised like the daemon does: case, trailing dot, U-labels).
-        domain: String,
-    },
-    /// Remove one domain's cached policy, or all of them.
-    ///
-    /// Running daemons sharing the store drop their memory copy within cache_grace and discover the domain
-    /// afresh.
-    #[command(after_long_help = EXIT_CODES)]
-    Purge(PurgeArgs),
-    /// Print every cached entry as JSON lines.
-    ///
-    /// One object per line: {"domain", "policy_id", "checked_at", "fetched_at" (Unix seconds), "policy":
-    /// {"version", "mode", "max_age", "mx": [...], extension keys}}. A count goes to standard error.
-    #[command(after_long_help = EXIT_CODES)]
-    Export,
-}
-
-/// What `cache purge` removes: one DOMAIN or `--all`.
-#[derive(Debug, Clone, PartialEq, Eq, Args)]
-#[group(required = true, multiple = false)]
-pub struct PurgeArgs {
-    /// The policy domain to forget (normalised like the daemon does).
-    pub domain: Option<String>,
-    /// Remove every cached policy.
-    #[arg(long)]
-    pub all: bool,
-}
 
 /// Runs a `cache` command against the store configured in `config_path`; returns the process exit code.
 ///
@@ -548,43 +471,6 @@ mod tests {
             domain: Some(domain.to_owned()),
             all: false,
         })
-    }
-
-    #[test]
-    fn cache_subcommands_parse_after_the_daemon_flags_or_with_their_own_config() {
-        use clap::Parser as _;
-
-        use crate::cli::Cli;
-        let cli =
-            Cli::try_parse_from(["mta-sts-daemon", "-c", "/x.yml", "cache", "purge", "--all"])
-                .expect("parse");
-        assert_eq!(cli.config, std::path::PathBuf::from("/x.yml"));
-        assert_eq!(
-            cli.command,
-            Some(Command::Cache(CacheCommand::Purge(PurgeArgs {
-                domain: None,
-                all: true
-            })))
-        );
-        let cli = Cli::try_parse_from([
-            "mta-sts-daemon",
-            "cache",
-            "show",
-            "example.com",
-            "-c",
-            "/y.yml",
-        ])
-        .expect("parse");
-        assert_eq!(cli.config, std::path::PathBuf::from("/y.yml"));
-        assert!(Cli::try_parse_from(["mta-sts-daemon"]).is_ok_and(|c| c.command.is_none()));
-        for bad in [
-            &["mta-sts-daemon", "cache"][..],
-            &["mta-sts-daemon", "cache", "purge"],
-            &["mta-sts-daemon", "cache", "purge", "a.example", "--all"],
-            &["mta-sts-daemon", "cache", "show"],
-        ] {
-            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

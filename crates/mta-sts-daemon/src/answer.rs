@@ -51,6 +51,68 @@ impl SkipReason {
     }
 }
 
+/// What a socketmap answer said (the `kind` label of `mtasts_answers_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AnswerKind {
+    /// `OK secure match=…`: an `enforce` policy (or `testing` with `strict_testing`).
+    Secure,
+    /// `NOTFOUND `: a `testing` policy.
+    Testing,
+    /// `NOTFOUND `: a `mode: none` policy.
+    None,
+    /// `NOTFOUND `: no policy (none published, or discovery failed with nothing valid cached).
+    NoPolicy,
+    /// `NOTFOUND ` without lookup: a parent-domain key `.example.com` (RFC 8461 §3.4).
+    ParentDomain,
+    /// `NOTFOUND ` without lookup: an IP address.
+    IpLiteral,
+    /// `NOTFOUND ` without lookup: not a domain name, or a request without a usable key.
+    Invalid,
+}
+
+impl AnswerKind {
+    /// Every kind, in label order.
+    pub const ALL: [Self; 7] = [
+        Self::Secure,
+        Self::Testing,
+        Self::None,
+        Self::NoPolicy,
+        Self::ParentDomain,
+        Self::IpLiteral,
+        Self::Invalid,
+    ];
+
+    /// The label value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Secure => "secure",
+            Self::Testing => "testing",
+            Self::None => "none",
+            Self::NoPolicy => "no_policy",
+            Self::ParentDomain => "parent_domain",
+            Self::IpLiteral => "ip_literal",
+            Self::Invalid => "invalid",
+        }
+    }
+
+    /// The position in [`AnswerKind::ALL`].
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl From<SkipReason> for AnswerKind {
+    fn from(reason: SkipReason) -> Self {
+        match reason {
+            SkipReason::ParentDomain => Self::ParentDomain,
+            SkipReason::IpLiteral => Self::IpLiteral,
+            SkipReason::Invalid => Self::Invalid,
+        }
+    }
+}
+
 /// Normalizes a socketmap key as the Python daemon's `filter_domain` does, then canonicalizes it:
 /// `[host]`, `[host]:port`, `host:port`, surrounding blanks, a trailing dot and upper case all give `host`;
 /// U-labels become A-labels.
@@ -95,37 +157,40 @@ fn is_ip(text: &str) -> bool {
     bare.parse::<IpAddr>().is_ok()
 }
 
-/// The reply for `policy` (the engine's answer; `None` = no policy) under `zone`'s settings.
+/// The reply for `policy` (the engine's answer; `None` = no policy) under `zone`'s settings, and its kind.
 ///
 /// ```
-/// use mta_sts_daemon::answer::reply_for;
+/// use mta_sts_daemon::answer::{AnswerKind, reply_for};
 /// use mta_sts_daemon::config::ZoneConfig;
 /// use mtasts_engine::ResolvedPolicy;
 /// let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: *.example.com\n".parse()?;
 /// let resolved = ResolvedPolicy::new("id1".parse()?, policy, 0);
 /// let domain = mtasts_core::PolicyDomain::parse("example.com")?;
-/// let reply = reply_for(&ZoneConfig::default(), &domain, Some(&resolved));
+/// let (reply, kind) = reply_for(&ZoneConfig::default(), &domain, Some(&resolved));
 /// assert_eq!(reply.to_string(), "OK secure match=.example.com servername=hostname");
+/// assert_eq!(kind, AnswerKind::Secure);
+/// assert_eq!(reply_for(&ZoneConfig::default(), &domain, None).1, AnswerKind::NoPolicy);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn reply_for(
     zone: &ZoneConfig,
     domain: &PolicyDomain,
     policy: Option<&ResolvedPolicy>,
-) -> Reply {
+) -> (Reply, AnswerKind) {
     let Some(resolved) = policy else {
-        return Reply::NotFound;
+        return (Reply::NotFound, AnswerKind::NoPolicy);
     };
     let policy = resolved.policy();
     match policy.mode() {
         Mode::Enforce => {}
         Mode::Testing if zone.strict_testing => {}
-        _ => return Reply::NotFound,
+        Mode::Testing => return (Reply::NotFound, AnswerKind::Testing),
+        Mode::None => return (Reply::NotFound, AnswerKind::None),
     }
     // RFC 8461 §3.2: enforce/testing policies have at least one mx (mtasts-core guarantees it); an empty
     // `match=` would leave mail stuck in Postfix's queue, so be defensive anyway.
     if policy.mx().is_empty() {
-        return Reply::NotFound;
+        return (Reply::NotFound, AnswerKind::NoPolicy);
     }
     let mut out = BytesMut::with_capacity(64 + 32 * policy.mx().len());
     out.put_slice(b"secure match=");
@@ -154,7 +219,7 @@ pub fn reply_for(
     if zone.tlsrpt {
         append_tlsrpt(&mut out, domain, resolved);
     }
-    Reply::Ok(out.freeze())
+    (Reply::Ok(out.freeze()), AnswerKind::Secure)
 }
 
 /// Postfix 3.10 TLSRPT attributes (TLSRPT_README, "MTA-STS support via smtp_tls_policy_maps"):
@@ -224,52 +289,66 @@ mod tests {
         }
     }
 
-    fn resolved(text: &str) -> ResolvedPolicy {
-        ResolvedPolicy::new("id1".parse().unwrap(), text.parse().unwrap(), 1000)
-    }
-
-    fn reply(zone: &ZoneConfig, text: Option<&str>) -> String {
-        let d = PolicyDomain::parse("example.com").unwrap();
-        let r = text.map(resolved);
-        reply_for(zone, &d, r.as_ref()).to_string()
-    }
-
     const ENFORCE: &str = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\nmx: *.example.net\nmx: mail.example.com\n";
     const TESTING: &str = "version: STSv1\nmode: testing\nmax_age: 86400\nmx: mail.example.com\n";
     const NONE: &str = "version: STSv1\nmode: none\nmax_age: 86400\n";
 
-    #[test]
-    fn enforce_answers_secure_with_deduplicated_postfix_patterns() {
-        let zone = ZoneConfig::default();
-        assert_eq!(
-            reply(&zone, Some(ENFORCE)),
-            "OK secure match=mail.example.com:.example.net servername=hostname"
-        );
-        let nosni = ZoneConfig {
-            require_sni: false,
+    /// The reply text and kind for `policy` (None: no policy) in a zone with the given switches.
+    fn answer(
+        strict_testing: bool,
+        require_sni: bool,
+        policy: Option<&str>,
+    ) -> (String, AnswerKind) {
+        let zone = ZoneConfig {
+            strict_testing,
+            require_sni,
             ..ZoneConfig::default()
         };
-        assert_eq!(
-            reply(&nosni, Some(ENFORCE)),
-            "OK secure match=mail.example.com:.example.net"
-        );
+        let domain = PolicyDomain::parse("example.com").expect("domain");
+        let resolved = policy.map(|text| {
+            ResolvedPolicy::new(
+                "id1".parse().expect("id"),
+                text.parse().expect("policy"),
+                1000,
+            )
+        });
+        let (reply, kind) = reply_for(&zone, &domain, resolved.as_ref());
+        (reply.to_string(), kind)
     }
 
     #[test]
-    fn testing_and_none_and_absent_are_notfound() {
-        let zone = ZoneConfig::default();
-        assert_eq!(reply(&zone, Some(TESTING)), "NOTFOUND ");
-        assert_eq!(reply(&zone, Some(NONE)), "NOTFOUND ");
-        assert_eq!(reply(&zone, None), "NOTFOUND ");
-        let strict = ZoneConfig {
-            strict_testing: true,
-            ..ZoneConfig::default()
-        };
-        assert_eq!(
-            reply(&strict, Some(TESTING)),
-            "OK secure match=mail.example.com servername=hostname"
-        );
-        assert_eq!(reply(&strict, Some(NONE)), "NOTFOUND ");
+    fn replies_and_kinds_by_mode_and_zone() {
+        use AnswerKind::*;
+        let secure = "OK secure match=mail.example.com:.example.net servername=hostname";
+        // (strict_testing, require_sni, policy, reply, kind)
+        let cases = [
+            (false, true, Some(ENFORCE), secure, Secure),
+            (
+                false,
+                false,
+                Some(ENFORCE),
+                "OK secure match=mail.example.com:.example.net",
+                Secure,
+            ),
+            (false, true, Some(TESTING), "NOTFOUND ", Testing),
+            (
+                true,
+                true,
+                Some(TESTING),
+                "OK secure match=mail.example.com servername=hostname",
+                Secure,
+            ),
+            (false, true, Some(NONE), "NOTFOUND ", None),
+            (true, true, Some(NONE), "NOTFOUND ", None),
+            (false, true, Option::None, "NOTFOUND ", NoPolicy),
+        ];
+        for (strict, sni, policy, reply, kind) in cases {
+            assert_eq!(
+                answer(strict, sni, policy),
+                (reply.to_owned(), kind),
+                "strict_testing={strict} require_sni={sni} {policy:?}"
+            );
+        }
     }
 
     #[test]
@@ -278,8 +357,14 @@ mod tests {
             tlsrpt: true,
             ..ZoneConfig::default()
         };
+        let domain = PolicyDomain::parse("example.com").expect("domain");
+        let reply = |text: &str| {
+            let resolved =
+                ResolvedPolicy::new("id1".parse().expect("id"), text.parse().expect("policy"), 0);
+            reply_for(&zone, &domain, Some(&resolved)).0.to_string()
+        };
         assert_eq!(
-            reply(&zone, Some(ENFORCE)),
+            reply(ENFORCE),
             "OK secure match=mail.example.com:.example.net servername=hostname \
              policy_type=sts policy_domain=example.com policy_ttl=86400 \
              mx_host_pattern=mail.example.com mx_host_pattern=*.example.net mx_host_pattern=mail.example.com \
@@ -287,6 +372,30 @@ mod tests {
              { policy_string = max_age: 86400 } { policy_string = mx: mail.example.com } \
              { policy_string = mx: *.example.net } { policy_string = mx: mail.example.com }"
         );
-        assert_eq!(reply(&zone, Some(TESTING)), "NOTFOUND ");
+        assert_eq!(reply(TESTING), "NOTFOUND ");
+    }
+
+    #[test]
+    fn skipped_keys_and_labels() {
+        assert_eq!(
+            AnswerKind::from(SkipReason::ParentDomain),
+            AnswerKind::ParentDomain
+        );
+        let labels: Vec<_> = AnswerKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "secure",
+                "testing",
+                "none",
+                "no_policy",
+                "parent_domain",
+                "ip_literal",
+                "invalid"
+            ]
+        );
+        for (i, kind) in AnswerKind::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
     }
 }

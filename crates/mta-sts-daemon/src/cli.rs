@@ -1,8 +1,8 @@
-//! Command-line flags, the same as the Python daemon's.
+//! The command line: the Python daemon's flags, and the `cache` subcommands.
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_PATH;
 
@@ -72,7 +72,66 @@ pub struct Cli {
     pub generate: Option<Generate>,
     /// Without a subcommand, run the daemon; `cache …` administers the configured policy store instead.
     #[command(subcommand)]
-    pub command: Option<crate::admin::Command>,
+    pub command: Option<Command>,
+}
+
+/// Exit codes, for the `cache` subcommand's `--help`.
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 DOMAIN is not cached (show, purge); 2 bad command line or DOMAIN; 65 corrupt entries \
+were reported on standard error (the others were still listed); 69 the store cannot be reached, the sqlite \
+file does not exist, or cache.type is internal (no store outside a running daemon: restart it to empty its \
+cache); 74 standard output could not be written; 78 invalid configuration.
+
+Running daemons that share the store answer from their memory copy of a purged policy for at most \
+cache_grace seconds; then they find it gone from the store and discover the domain afresh (DNS and HTTPS).";
+
+/// Subcommands of `mta-sts-daemon`; without one, it runs the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Administer the configured policy cache (store) without a running daemon.
+    #[command(subcommand)]
+    #[command(after_long_help = EXIT_CODES)]
+    Cache(CacheCommand),
+}
+
+/// `mta-sts-daemon cache …`.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum CacheCommand {
+    /// List cached policies, one tab-separated line per domain.
+    ///
+    /// A header line, then per domain: domain, policy id, mode, max_age, checked at, expires at (times in UTC,
+    /// RFC 3339; "(expired)" after an expired policy's time). A count goes to standard error.
+    #[command(after_long_help = EXIT_CODES)]
+    List,
+    /// Show one domain's cached entry and policy text.
+    #[command(after_long_help = EXIT_CODES)]
+    Show {
+        /// The policy domain (normalised like the daemon does: case, trailing dot, U-labels).
+        domain: String,
+    },
+    /// Remove one domain's cached policy, or all of them.
+    ///
+    /// Running daemons sharing the store drop their memory copy within cache_grace and discover the domain
+    /// afresh.
+    #[command(after_long_help = EXIT_CODES)]
+    Purge(PurgeArgs),
+    /// Print every cached entry as JSON lines.
+    ///
+    /// One object per line: {"domain", "policy_id", "checked_at", "fetched_at" (Unix seconds), "policy":
+    /// {"version", "mode", "max_age", "mx": [...], extension keys}}. A count goes to standard error.
+    #[command(after_long_help = EXIT_CODES)]
+    Export,
+}
+
+/// What `cache purge` removes: one DOMAIN or `--all`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[group(required = true, multiple = false)]
+pub struct PurgeArgs {
+    /// The policy domain to forget (normalised like the daemon does).
+    pub domain: Option<String>,
+    /// Remove every cached policy.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Log line format (`--log-format`).
@@ -153,6 +212,40 @@ mod tests {
                 && cli.user.is_none()
                 && cli.group.is_none()
         );
+    }
+
+    #[test]
+    fn cache_subcommands_parse_after_the_daemon_flags_or_with_their_own_config() {
+        let cli =
+            Cli::try_parse_from(["mta-sts-daemon", "-c", "/x.yml", "cache", "purge", "--all"])
+                .expect("parse");
+        assert_eq!(cli.config, PathBuf::from("/x.yml"));
+        assert_eq!(
+            cli.command,
+            Some(Command::Cache(CacheCommand::Purge(PurgeArgs {
+                domain: None,
+                all: true
+            })))
+        );
+        let cli = Cli::try_parse_from([
+            "mta-sts-daemon",
+            "cache",
+            "show",
+            "example.com",
+            "-c",
+            "/y.yml",
+        ])
+        .expect("parse");
+        assert_eq!(cli.config, PathBuf::from("/y.yml"));
+        assert!(Cli::try_parse_from(["mta-sts-daemon"]).is_ok_and(|c| c.command.is_none()));
+        for bad in [
+            &["mta-sts-daemon", "cache"][..],
+            &["mta-sts-daemon", "cache", "purge"],
+            &["mta-sts-daemon", "cache", "purge", "a.example", "--all"],
+            &["mta-sts-daemon", "cache", "show"],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

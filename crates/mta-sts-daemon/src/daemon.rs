@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::StartError;
-use crate::config::{Config, ProactiveConfig, ProxySetting};
+use crate::config::{Config, ListenConfig, ProactiveConfig, ProxySetting};
 use crate::listen::{Listener, LocalAddr};
 use crate::metrics::{self, Metrics, TimedDiscover};
 use crate::server::{Handler, serve};
@@ -34,23 +34,23 @@ impl Bound {
     pub fn bind(config: Config) -> Result<Self, StartError> {
         // Built now, while still privileged: it reads the CA files and /etc/resolv.conf.
         let fetcher = build_fetcher(&config)?;
-        let listeners = Listener::bind_all(&config.listen, config.reuse_port)?;
+        // Sockets passed by systemd (socket activation) win over the configured one.
+        let mut listeners = Listener::from_systemd().map_err(|source| StartError::Systemd {
+            what: "LISTEN_FDS socket",
+            source,
+        })?;
+        if listeners.is_empty() {
+            listeners.push(bind(&config.listen, config.reuse_port)?);
+        }
         let local_addrs = listeners
             .iter()
-            .map(Listener::local_addr)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| StartError::Bind {
-                addr: format!("{:?}", config.listen),
-                source,
-            })?;
+            .map(|l| local_addr(l, &config.listen))
+            .collect::<Result<Vec<_>, _>>()?;
         let metrics = match &config.metrics {
             None => None,
             Some(m) => {
-                let listener = Listener::bind(&m.listen, config.reuse_port)?;
-                let addr = listener.local_addr().map_err(|source| StartError::Bind {
-                    addr: format!("{:?}", m.listen),
-                    source,
-                })?;
+                let listener = bind(&m.listen, config.reuse_port)?;
+                let addr = local_addr(&listener, &m.listen)?;
                 Some((listener, addr))
             }
         };
@@ -231,6 +231,20 @@ impl Running {
         self.stop();
         self.wait().await;
     }
+}
+
+fn bind(listen: &ListenConfig, reuse_port: bool) -> Result<Listener, StartError> {
+    Listener::bind(listen, reuse_port).map_err(|source| StartError::Bind {
+        addr: listen.to_string(),
+        source,
+    })
+}
+
+fn local_addr(listener: &Listener, listen: &ListenConfig) -> Result<LocalAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        addr: listen.to_string(),
+        source,
+    })
 }
 
 fn build_fetcher(config: &Config) -> Result<Fetcher, StartError> {

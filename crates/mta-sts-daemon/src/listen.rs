@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
-use crate::StartError;
 use crate::config::ListenConfig;
 
 /// A bound listener.
@@ -54,18 +53,12 @@ impl std::fmt::Display for LocalAddr {
 }
 
 impl Listener {
-    /// Binds what the configuration asks for, or takes the sockets systemd passed (`LISTEN_FDS`), which win.
-    /// Must be called within a tokio runtime.
-    pub fn bind_all(listen: &ListenConfig, reuse_port: bool) -> Result<Vec<Self>, StartError> {
-        let passed = Self::from_systemd()?;
-        if !passed.is_empty() {
-            return Ok(passed);
-        }
-        Ok(vec![Self::bind(listen, reuse_port)?])
-    }
-
-    /// Binds what the configuration asks for.
-    pub fn bind(listen: &ListenConfig, reuse_port: bool) -> Result<Self, StartError> {
+    /// Binds what the configuration asks for. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// The host name does not resolve, or the socket cannot be created, bound or given its mode.
+    pub fn bind(listen: &ListenConfig, reuse_port: bool) -> io::Result<Self> {
         match listen {
             ListenConfig::Tcp { host, port } => bind_tcp(host, *port, reuse_port),
             ListenConfig::Unix { path, mode } => bind_unix(path, *mode),
@@ -73,31 +66,26 @@ impl Listener {
     }
 
     /// The sockets passed by systemd socket activation (`LISTEN_PID`/`LISTEN_FDS`), TCP or UNIX stream
-    /// listeners, in order; empty when not socket-activated.
-    pub fn from_systemd() -> Result<Vec<Self>, StartError> {
+    /// listeners, in order; empty when not socket-activated. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// A passed descriptor cannot be used.
+    pub fn from_systemd() -> io::Result<Vec<Self>> {
         let mut fds = listenfd::ListenFd::from_env();
-        let systemd = |source| StartError::Systemd {
-            what: "LISTEN_FDS socket",
-            source,
-        };
         let mut listeners = Vec::with_capacity(fds.len());
         for i in 0..fds.len() {
             if let Ok(Some(tcp)) = fds.take_tcp_listener(i) {
-                tcp.set_nonblocking(true).map_err(systemd)?;
-                listeners.push(Self::Tcp(TcpListener::from_std(tcp).map_err(systemd)?));
+                tcp.set_nonblocking(true)?;
+                listeners.push(Self::Tcp(TcpListener::from_std(tcp)?));
                 continue;
             }
-            match fds.take_unix_listener(i) {
-                Ok(Some(unix)) => {
-                    unix.set_nonblocking(true).map_err(systemd)?;
-                    let listener = UnixListener::from_std(unix).map_err(systemd)?;
-                    listeners.push(Self::Unix {
-                        listener,
-                        cleanup: None,
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => return Err(systemd(e)),
+            if let Some(unix) = fds.take_unix_listener(i)? {
+                unix.set_nonblocking(true)?;
+                listeners.push(Self::Unix {
+                    listener: UnixListener::from_std(unix)?,
+                    cleanup: None,
+                });
             }
         }
         Ok(listeners)
@@ -144,60 +132,44 @@ impl Drop for Listener {
     }
 }
 
-fn bind_tcp(host: &str, port: u16, reuse_port: bool) -> Result<Listener, StartError> {
-    let what = format!("{host}:{port}");
-    let bind_err = |source| StartError::Bind {
-        addr: what.clone(),
-        source,
-    };
+fn bind_tcp(host: &str, port: u16, reuse_port: bool) -> io::Result<Listener> {
     // Brackets are accepted around IPv6 addresses.
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    let addr = (bare, port)
-        .to_socket_addrs()
-        .map_err(bind_err)?
-        .next()
-        .ok_or_else(|| {
-            bind_err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                "host name resolves to no address",
-            ))
-        })?;
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(bind_err)?;
-    socket.set_reuse_address(true).map_err(bind_err)?;
+    let addr = (bare, port).to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "host name resolves to no address",
+        )
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
     if reuse_port {
         // Several instances on one port: a restart never refuses a query.
-        socket.set_reuse_port(true).map_err(bind_err)?;
+        socket.set_reuse_port(true)?;
     }
-    socket.set_nonblocking(true).map_err(bind_err)?;
-    socket.bind(&addr.into()).map_err(bind_err)?;
-    socket.listen(1024).map_err(bind_err)?;
-    let listener = TcpListener::from_std(socket.into()).map_err(bind_err)?;
-    Ok(Listener::Tcp(listener))
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(Listener::Tcp(TcpListener::from_std(socket.into())?))
 }
 
-fn bind_unix(path: &Path, mode: Option<u32>) -> Result<Listener, StartError> {
-    let bind_err = |source| StartError::Bind {
-        addr: path.display().to_string(),
-        source,
-    };
+fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<Listener> {
     // A stale socket file from an earlier run is replaced; anything else is left alone (bind then fails).
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
         if meta.file_type().is_socket() {
-            std::fs::remove_file(path).map_err(bind_err)?;
+            std::fs::remove_file(path)?;
         }
     }
-    let listener = UnixListener::bind(path).map_err(bind_err)?;
     let listener = Listener::Unix {
-        listener,
+        listener: UnixListener::bind(path)?,
         cleanup: Some(path.to_owned()),
     };
     if let Some(mode) = mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(bind_err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(listener)
 }

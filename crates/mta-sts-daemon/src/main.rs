@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         };
     }
     match &cli.command {
-        Some(mta_sts_daemon::admin::Command::Cache(command)) => {
+        Some(mta_sts_daemon::cli::Command::Cache(command)) => {
             mta_sts_daemon::admin::run(&cli.config, command)
         }
         None => mta_sts_daemon::run::run(&cli),

@@ -49,19 +49,16 @@ mod exposition;
 mod http;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mtasts_core::{Mode, PolicyDomain, PolicyId};
-use mtasts_engine::{Discover, Engine, EngineStats, RefreshReport, ResolvedPolicy, async_trait};
+use mtasts_core::{PolicyDomain, PolicyId};
+use mtasts_engine::{Discover, Engine, EngineStats, RefreshReport, async_trait};
 use mtasts_fetch::Discovery;
-use socketmap_proto::Reply;
 use tokio_util::sync::CancellationToken;
 
-use crate::answer::SkipReason;
-use crate::config::ListenConfig;
+pub use crate::answer::AnswerKind;
 use crate::listen::Listener;
 use exposition::{Histogram, Kind, Writer};
 
@@ -79,87 +76,6 @@ pub const DEFAULT_ZONE_LABEL: &str = "default";
 pub const DISCOVERY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0,
 ];
-
-/// What a socketmap answer said, as the `kind` label of `mtasts_answers_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum AnswerKind {
-    /// `OK secure match=…`: an `enforce` policy (or `testing` with `strict_testing`).
-    Secure,
-    /// `NOTFOUND `: a `testing` policy.
-    Testing,
-    /// `NOTFOUND `: a `mode: none` policy.
-    None,
-    /// `NOTFOUND `: no policy (none published, or discovery failed with nothing valid cached).
-    NoPolicy,
-    /// `NOTFOUND ` without lookup: a parent-domain key `.example.com` (RFC 8461 §3.4).
-    ParentDomain,
-    /// `NOTFOUND ` without lookup: an IP address.
-    IpLiteral,
-    /// `NOTFOUND ` without lookup: not a domain name, or a request without a usable key.
-    Invalid,
-}
-
-impl AnswerKind {
-    /// Every kind, in label order.
-    pub const ALL: [Self; 7] = [
-        Self::Secure,
-        Self::Testing,
-        Self::None,
-        Self::NoPolicy,
-        Self::ParentDomain,
-        Self::IpLiteral,
-        Self::Invalid,
-    ];
-
-    /// The label value.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Secure => "secure",
-            Self::Testing => "testing",
-            Self::None => "none",
-            Self::NoPolicy => "no_policy",
-            Self::ParentDomain => "parent_domain",
-            Self::IpLiteral => "ip_literal",
-            Self::Invalid => "invalid",
-        }
-    }
-
-    /// The kind of an answer `reply` given for `policy` (the engine's answer; `None` = no policy).
-    ///
-    /// ```
-    /// use mta_sts_daemon::metrics::AnswerKind;
-    /// use socketmap_proto::Reply;
-    /// assert_eq!(AnswerKind::of(&Reply::NotFound, None), AnswerKind::NoPolicy);
-    /// assert_eq!(AnswerKind::of(&Reply::ok("secure match=mx.example.com"), None), AnswerKind::Secure);
-    /// ```
-    #[must_use]
-    pub fn of(reply: &Reply, policy: Option<&ResolvedPolicy>) -> Self {
-        if matches!(reply, Reply::Ok(_)) {
-            return Self::Secure;
-        }
-        match policy.map(|p| p.policy().mode()) {
-            Some(Mode::Testing) => Self::Testing,
-            Some(Mode::None) => Self::None,
-            _ => Self::NoPolicy,
-        }
-    }
-
-    const fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl From<SkipReason> for AnswerKind {
-    fn from(reason: SkipReason) -> Self {
-        match reason {
-            SkipReason::ParentDomain => Self::ParentDomain,
-            SkipReason::IpLiteral => Self::IpLiteral,
-            SkipReason::Invalid => Self::Invalid,
-        }
-    }
-}
 
 /// A zone's index in [`Metrics`], from [`Metrics::zone`]: resolve it once per request, count with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -552,67 +468,6 @@ impl<D: Discover> Discover for TimedDiscover<D> {
     }
 }
 
-/// Why a `metrics.listen` value was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid metrics listen address {value:?}: {reason}")]
-pub struct InvalidListen {
-    /// The value.
-    pub value: String,
-    /// What is wrong with it.
-    pub reason: &'static str,
-}
-
-/// Parses a `metrics.listen` value: `host:port` (`[v6]:port` for IPv6 addresses) or `unix:/path`.
-/// `mode` applies to a UNIX socket.
-///
-/// ```
-/// use mta_sts_daemon::config::ListenConfig;
-/// use mta_sts_daemon::metrics::parse_listen;
-/// assert_eq!(
-///     parse_listen("127.0.0.1:9461", None)?,
-///     ListenConfig::Tcp { host: "127.0.0.1".into(), port: 9461 }
-/// );
-/// assert_eq!(
-///     parse_listen("unix:/run/mta-sts/metrics.sock", Some(0o660))?,
-///     ListenConfig::Unix { path: "/run/mta-sts/metrics.sock".into(), mode: Some(0o660) }
-/// );
-/// assert!(parse_listen("9461", None).is_err());
-/// # Ok::<(), mta_sts_daemon::metrics::InvalidListen>(())
-/// ```
-pub fn parse_listen(value: &str, mode: Option<u32>) -> Result<ListenConfig, InvalidListen> {
-    let invalid = |reason| InvalidListen {
-        value: value.to_owned(),
-        reason,
-    };
-    let text = value.trim();
-    if let Some(path) = text.strip_prefix("unix:") {
-        if path.is_empty() {
-            return Err(invalid("the socket path is empty"));
-        }
-        return Ok(ListenConfig::Unix {
-            path: PathBuf::from(path),
-            mode,
-        });
-    }
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| invalid("expected host:port or unix:/path"))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| invalid("the port is not a number from 0 to 65535"))?;
-    if host.is_empty() {
-        return Err(invalid("the host is empty"));
-    }
-    let bracketed = host.starts_with('[') && host.ends_with(']');
-    if host.contains(':') && !bracketed {
-        return Err(invalid("write an IPv6 address in brackets: [::1]:9461"));
-    }
-    Ok(ListenConfig::Tcp {
-        host: host.to_owned(),
-        port,
-    })
-}
-
 /// Serves `GET /metrics` on `listener` until `stop` is cancelled: `metrics` and `engine`'s statistics, rendered
 /// at each scrape. One request per connection; see the module documentation of the responder for its bounds.
 pub async fn serve(
@@ -792,123 +647,6 @@ mod tests {
                 text.contains(&format!("\n{line}\n")),
                 "{line} missing in\n{text}"
             );
-        }
-    }
-
-    #[test]
-    fn answer_kinds_follow_the_reply() {
-        let policy = |mode: &str| {
-            let text = format!("version: STSv1\nmode: {mode}\nmax_age: 600\nmx: mx.example.com\n");
-            let policy = text.parse().expect("policy");
-            ResolvedPolicy::new("id1".parse().expect("id"), policy, 0)
-        };
-        let ok = Reply::ok("secure match=mx.example.com");
-        assert_eq!(
-            AnswerKind::of(&ok, Some(&policy("enforce"))),
-            AnswerKind::Secure
-        );
-        assert_eq!(
-            AnswerKind::of(&ok, Some(&policy("testing"))),
-            AnswerKind::Secure
-        );
-        assert_eq!(
-            AnswerKind::of(&Reply::NotFound, Some(&policy("testing"))),
-            AnswerKind::Testing
-        );
-        assert_eq!(
-            AnswerKind::of(&Reply::NotFound, Some(&policy("none"))),
-            AnswerKind::None
-        );
-        assert_eq!(AnswerKind::of(&Reply::NotFound, None), AnswerKind::NoPolicy);
-        assert_eq!(
-            AnswerKind::from(SkipReason::ParentDomain),
-            AnswerKind::ParentDomain
-        );
-        let labels: Vec<_> = AnswerKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(
-            labels,
-            [
-                "secure",
-                "testing",
-                "none",
-                "no_policy",
-                "parent_domain",
-                "ip_literal",
-                "invalid"
-            ]
-        );
-    }
-
-    #[test]
-    fn listen_values() {
-        assert_eq!(
-            parse_listen("[::1]:9461", None),
-            Ok(ListenConfig::Tcp {
-                host: "[::1]".into(),
-                port: 9461
-            })
-        );
-        assert_eq!(
-            parse_listen(" localhost:0 ", None),
-            Ok(ListenConfig::Tcp {
-                host: "localhost".into(),
-                port: 0
-            })
-        );
-        for bad in [
-            "",
-            "9461",
-            ":9461",
-            "host:",
-            "host:99999",
-            "::1:9461",
-            "unix:",
-        ] {
-            assert!(parse_listen(bad, None).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn config_section() {
-        use crate::config::{Config, ConfigError, MetricsConfig};
-        let parse = |text: &str| Config::parse(text).expect("config");
-        assert_eq!(parse("").metrics, None);
-        assert_eq!(parse("metrics:\n").metrics, None);
-        assert_eq!(
-            parse("metrics:\n  listen: \"127.0.0.1:9461\"\n").metrics,
-            Some(MetricsConfig {
-                listen: ListenConfig::Tcp {
-                    host: "127.0.0.1".into(),
-                    port: 9461
-                }
-            })
-        );
-        let unix = parse("metrics:\n  listen: unix:/run/m.sock\n  mode: 0660\n");
-        assert_eq!(
-            unix.metrics,
-            Some(MetricsConfig {
-                listen: ListenConfig::Unix {
-                    path: "/run/m.sock".into(),
-                    mode: Some(0o660)
-                }
-            })
-        );
-        assert!(unix.warnings.is_empty(), "{:?}", unix.warnings);
-        let tcp_mode = parse("metrics:\n  listen: \"[::1]:0\"\n  mode: 0660\n  other: 1\n");
-        assert_eq!(tcp_mode.warnings.len(), 1, "{:?}", tcp_mode.warnings);
-        assert_eq!(tcp_mode.unknown_keys, ["metrics.other"]);
-        for bad in [
-            "metrics:\n  listen: 9461\n",
-            "metrics:\n  listen: \"9461\"\n",
-            "metrics:\n  listen: [a]\n",
-            "metrics: yes\n",
-        ] {
-            match Config::parse(bad) {
-                Err(ConfigError::Invalid { key, .. }) => {
-                    assert!(key.starts_with("metrics"), "{bad:?}: {key}");
-                }
-                other => panic!("{bad:?}: {other:?}"),
-            }
         }
     }
 

@@ -13,16 +13,14 @@ use crate::StartError;
 use crate::cli::{Cli, LogFormat};
 use crate::config::Config;
 use crate::daemon::Bound;
+use crate::exit::{EX_CANTCREAT, EX_CONFIG};
 use crate::systemd;
-
-/// Exit code for a bad configuration (`EX_CONFIG` from sysexits.h).
-pub const EX_CONFIG: u8 = 78;
 
 /// Runs the daemon with parsed flags until a signal stops it; returns the process exit code.
 pub fn run(cli: &Cli) -> ExitCode {
     if let Err(e) = init_logging(cli) {
         eprintln!("mta-sts-daemon: cannot open log file: {e}");
-        return ExitCode::from(73); // EX_CANTCREAT
+        return ExitCode::from(EX_CANTCREAT);
     }
     let config = match Config::load(&cli.config) {
         Ok(c) => c,

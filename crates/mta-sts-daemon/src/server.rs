@@ -18,10 +18,10 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::answer::{Key, normalize_key, reply_for};
+use crate::answer::{AnswerKind, Key, normalize_key, reply_for};
 use crate::config::{Config, LimitsConfig, ZoneConfig};
 use crate::listen::{Listener, Stream};
-use crate::metrics::{AnswerKind, Metrics};
+use crate::metrics::Metrics;
 
 /// Answers socketmap requests: zone selection, key normalization, the engine lookup, the reply text.
 #[derive(Debug)]
@@ -88,11 +88,8 @@ impl Handler {
             }
         };
         let resolution = self.engine.resolve(&domain, zone.timeout).await;
-        let reply = reply_for(zone, &domain, resolution.policy.as_deref());
-        self.metrics.answered(
-            zone_id,
-            AnswerKind::of(&reply, resolution.policy.as_deref()),
-        );
+        let (reply, kind) = reply_for(zone, &domain, resolution.policy.as_deref());
+        self.metrics.answered(zone_id, kind);
         debug!(domain = domain.as_str(), source = %resolution.source, reply = %reply, "answered");
         reply
     }

@@ -8,6 +8,7 @@ mod extract;
 mod yaml;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,6 +51,20 @@ pub enum ConfigError {
 }
 
 /// Where the daemon listens.
+///
+/// [`FromStr`](std::str::FromStr) reads the one-string form of `metrics.listen`: `host:port` (`[v6]:port` for an
+/// IPv6 address) or `unix:/path`; [`Display`](fmt::Display) writes it back.
+///
+/// ```
+/// use mta_sts_daemon::config::ListenConfig;
+/// let tcp: ListenConfig = "[::1]:9461".parse()?;
+/// assert_eq!(tcp, ListenConfig::Tcp { host: "::1".into(), port: 9461 });
+/// assert_eq!(tcp.to_string(), "[::1]:9461");
+/// let unix: ListenConfig = "unix:/run/mta-sts/metrics.sock".parse()?;
+/// assert_eq!(unix, ListenConfig::Unix { path: "/run/mta-sts/metrics.sock".into(), mode: None });
+/// assert!("9461".parse::<ListenConfig>().is_err());
+/// # Ok::<(), mta_sts_daemon::config::InvalidListen>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenConfig {
     /// TCP on `host:port` (`host` may be a name, resolved at start).
@@ -66,6 +81,69 @@ pub enum ListenConfig {
         /// File mode applied after binding (`mode: 0666` is octal as in YAML 1.1).
         mode: Option<u32>,
     },
+}
+
+/// Why a `host:port` or `unix:/path` value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid listen address {value:?}: {reason}")]
+pub struct InvalidListen {
+    /// The value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl std::str::FromStr for ListenConfig {
+    type Err = InvalidListen;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let invalid = |reason| InvalidListen {
+            value: value.to_owned(),
+            reason,
+        };
+        let text = value.trim();
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(invalid("the socket path is empty"));
+            }
+            return Ok(Self::Unix {
+                path: PathBuf::from(path),
+                mode: None,
+            });
+        }
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| invalid("expected host:port or unix:/path"))?;
+        let port = port
+            .parse::<u16>()
+            .map_err(|_| invalid("the port is not a number from 0 to 65535"))?;
+        let host = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) => v6,
+            None if host.contains(':') => {
+                return Err(invalid("write an IPv6 address in brackets: [::1]:9461"));
+            }
+            None => host,
+        };
+        if host.is_empty() {
+            return Err(invalid("the host is empty"));
+        }
+        Ok(Self::Tcp {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for ListenConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp { host, port } if host.contains(':') && !host.starts_with('[') => {
+                write!(f, "[{host}]:{port}")
+            }
+            Self::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Self::Unix { path, .. } => write!(f, "unix:{}", path.display()),
+        }
+    }
 }
 
 /// One socketmap name's behaviour (`default_zone`, `zones.<name>`).
@@ -261,7 +339,7 @@ impl Default for FreshnessConfig {
     }
 }
 
-/// Ours: the Prometheus metrics endpoint (`metrics` section; see [`crate::metrics`]).
+/// Ours: the Prometheus metrics endpoint (`metrics` section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// `listen`: `"host:port"` or `"unix:/path"` (with `mode`).
@@ -543,12 +621,18 @@ fn metrics_config(
     let Value::Str(text) = &node.value else {
         return Err(invalid(&m.key_path("listen"), node, EXPECTED));
     };
-    let listen = crate::metrics::parse_listen(text, mode).map_err(|e| ConfigError::Invalid {
-        key: m.key_path("listen"),
-        line: node.line,
-        expected: format!("{EXPECTED} ({})", e.reason),
-        found: format!("{text:?}"),
-    })?;
+    let listen = match text.parse::<ListenConfig>() {
+        Ok(ListenConfig::Unix { path, .. }) => ListenConfig::Unix { path, mode },
+        Ok(tcp) => tcp,
+        Err(e) => {
+            return Err(ConfigError::Invalid {
+                key: m.key_path("listen"),
+                line: node.line,
+                expected: format!("{EXPECTED} ({})", e.reason),
+                found: format!("{text:?}"),
+            });
+        }
+    };
     if mode.is_some() && matches!(listen, ListenConfig::Tcp { .. }) {
         warnings.push("`metrics.mode` applies only to a `unix:` socket".to_owned());
     }

@@ -460,3 +460,72 @@ fn shipped_examples_parse() {
         ));
     }
 }
+
+#[test]
+fn listen_values() {
+    let tcp = |host: &str, port| ListenConfig::Tcp {
+        host: host.into(),
+        port,
+    };
+    assert_eq!("[::1]:9461".parse(), Ok(tcp("::1", 9461)));
+    assert_eq!(" localhost:0 ".parse(), Ok(tcp("localhost", 0)));
+    for bad in [
+        "",
+        "9461",
+        ":9461",
+        "[]:9461",
+        "host:",
+        "host:99999",
+        "::1:9461",
+        "unix:",
+    ] {
+        assert!(bad.parse::<ListenConfig>().is_err(), "{bad:?} accepted");
+    }
+    for text in ["127.0.0.1:9461", "[::1]:0", "unix:/run/m.sock"] {
+        let listen: ListenConfig = text.parse().expect("valid");
+        assert_eq!(listen.to_string(), text);
+        assert_eq!(listen.to_string().parse(), Ok(listen));
+    }
+}
+
+#[test]
+fn metrics_section() {
+    assert_eq!(parse("").metrics, None);
+    assert_eq!(parse("metrics:\n").metrics, None);
+    assert_eq!(
+        parse("metrics:\n  listen: \"127.0.0.1:9461\"\n").metrics,
+        Some(MetricsConfig {
+            listen: ListenConfig::Tcp {
+                host: "127.0.0.1".into(),
+                port: 9461
+            }
+        })
+    );
+    let unix = parse("metrics:\n  listen: unix:/run/m.sock\n  mode: 0660\n");
+    assert_eq!(
+        unix.metrics,
+        Some(MetricsConfig {
+            listen: ListenConfig::Unix {
+                path: "/run/m.sock".into(),
+                mode: Some(0o660)
+            }
+        })
+    );
+    assert!(unix.warnings.is_empty(), "{:?}", unix.warnings);
+    let tcp_mode = parse("metrics:\n  listen: \"[::1]:0\"\n  mode: 0660\n  other: 1\n");
+    assert_eq!(tcp_mode.warnings.len(), 1, "{:?}", tcp_mode.warnings);
+    assert_eq!(tcp_mode.unknown_keys, ["metrics.other"]);
+    for bad in [
+        "metrics:\n  listen: 9461\n",
+        "metrics:\n  listen: \"9461\"\n",
+        "metrics:\n  listen: [a]\n",
+        "metrics: yes\n",
+    ] {
+        match Config::parse(bad) {
+            Err(ConfigError::Invalid { key, .. }) => {
+                assert!(key.starts_with("metrics"), "{bad:?}: {key}");
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+}
