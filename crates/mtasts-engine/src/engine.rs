@@ -21,16 +21,20 @@ use crate::refresh::RefreshReport;
 use crate::resolution::{Resolution, ResolvedPolicy, Source};
 use crate::stats::{Counters, EngineStats};
 
-/// Default [`EngineBuilder::memory_capacity`]: the Python daemon's `cache_size`.
+// The defaults below are also the daemon's configuration defaults (mta-sts-daemon reads them from here, so they
+// are written once); the daemon's documentation (docs/configuration.md, mta-sts-daemon.yml(5)) names them.
+
+/// Default [`EngineBuilder::memory_capacity`]: the Python daemon's `cache_size` (the daemon's
+/// `cache.options.cache_size` and `limits.memory_cache_size`).
 pub const DEFAULT_MEMORY_CAPACITY: usize = 10_000;
 /// Default [`EngineBuilder::cache_grace`]: the Python daemon's `cache_grace`.
 pub const DEFAULT_CACHE_GRACE: Duration = Duration::from_secs(60);
-/// Default [`EngineBuilder::max_negative_ttl`].
+/// Default [`EngineBuilder::max_negative_ttl`] (the daemon's `freshness.max_negative_ttl`).
 pub const DEFAULT_MAX_NEGATIVE_TTL: Duration = Duration::from_secs(3_600);
-/// Default [`EngineBuilder::failure_backoff`].
+/// Default [`EngineBuilder::failure_backoff`] (the daemon's `freshness.failure_backoff`).
 pub const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
-/// Default [`EngineBuilder::max_in_flight`].
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 100;
+/// Default [`EngineBuilder::max_in_flight`] (the daemon's `limits.max_discoveries`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_000;
 /// Default [`EngineBuilder::refresh_timeout`]: the Python daemon's zone `timeout`.
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(4);
 
