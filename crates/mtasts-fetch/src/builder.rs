@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
-    ConnectionConfig, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
+    ConnectionConfig, NameServerConfig, ProtocolConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use rustls_pki_types::CertificateDer;
@@ -116,7 +116,7 @@ impl FetcherBuilder {
     /// [`BuildError`] when the DNS configuration, a CA file or the proxy URL is unusable.
     pub fn build(self) -> Result<Fetcher, BuildError> {
         let timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
-        let resolver = build_resolver(self.nameservers.as_deref(), timeout)?;
+        let (resolver, nameservers) = build_resolver(self.nameservers.as_deref(), timeout)?;
         let tls = build_tls(
             self.native_roots.unwrap_or(true),
             &self.extra_ca_files,
@@ -145,18 +145,26 @@ impl FetcherBuilder {
                 policy_port: self.policy_port.unwrap_or(DEFAULT_POLICY_PORT),
                 proxy,
                 no_proxy,
+                dane: crate::dane::stub::Stub::new(nameservers, attempt_timeout(timeout)),
             }),
             timeout,
         })
     }
 }
 
+/// How long one DNS attempt may take: a lost UDP datagram is retried within the overall
+/// deadline, and two tries together outlast it, so a silent server is reported by the deadline
+/// (DnsTimeout), not by the resolver.
+fn attempt_timeout(timeout: Duration) -> Duration {
+    (timeout * 3 / 5).max(Duration::from_millis(200))
+}
+
+/// The resolver, and the nameservers it uses (for the DANE queries, which bypass it).
 fn build_resolver(
     nameservers: Option<&[SocketAddr]>,
     timeout: Duration,
-) -> Result<TokioResolver, BuildError> {
-    let provider = TokioRuntimeProvider::default();
-    let mut builder = match nameservers {
+) -> Result<(TokioResolver, Vec<SocketAddr>), BuildError> {
+    let (config, options) = match nameservers {
         Some([]) => return Err(BuildError::NoNameserver),
         Some(addrs) => {
             let servers = addrs
@@ -169,27 +177,37 @@ fn build_resolver(
                     NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
                 })
                 .collect();
-            let mut builder = TokioResolver::builder_with_config(
+            (
                 ResolverConfig::from_name_servers(servers),
-                provider,
-            );
-            *builder.options_mut() = ResolverOpts::default();
-            builder
+                ResolverOpts::default(),
+            )
         }
-        None => TokioResolver::builder(provider).map_err(BuildError::SystemDns)?,
+        None => hickory_resolver::system_conf::read_system_conf().map_err(BuildError::SystemDns)?,
     };
+    let addrs = config
+        .name_servers()
+        .iter()
+        .filter_map(|server| {
+            let udp = server
+                .connections
+                .iter()
+                .find(|c| matches!(c.protocol, ProtocolConfig::Udp))?;
+            Some(SocketAddr::new(server.ip, udp.port))
+        })
+        .collect();
+    let mut builder = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+    *builder.options_mut() = options;
     let options = builder.options_mut();
     // Each discovery asks the zone: the engine caches policies, and a stale DNS cache would
     // hide a new policy id (RFC 8461 §3.1, §5.1).
     options.cache_size = 0;
     options.edns0 = true;
-    // A lost UDP datagram is retried within the overall deadline; two tries together outlast
-    // it, so a silent server is reported by the deadline (DnsTimeout), not by the resolver.
-    options.timeout = (timeout * 3 / 5).max(Duration::from_millis(200));
+    options.timeout = attempt_timeout(timeout);
     options.attempts = 2;
     // /etc/hosts applies to the policy host's address, as for curl (never to TXT).
     options.use_hosts_file = ResolveHosts::Auto;
-    builder.build().map_err(BuildError::Resolver)
+    let resolver = builder.build().map_err(BuildError::Resolver)?;
+    Ok((resolver, addrs))
 }
 
 fn build_tls(

@@ -17,6 +17,8 @@
 //!
 //! One timeout bounds the whole discovery. Every step logs a `tracing` debug event.
 //!
+//! [`Fetcher::discover_dane`] runs the DANE discovery of RFC 7672 §2.2 (module [`dane`]).
+//!
 //! ```no_run
 //! use mtasts_core::PolicyDomain;
 //! use mtasts_fetch::{Discovery, Fetcher};
@@ -40,11 +42,13 @@
 //! None. TLS uses rustls with the *ring* provider.
 
 mod builder;
+pub mod dane;
 mod error;
 mod https;
 mod proxy;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,6 +81,7 @@ struct Inner {
     policy_port: u16,
     proxy: Option<Proxy>,
     no_proxy: NoProxy,
+    dane: dane::stub::Stub,
 }
 
 impl fmt::Debug for Fetcher {
@@ -85,6 +90,7 @@ impl fmt::Debug for Fetcher {
             .field("timeout", &self.timeout)
             .field("policy_port", &self.inner.policy_port)
             .field("proxy", &self.inner.proxy)
+            .field("nameservers", &self.inner.dane.servers())
             .finish_non_exhaustive()
     }
 }
@@ -189,6 +195,13 @@ impl Fetcher {
     /// The timeout bounding each discovery.
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The nameservers queried (UDP port; TCP on the same port), in order: the configured ones
+    /// or those of `/etc/resolv.conf`. DANE trusts their AD bit, which is only safe from a
+    /// validating resolver on loopback.
+    pub fn nameservers(&self) -> &[SocketAddr] {
+        self.inner.dane.servers()
     }
 
     /// Parses `domain` ([`PolicyDomain::parse`]) and discovers its policy; a name that cannot

@@ -1,6 +1,7 @@
 //! Integration tests for mtasts-fetch against the in-process DNS and HTTPS servers of
 //! mtasts-test-support (loopback only).
 
+mod dane;
 mod dns;
 mod https;
 mod leaks;
