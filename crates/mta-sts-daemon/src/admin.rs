@@ -6,15 +6,19 @@
 //! HTTPS fetch), so a purge reaches every daemon using the store within `cache_grace`.
 //!
 //! With `cache.type: internal` there is no store: the policies live only in a running daemon's memory, and the
-//! commands say so and exit with [`EX_UNAVAILABLE`] (restarting the daemon empties that cache).
+//! commands say so and exit with [`Exit::Unavailable`] (restarting the daemon empties that cache).
 //!
-//! Exit codes: see [`crate::exit`].
+//! Exit codes ([`crate::exit`]): 0 done; 1 `show`/`purge` of a domain that is not cached, corrupt entries
+//! reported (the others are still listed), output that cannot be written; 2 bad command line or DOMAIN; 69 the
+//! store cannot be reached, there is none, or the SQLite file does not exist (it is not created); 78 invalid
+//! configuration (also a `-c` file that does not exist).
 //!
 //! ```
 //! use std::sync::Arc;
 //! use mtasts_cache::{CacheEntry, MemoryCache, PolicyCache};
 //! use mta_sts_daemon::admin::execute;
 //! use mta_sts_daemon::cli::CacheCommand;
+//! use mta_sts_daemon::exit::Exit;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,14 +28,13 @@
 //!
 //! let (mut out, mut err) = (Vec::new(), Vec::new());
 //! let code = execute(Some(&store), &CacheCommand::Export, &mut out, &mut err).await;
-//! assert_eq!(code, 0);
+//! assert_eq!(code, Exit::Success);
 //! assert!(String::from_utf8(out)?.starts_with(r#"{"domain":"example.com","policy_id":"20240101""#));
 //! # Ok(())
 //! # }
 //! ```
 
 use std::io::{self, Write};
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,25 +43,23 @@ use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanToken};
 use mtasts_core::{Policy, PolicyDomain, PolicyId};
 
 use crate::StartError;
-use crate::cli::{CacheCommand, PurgeArgs};
-use crate::config::{CacheConfig, Config};
-use crate::exit::{
-    EX_CONFIG, EX_DATAERR, EX_IOERR, EX_NOT_FOUND, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE,
-};
+use crate::cli::{CacheCommand, Cli, PurgeArgs};
+use crate::config::CacheConfig;
+use crate::exit::Exit;
 use crate::stores;
 
 /// How many entries each store scan returns.
 const PAGE_SIZE: usize = 256;
 
-/// Runs a `cache` command against the store configured in `config_path`; returns the process exit code.
+/// Runs a `cache` command against the store configured by `cli` (`-c`); returns the process exit code.
 ///
 /// Messages and errors go to standard error, results to standard output.
-pub fn run(config_path: &Path, command: &CacheCommand) -> ExitCode {
-    let config = match Config::load(config_path) {
+pub fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
+    let config = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mta-sts-daemon: {}: {e}", config_path.display());
-            return ExitCode::from(EX_CONFIG);
+            eprintln!("mta-sts-daemon: {}: {e}", cli.config_path().display());
+            return Exit::Config.into();
         }
     };
     for key in &config.unknown_keys {
@@ -67,7 +68,7 @@ pub fn run(config_path: &Path, command: &CacheCommand) -> ExitCode {
     let mut err = io::stderr();
     let action = match Action::from_command(command, &mut err) {
         Ok(action) => action,
-        Err(code) => return ExitCode::from(code),
+        Err(code) => return code.into(),
     };
     // Opening a SQLite file that does not exist would create it, owned by whoever runs this command.
     if let CacheConfig::Sqlite { filename, .. } = &config.cache
@@ -77,7 +78,7 @@ pub fn run(config_path: &Path, command: &CacheCommand) -> ExitCode {
             "mta-sts-daemon: the sqlite cache {} does not exist (no daemon has used it yet?)",
             filename.display()
         );
-        return ExitCode::from(EX_UNAVAILABLE);
+        return Exit::Unavailable.into();
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -86,7 +87,7 @@ pub fn run(config_path: &Path, command: &CacheCommand) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mta-sts-daemon: cannot start the async runtime: {e}");
-            return ExitCode::from(EX_SOFTWARE);
+            return Exit::Failure.into();
         }
     };
     let code = runtime.block_on(async {
@@ -95,8 +96,8 @@ pub fn run(config_path: &Path, command: &CacheCommand) -> ExitCode {
             Err(e) => {
                 eprintln!("mta-sts-daemon: {e}");
                 return match e {
-                    StartError::Store { .. } => EX_UNAVAILABLE,
-                    _ => EX_CONFIG,
+                    StartError::Store { .. } => Exit::Unavailable,
+                    _ => Exit::Config,
                 };
             }
         };
@@ -107,7 +108,7 @@ pub fn run(config_path: &Path, command: &CacheCommand) -> ExitCode {
         }
         code
     });
-    ExitCode::from(code)
+    code.into()
 }
 
 /// Runs `command` against `store` (`None` = `cache.type: internal`), writing results to `out` and messages to
@@ -117,7 +118,7 @@ pub async fn execute(
     command: &CacheCommand,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> u8 {
+) -> Exit {
     match Action::from_command(command, err) {
         Ok(action) => perform(store, &action, out, err).await,
         Err(code) => code,
@@ -135,14 +136,14 @@ enum Action {
 
 impl Action {
     /// Normalises DOMAIN as the daemon does; an invalid one is a usage error (reported on `err`).
-    fn from_command(command: &CacheCommand, err: &mut dyn Write) -> Result<Self, u8> {
+    fn from_command(command: &CacheCommand, err: &mut dyn Write) -> Result<Self, Exit> {
         let parse = |domain: &str, err: &mut dyn Write| {
             PolicyDomain::parse(domain).map_err(|e| {
                 let _ = writeln!(
                     err,
                     "mta-sts-daemon: {domain:?} is not a valid policy domain: {e}"
                 );
-                EX_USAGE
+                Exit::Usage
             })
         };
         Ok(match command {
@@ -163,7 +164,7 @@ impl Action {
                     err,
                     "mta-sts-daemon: cache purge needs either a DOMAIN or --all"
                 );
-                return Err(EX_USAGE);
+                return Err(Exit::Usage);
             }
         })
     }
@@ -174,7 +175,7 @@ async fn perform(
     action: &Action,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> u8 {
+) -> Exit {
     let Some(store) = store else {
         let _ = writeln!(
             err,
@@ -182,7 +183,7 @@ async fn perform(
              and cannot be listed, shown, exported or purged from outside it; restart the daemon to empty its \
              cache, or configure a persistent store (sqlite, redis, postgres)"
         );
-        return EX_UNAVAILABLE;
+        return Exit::Unavailable;
     };
     let store = &**store;
     let result = match action {
@@ -196,13 +197,13 @@ async fn perform(
         Ok(code) => code,
         Err(Failure::Store(e)) => {
             let _ = writeln!(err, "mta-sts-daemon: policy cache: {e} ({})", e.kind());
-            EX_UNAVAILABLE
+            Exit::Unavailable
         }
         // A closed pipe (`… | head`) is a normal end.
-        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => EX_OK,
+        Err(Failure::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Exit::Success,
         Err(Failure::Output(e)) => {
             let _ = writeln!(err, "mta-sts-daemon: cannot write the output: {e}");
-            EX_IOERR
+            Exit::Failure
         }
     }
 }
@@ -237,7 +238,7 @@ async fn scan_all(
     out: &mut dyn Write,
     err: &mut dyn Write,
     format: Format,
-) -> Result<u8, Failure> {
+) -> Result<Exit, Failure> {
     let now = unix_now();
     if let Format::Table = format {
         writeln!(
@@ -283,7 +284,11 @@ async fn scan_all(
             String::new()
         }
     );
-    Ok(if corrupt > 0 { EX_DATAERR } else { EX_OK })
+    Ok(if corrupt > 0 {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
 }
 
 async fn show(
@@ -291,19 +296,19 @@ async fn show(
     domain: &PolicyDomain,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Result<u8, Failure> {
+) -> Result<Exit, Failure> {
     let entry = match store.get(domain.as_str()).await {
         Ok(Some(entry)) => entry,
         Ok(None) => {
             let _ = writeln!(err, "mta-sts-daemon: {domain} is not cached");
-            return Ok(EX_NOT_FOUND);
+            return Ok(Exit::Failure);
         }
         Err(e @ CacheError::Corrupt { .. }) => {
             let _ = writeln!(
                 err,
                 "mta-sts-daemon: the cache entry of {domain} is corrupt: {e} (remove it with `cache purge {domain}`)"
             );
-            return Ok(EX_DATAERR);
+            return Ok(Exit::Failure);
         }
         Err(e) => return Err(e.into()),
     };
@@ -330,7 +335,7 @@ async fn show(
         writeln!(out, "  {line}")?;
     }
     out.flush()?;
-    Ok(EX_OK)
+    Ok(Exit::Success)
 }
 
 async fn purge(
@@ -338,18 +343,18 @@ async fn purge(
     domain: &PolicyDomain,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> Result<u8, Failure> {
+) -> Result<Exit, Failure> {
     if store.remove(domain.as_str()).await? {
         writeln!(out, "purged {domain}")?;
         out.flush()?;
-        Ok(EX_OK)
+        Ok(Exit::Success)
     } else {
         let _ = writeln!(err, "mta-sts-daemon: {domain} is not cached");
-        Ok(EX_NOT_FOUND)
+        Ok(Exit::Failure)
     }
 }
 
-async fn purge_all(store: &dyn PolicyCache, out: &mut dyn Write) -> Result<u8, Failure> {
+async fn purge_all(store: &dyn PolicyCache, out: &mut dyn Write) -> Result<Exit, Failure> {
     let removed = store.clear().await?;
     writeln!(
         out,
@@ -357,7 +362,7 @@ async fn purge_all(store: &dyn PolicyCache, out: &mut dyn Write) -> Result<u8, F
         plural(removed, "policy", "policies")
     )?;
     out.flush()?;
-    Ok(EX_OK)
+    Ok(Exit::Success)
 }
 
 /// One `list` line.
@@ -456,7 +461,10 @@ mod tests {
         store
     }
 
-    async fn exec(store: Option<&Arc<dyn PolicyCache>>, cmd: CacheCommand) -> (u8, String, String) {
+    async fn exec(
+        store: Option<&Arc<dyn PolicyCache>>,
+        cmd: CacheCommand,
+    ) -> (Exit, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = execute(store, &cmd, &mut out, &mut err).await;
         (
@@ -490,7 +498,7 @@ mod tests {
     async fn list_prints_a_header_and_one_row_per_domain() {
         let store = store_with(&["b.example", "a.example"]).await;
         let (code, out, err) = exec(Some(&store), CacheCommand::List).await;
-        assert_eq!(code, EX_OK, "{err}");
+        assert_eq!(code, Exit::Success, "{err}");
         let mut lines: Vec<&str> = out.lines().collect();
         assert_eq!(
             lines.remove(0),
@@ -517,7 +525,7 @@ mod tests {
             },
         )
         .await;
-        assert_eq!(code, EX_OK);
+        assert_eq!(code, Exit::Success);
         assert!(
             out.starts_with("domain:     example.com\npolicy id:  id1\n"),
             "{out}"
@@ -535,10 +543,10 @@ mod tests {
             },
         )
         .await;
-        assert_eq!((code, out.as_str()), (EX_NOT_FOUND, ""));
+        assert_eq!((code, out.as_str()), (Exit::Failure, ""));
         assert!(err.contains("other.example is not cached"), "{err}");
         let (code, _, _) = exec(Some(&store), purge_of("other.example")).await;
-        assert_eq!(code, EX_NOT_FOUND);
+        assert_eq!(code, Exit::Failure);
     }
 
     #[tokio::test]
@@ -547,7 +555,7 @@ mod tests {
         let (code, out, _) = exec(Some(&store), purge_of("BÜCHER.example.")).await;
         assert_eq!(
             (code, out.as_str()),
-            (EX_OK, "purged xn--bcher-kva.example\n")
+            (Exit::Success, "purged xn--bcher-kva.example\n")
         );
         assert!(matches!(store.get("xn--bcher-kva.example").await, Ok(None)));
         assert!(matches!(store.get("example.com").await, Ok(Some(_))));
@@ -561,9 +569,15 @@ mod tests {
             all: true,
         });
         let (code, out, _) = exec(Some(&store), all.clone()).await;
-        assert_eq!((code, out.as_str()), (EX_OK, "purged 3 cached policies\n"));
+        assert_eq!(
+            (code, out.as_str()),
+            (Exit::Success, "purged 3 cached policies\n")
+        );
         let (code, out, _) = exec(Some(&store), all).await;
-        assert_eq!((code, out.as_str()), (EX_OK, "purged 0 cached policies\n"));
+        assert_eq!(
+            (code, out.as_str()),
+            (Exit::Success, "purged 0 cached policies\n")
+        );
     }
 
     #[tokio::test]
@@ -571,7 +585,7 @@ mod tests {
         let store = store_with(&[]).await;
         for bad in [".example.com", "192.0.2.1", "a..b"] {
             let (code, _, err) = exec(Some(&store), purge_of(bad)).await;
-            assert_eq!(code, EX_USAGE, "{bad}");
+            assert_eq!(code, Exit::Usage, "{bad}");
             assert!(err.contains("not a valid policy domain"), "{bad}: {err}");
         }
     }
@@ -580,7 +594,7 @@ mod tests {
     async fn export_writes_one_json_object_per_line() {
         let store = store_with(&["example.com"]).await;
         let (code, out, _) = exec(Some(&store), CacheCommand::Export).await;
-        assert_eq!(code, EX_OK);
+        assert_eq!(code, Exit::Success);
         assert_eq!(
             out,
             "{\"domain\":\"example.com\",\"policy_id\":\"id1\",\"checked_at\":1700000000,\"fetched_at\":1700000000,\
@@ -596,7 +610,7 @@ mod tests {
             purge_of("example.com"),
         ] {
             let (code, out, err) = exec(None, cmd).await;
-            assert_eq!((code, out.as_str()), (EX_UNAVAILABLE, ""));
+            assert_eq!((code, out.as_str()), (Exit::Unavailable, ""));
             assert!(err.contains("cache.type is internal"), "{err}");
         }
     }
@@ -674,7 +688,7 @@ mod tests {
         let store: Arc<dyn PolicyCache> = Arc::new(Fake { down: false });
         for cmd in [CacheCommand::List, CacheCommand::Export] {
             let (code, out, err) = exec(Some(&store), cmd.clone()).await;
-            assert_eq!(code, EX_DATAERR, "{cmd:?}");
+            assert_eq!(code, Exit::Failure, "{cmd:?}");
             assert!(
                 out.contains("a.example") && out.contains("b.example"),
                 "{cmd:?}: {out}"
@@ -695,7 +709,7 @@ mod tests {
             },
         )
         .await;
-        assert_eq!((code, out.as_str()), (EX_DATAERR, ""));
+        assert_eq!((code, out.as_str()), (Exit::Failure, ""));
         assert!(
             err.contains("corrupt") && err.contains("cache purge example.com"),
             "{err}"
@@ -714,7 +728,7 @@ mod tests {
             purge_of("example.com"),
         ] {
             let (code, _, err) = exec(Some(&store), cmd.clone()).await;
-            assert_eq!(code, EX_UNAVAILABLE, "{cmd:?}");
+            assert_eq!(code, Exit::Unavailable, "{cmd:?}");
             assert!(err.contains("policy cache:"), "{cmd:?}: {err}");
         }
     }

@@ -1,10 +1,11 @@
 //! The command line: the Python daemon's flags, and the `cache` subcommands.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::DEFAULT_CONFIG_PATH;
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::exit;
 
 /// Log verbosity (`-v`), as in the Python daemon.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -39,15 +40,17 @@ impl Verbosity {
 #[command(
     name = "mta-sts-daemon",
     version,
-    about = "MTA-STS socketmap daemon for Postfix"
+    about = "MTA-STS socketmap daemon for Postfix",
+    after_long_help = exit::HELP
 )]
 pub struct Cli {
     /// Logging verbosity.
     #[arg(short = 'v', long, value_enum, default_value = "info")]
     pub verbosity: Verbosity,
-    /// Configuration file (YAML). A missing file means all defaults.
-    #[arg(short = 'c', long, default_value = DEFAULT_CONFIG_PATH, global = true)]
-    pub config: PathBuf,
+    /// Configuration file (YAML) [default: /etc/mta-sts-daemon.yml, all defaults when it does not exist].
+    /// A file given here must exist.
+    #[arg(short = 'c', long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
     /// Log to this file instead of standard error.
     #[arg(short = 'l', long)]
     pub logfile: Option<PathBuf>,
@@ -75,22 +78,17 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// Exit codes, for the `cache` subcommand's `--help`.
-const EXIT_CODES: &str = "\
-Exit codes: 0 done; 1 DOMAIN is not cached (show, purge); 2 bad command line or DOMAIN; 65 corrupt entries \
-were reported on standard error (the others were still listed); 69 the store cannot be reached, the sqlite \
-file does not exist, or cache.type is internal (no store outside a running daemon: restart it to empty its \
-cache); 74 standard output could not be written; 78 invalid configuration.
-
-Running daemons that share the store answer from their memory copy of a purged policy for at most \
-cache_grace seconds; then they find it gone from the store and discover the domain afresh (DNS and HTTPS).";
-
 /// Subcommands of `mta-sts-daemon`; without one, it runs the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Administer the configured policy cache (store) without a running daemon.
+    ///
+    /// Running daemons that share the store answer from their memory copy of a purged policy for at most
+    /// cache_grace seconds; then they find it gone from the store and discover the domain afresh (DNS and
+    /// HTTPS). With cache.type internal there is no store outside a running daemon: restart it to empty its
+    /// cache.
     #[command(subcommand)]
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = exit::HELP)]
     Cache(CacheCommand),
 }
 
@@ -101,10 +99,10 @@ pub enum CacheCommand {
     ///
     /// A header line, then per domain: domain, policy id, mode, max_age, checked at, expires at (times in UTC,
     /// RFC 3339; "(expired)" after an expired policy's time). A count goes to standard error.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = exit::HELP)]
     List,
     /// Show one domain's cached entry and policy text.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = exit::HELP)]
     Show {
         /// The policy domain (normalised like the daemon does: case, trailing dot, U-labels).
         domain: String,
@@ -113,13 +111,13 @@ pub enum CacheCommand {
     ///
     /// Running daemons sharing the store drop their memory copy within cache_grace and discover the domain
     /// afresh.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = exit::HELP)]
     Purge(PurgeArgs),
     /// Print every cached entry as JSON lines.
     ///
     /// One object per line: {"domain", "policy_id", "checked_at", "fetched_at" (Unix seconds), "policy":
     /// {"version", "mode", "max_age", "mx": [...], extension keys}}. A count goes to standard error.
-    #[command(after_long_help = EXIT_CODES)]
+    #[command(after_long_help = exit::HELP)]
     Export,
 }
 
@@ -132,6 +130,28 @@ pub struct PurgeArgs {
     /// Remove every cached policy.
     #[arg(long)]
     pub all: bool,
+}
+
+impl Cli {
+    /// The configuration file: `-c FILE`, else [`DEFAULT_CONFIG_PATH`].
+    pub fn config_path(&self) -> &Path {
+        self.config
+            .as_deref()
+            .unwrap_or_else(|| Path::new(DEFAULT_CONFIG_PATH))
+    }
+
+    /// Loads the configuration. A file given with `-c` must exist (as for the Python daemon); without `-c`, a
+    /// missing default file means all defaults (with a warning).
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read (or, given with `-c`, does not exist) or is invalid.
+    pub fn load_config(&self) -> Result<Config, ConfigError> {
+        match &self.config {
+            Some(path) => Config::load(path),
+            None => Config::load_or_default(Path::new(DEFAULT_CONFIG_PATH)),
+        }
+    }
 }
 
 /// Log line format (`--log-format`).
@@ -196,6 +216,7 @@ mod tests {
         let page = String::from_utf8(page).unwrap();
         assert!(page.contains(".TH mta-sts-daemon 8"), "{page}");
         assert!(page.contains("disable\\-uvloop"), "{page}");
+        assert!(page.contains("Exit status"), "{page}");
         let mut bash = Vec::new();
         Generate::CompleteBash.write(&mut bash).unwrap();
         assert!(String::from_utf8(bash).unwrap().contains("complete -F"));
@@ -205,7 +226,8 @@ mod tests {
     fn defaults_match_the_python_daemon() {
         let cli = Cli::try_parse_from(["mta-sts-daemon"]).unwrap();
         assert_eq!(cli.verbosity, Verbosity::Info);
-        assert_eq!(cli.config, PathBuf::from("/etc/mta-sts-daemon.yml"));
+        assert_eq!(cli.config, None);
+        assert_eq!(cli.config_path(), Path::new("/etc/mta-sts-daemon.yml"));
         assert!(
             cli.logfile.is_none()
                 && cli.pidfile.is_none()
@@ -219,7 +241,7 @@ mod tests {
         let cli =
             Cli::try_parse_from(["mta-sts-daemon", "-c", "/x.yml", "cache", "purge", "--all"])
                 .expect("parse");
-        assert_eq!(cli.config, PathBuf::from("/x.yml"));
+        assert_eq!(cli.config_path(), Path::new("/x.yml"));
         assert_eq!(
             cli.command,
             Some(Command::Cache(CacheCommand::Purge(PurgeArgs {
@@ -236,7 +258,7 @@ mod tests {
             "/y.yml",
         ])
         .expect("parse");
-        assert_eq!(cli.config, PathBuf::from("/y.yml"));
+        assert_eq!(cli.config_path(), Path::new("/y.yml"));
         assert!(Cli::try_parse_from(["mta-sts-daemon"]).is_ok_and(|c| c.command.is_none()));
         for bad in [
             &["mta-sts-daemon", "cache"][..],
@@ -268,7 +290,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.verbosity, Verbosity::Debug);
-        assert_eq!(cli.config, PathBuf::from("/x.yml"));
+        assert_eq!(cli.config_path(), Path::new("/x.yml"));
         assert_eq!(cli.logfile, Some(PathBuf::from("/log")));
         assert_eq!(cli.pidfile, Some(PathBuf::from("/pid")));
         assert_eq!(cli.user.as_deref(), Some("nobody"));

@@ -1,21 +1,153 @@
-//! Process exit codes (sysexits.h names where one fits).
+//! Exit codes: one table for every command of `mta-sts-daemon` (the daemon, `cache …`, `--generate`), with the
+//! sysexits.h values where one fits.
+//!
+//! | code | [`Exit`] | when |
+//! |---|---|---|
+//! | 0 | [`Success`](Exit::Success) | done; the daemon stopped after a signal; a closed output pipe (`… \| head`) |
+//! | 1 | [`Failure`](Exit::Failure) | any other runtime failure: a socket cannot be bound, privileges cannot be dropped, output cannot be written; `cache show`/`purge` of a domain that is not cached; corrupt cache entries were reported |
+//! | 2 | [`Usage`](Exit::Usage) | bad command line, also a DOMAIN that is not a policy domain |
+//! | 69 | [`Unavailable`](Exit::Unavailable) | a service the command needs is unreachable: the store (`cache …`; the daemon when it cannot open it at start), or there is none (`cache.type: internal`, a SQLite file that does not exist) |
+//! | 73 | [`CantCreate`](Exit::CantCreate) | the pidfile or the log file cannot be created |
+//! | 78 | [`Config`](Exit::Config) | configuration error: the file is invalid, the file given with `-c` does not exist, the CA file, proxy URL or DNS configuration cannot be used |
+//!
+//! A store that fails while the daemon runs never makes it exit: lookups then answer from memory and discovery.
+//!
+//! ```
+//! use std::process::ExitCode;
+//! use mta_sts_daemon::exit::Exit;
+//! assert_eq!(Exit::Config.code(), 78);
+//! let _: ExitCode = Exit::Unavailable.into();
+//! ```
 
-/// Success.
-pub const EX_OK: u8 = 0;
-/// `show` or `purge` of a domain that is not in the cache.
-pub const EX_NOT_FOUND: u8 = 1;
-/// Bad command line (clap's code), also for a DOMAIN that is not a valid policy domain.
-pub const EX_USAGE: u8 = 2;
-/// Corrupt entries were found (and reported on standard error); `EX_DATAERR` from sysexits.h.
-pub const EX_DATAERR: u8 = 65;
-/// The store cannot be reached or answered with an error, or there is no store (`cache.type: internal`);
-/// `EX_UNAVAILABLE` from sysexits.h.
-pub const EX_UNAVAILABLE: u8 = 69;
-/// The command could not be run (no async runtime); `EX_SOFTWARE` from sysexits.h.
-pub const EX_SOFTWARE: u8 = 70;
-/// The log file could not be created; `EX_CANTCREAT` from sysexits.h.
-pub const EX_CANTCREAT: u8 = 73;
-/// Standard output could not be written; `EX_IOERR` from sysexits.h.
-pub const EX_IOERR: u8 = 74;
-/// The configuration is invalid; `EX_CONFIG` from sysexits.h.
-pub const EX_CONFIG: u8 = 78;
+use std::process::ExitCode;
+
+use crate::StartError;
+
+/// A process exit status of `mta-sts-daemon` (see the [module docs](self) for when each is used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exit {
+    /// 0: done.
+    Success,
+    /// 1: any other runtime failure.
+    Failure,
+    /// 2: bad command line (clap's own code for usage errors).
+    Usage,
+    /// 69 (`EX_UNAVAILABLE`): a service the command needs is unreachable, or there is none.
+    Unavailable,
+    /// 73 (`EX_CANTCREAT`): the pidfile or the log file cannot be created.
+    CantCreate,
+    /// 78 (`EX_CONFIG`): configuration error.
+    Config,
+}
+
+impl Exit {
+    /// Every status, in code order.
+    pub const ALL: [Self; 6] = [
+        Self::Success,
+        Self::Failure,
+        Self::Usage,
+        Self::Unavailable,
+        Self::CantCreate,
+        Self::Config,
+    ];
+
+    /// The numeric status.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Failure => 1,
+            Self::Usage => 2,
+            Self::Unavailable => 69,
+            Self::CantCreate => 73,
+            Self::Config => 78,
+        }
+    }
+
+    /// The status a start-up failure exits with.
+    #[must_use]
+    pub fn of(error: &StartError) -> Self {
+        match error {
+            StartError::Config(_) | StartError::StoreNotBuilt { .. } | StartError::Fetcher(_) => {
+                Self::Config
+            }
+            StartError::Store { .. } => Self::Unavailable,
+            StartError::Pidfile { .. } => Self::CantCreate,
+            StartError::Bind { .. }
+            | StartError::Systemd { .. }
+            | StartError::Privileges { .. }
+            | StartError::Signals(_) => Self::Failure,
+        }
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        Self::from(exit.code())
+    }
+}
+
+/// The table for `--help` and the man page.
+pub(crate) const HELP: &str = "\
+Exit status (the same for every command):
+  0   done; the daemon stopped after a signal
+  1   other failure: cannot bind, cannot drop privileges, cannot write the output; cache show|purge of a \
+domain that is not cached; corrupt cache entries were reported
+  2   bad command line (also a DOMAIN that is not a policy domain)
+  69  a service is unreachable: the store (cache commands; the daemon when it cannot open it at start), or \
+there is none (cache.type internal, a sqlite file that does not exist)
+  73  the pidfile or the log file cannot be created
+  78  configuration error (invalid file, a -c file that does not exist, unusable CA file or proxy URL)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_lists_every_code_once_in_order() {
+        let listed: Vec<u8> = HELP
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(listed, codes);
+    }
+
+    #[test]
+    fn start_errors_map_to_the_table() {
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let config = crate::config::Config::parse("port: x\n").expect_err("invalid");
+        let cases = [
+            (StartError::Config(config), Exit::Config),
+            (
+                StartError::Bind {
+                    addr: "127.0.0.1:25".into(),
+                    source: io(),
+                },
+                Exit::Failure,
+            ),
+            (
+                StartError::Pidfile {
+                    path: "/run/x.pid".into(),
+                    source: io(),
+                },
+                Exit::CantCreate,
+            ),
+            (
+                StartError::Store {
+                    kind: "sqlite",
+                    source: mtasts_cache::CacheError::unavailable("sqlite", io()),
+                },
+                Exit::Unavailable,
+            ),
+            (
+                StartError::Fetcher(mtasts_fetch::BuildError::NoNameserver),
+                Exit::Config,
+            ),
+        ];
+        for (error, exit) in cases {
+            assert_eq!(Exit::of(&error), exit, "{error}");
+        }
+    }
+}

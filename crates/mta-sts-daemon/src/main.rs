@@ -3,23 +3,24 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use mta_sts_daemon::exit::Exit;
 
 fn main() -> ExitCode {
     let cli = mta_sts_daemon::cli::Cli::parse();
     if let Some(kind) = cli.generate {
         return match kind.write(&mut std::io::stdout().lock()) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => Exit::Success.into(),
             // A closed pipe (e.g. `| head`) is not an error worth reporting.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success.into(),
             Err(e) => {
                 eprintln!("mta-sts-daemon: {e}");
-                ExitCode::FAILURE
+                Exit::Failure.into()
             }
         };
     }
     match &cli.command {
         Some(mta_sts_daemon::cli::Command::Cache(command)) => {
-            mta_sts_daemon::admin::run(&cli.config, command)
+            mta_sts_daemon::admin::run(&cli, command)
         }
         None => mta_sts_daemon::run::run(&cli),
     }

@@ -13,21 +13,23 @@ use crate::StartError;
 use crate::cli::{Cli, LogFormat};
 use crate::config::Config;
 use crate::daemon::Bound;
-use crate::exit::{EX_CANTCREAT, EX_CONFIG};
+use crate::exit::Exit;
 use crate::systemd;
 
-/// Runs the daemon with parsed flags until a signal stops it; returns the process exit code.
+/// Runs the daemon with parsed flags until a signal stops it; returns the process exit code
+/// ([`crate::exit`]).
 pub fn run(cli: &Cli) -> ExitCode {
     if let Err(e) = init_logging(cli) {
         eprintln!("mta-sts-daemon: cannot open log file: {e}");
-        return ExitCode::from(EX_CANTCREAT);
+        return Exit::CantCreate.into();
     }
-    let config = match Config::load(&cli.config) {
+    let config = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
-            error!("{}: {e}", cli.config.display());
-            eprintln!("mta-sts-daemon: {}: {e}", cli.config.display());
-            return ExitCode::from(EX_CONFIG);
+            let path = cli.config_path().display();
+            error!("{path}: {e}");
+            eprintln!("mta-sts-daemon: {path}: {e}");
+            return Exit::Config.into();
         }
     };
     for key in &config.unknown_keys {
@@ -46,20 +48,20 @@ pub fn run(cli: &Cli) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
+            return Exit::Failure.into();
         }
     };
     match runtime.block_on(serve_until_signalled(cli, config)) {
-        Ok(code) => code,
+        Ok(()) => Exit::Success.into(),
         Err(e) => {
             error!("{e}");
             eprintln!("mta-sts-daemon: {e}");
-            ExitCode::FAILURE
+            Exit::of(&e).into()
         }
     }
 }
 
-async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<ExitCode, StartError> {
+async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<(), StartError> {
     // Signal handlers first, so that a signal during start-up is not fatal by default.
     let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
@@ -97,19 +99,11 @@ async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<ExitCode, St
     let _ = systemd::notify("STOPPING=1");
     running.stop();
     tokio::select! {
-        () = running.wait() => {
-            info!("stopped");
-            Ok(ExitCode::SUCCESS)
-        }
-        _ = term.recv() => {
-            warn!("second signal, exiting at once");
-            Ok(ExitCode::SUCCESS)
-        }
-        _ = int.recv() => {
-            warn!("second signal, exiting at once");
-            Ok(ExitCode::SUCCESS)
-        }
+        () = running.wait() => info!("stopped"),
+        _ = term.recv() => warn!("second signal, exiting at once"),
+        _ = int.recv() => warn!("second signal, exiting at once"),
     }
+    Ok(())
 }
 
 fn init_logging(cli: &Cli) -> std::io::Result<()> {

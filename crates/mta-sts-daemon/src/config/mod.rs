@@ -20,11 +20,11 @@ use yaml::{Node, Value};
 /// The default configuration file, as in the Python daemon.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
 
-/// Why the configuration could not be loaded. The daemon exits with code 78 (`EX_CONFIG`) on any of these.
+/// Why the configuration could not be loaded. Every command exits with code 78 (`EX_CONFIG`) on any of these.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The file exists but could not be read.
+    /// The file could not be read (or does not exist).
     #[error("cannot read configuration file {path}: {source}")]
     Read {
         /// The file.
@@ -403,11 +403,32 @@ impl Config {
         Self::from_node(&yaml::load(text)?)
     }
 
-    /// Reads and parses a file. A missing file means all defaults (as an empty one does).
+    /// Reads and parses a file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read (also when it does not exist) or is invalid.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// [`Config::load`], but a file that does not exist means all defaults (as an empty one does), with a
+    /// warning: the daemon's default path (`/etc/mta-sts-daemon.yml`) may be absent.
+    ///
+    /// # Errors
+    ///
+    /// The file exists but cannot be read, or is invalid.
+    pub fn load_or_default(path: &Path) -> Result<Self, ConfigError> {
+        match Self::load(path) {
+            Err(ConfigError::Read { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
                 let mut cfg = Self::default();
                 cfg.warnings.push(format!(
                     "configuration file {} not found, using defaults",
@@ -415,10 +436,7 @@ impl Config {
                 ));
                 Ok(cfg)
             }
-            Err(source) => Err(ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            }),
+            other => other,
         }
     }
 

@@ -50,7 +50,12 @@ fn empty_file_means_python_defaults() {
 
 #[test]
 fn missing_file_means_defaults_with_a_warning() {
-    let cfg = Config::load(Path::new("/nonexistent/mta-sts-daemon.yml")).unwrap();
+    let missing = Path::new("/nonexistent/mta-sts-daemon.yml");
+    assert!(matches!(
+        Config::load(missing),
+        Err(ConfigError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound
+    ));
+    let cfg = Config::load_or_default(missing).unwrap();
     assert_eq!(
         cfg.listen,
         ListenConfig::Tcp {

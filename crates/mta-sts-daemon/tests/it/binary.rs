@@ -197,6 +197,36 @@ async fn bad_config_exits_78_naming_the_key_and_binds_nothing() {
 }
 
 #[tokio::test]
+async fn missing_config_file_exits_78_and_an_uncreatable_pidfile_73() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.yml");
+    let output = Command::new(BIN)
+        .arg("-c")
+        .arg(&missing)
+        .env_remove("LISTEN_FDS")
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("missing.yml"), "{stderr}");
+
+    let config = write_config(dir.path(), "host: 127.0.0.1\nport: 0\n");
+    let output = Command::new(BIN)
+        .arg("-c")
+        .arg(&config)
+        .arg("-p")
+        .arg(dir.path().join("no/such/dir/daemon.pid"))
+        .env_remove("LISTEN_FDS")
+        .output()
+        .await
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(73), "{stderr}");
+    assert!(stderr.contains("cannot write pidfile"), "{stderr}");
+}
+
+#[tokio::test]
 async fn unknown_flag_is_a_usage_error() {
     let output = Command::new(BIN)
         .arg("--frobnicate")
