@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mtasts_engine::prometheus_client::registry::Registry;
 use mtasts_engine::{Clock, Engine};
 use mtasts_fetch::Fetcher;
 use tokio::task::JoinHandle;
@@ -101,7 +102,9 @@ impl Bound {
         if let Some(clock) = clock {
             builder = builder.clock(clock);
         }
-        let engine = builder.build();
+        let mut registry = Registry::default();
+        let engine = builder.build_with_registry(&mut registry);
+        let registry = Arc::new(registry);
         let handler =
             Arc::new(Handler::new(engine.clone(), &config).with_metrics(Arc::clone(&metrics)));
         let stop = CancellationToken::new();
@@ -111,7 +114,7 @@ impl Bound {
                 let task = tokio::spawn(metrics::serve(
                     listener,
                     Arc::clone(&metrics),
-                    engine.clone(),
+                    registry,
                     stop.clone(),
                 ));
                 (Some(task), Some(addr))

@@ -1,10 +1,10 @@
-//! Prometheus metrics: counters kept by the daemon, the engine's [`EngineStats`], and a small HTTP endpoint
+//! Prometheus metrics: counters kept by the daemon, the engine's registry, and a small HTTP endpoint
 //! serving them in the text exposition format 0.0.4 on an optional separate listener (`metrics.listen`).
 //!
 //! [`Metrics`] holds the daemon's own counters (answers by zone and kind, connections, the discovery duration
-//! histogram, proactive refresh runs); the engine's counters are read at scrape time from
-//! [`Engine::stats`](mtasts_engine::Engine::stats). [`Metrics::render`] writes both; [`serve`] answers
-//! `GET /metrics` with it.
+//! histogram, proactive refresh runs); the engine registers its own in a prometheus-client registry
+//! ([`EngineBuilder::build_with_registry`](mtasts_engine::EngineBuilder::build_with_registry)).
+//! [`Metrics::render`] writes both; [`serve`] answers `GET /metrics` with it.
 //!
 //! Label sets are bounded: `zone` takes only configured zone names (plus `default` for every name answered by
 //! `default_zone`), `kind`, `layer`, `outcome`, `reason`, `op` and `result` take fixed values, and a domain name
@@ -34,13 +34,13 @@
 //!
 //! ```
 //! use mta_sts_daemon::metrics::{AnswerKind, Metrics};
-//! use mtasts_engine::EngineStats;
+//! use mtasts_engine::prometheus_client::registry::Registry;
 //!
 //! let metrics = Metrics::new(["tlsrpt"]);
 //! let zone = metrics.zone(b"tlsrpt");
 //! metrics.answered(zone, AnswerKind::Secure);
 //! metrics.answered(metrics.zone(b"anything-else"), AnswerKind::NoPolicy);
-//! let text = metrics.render(&EngineStats::default());
+//! let text = metrics.render(&Registry::default());
 //! assert!(text.contains("mtasts_answers_total{zone=\"tlsrpt\",kind=\"secure\"} 1\n"));
 //! assert!(text.contains("mtasts_answers_total{zone=\"default\",kind=\"no_policy\"} 1\n"));
 //! ```
@@ -54,7 +54,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mtasts_core::{PolicyDomain, PolicyId};
-use mtasts_engine::{Discover, Engine, EngineStats, RefreshReport, async_trait};
+use mtasts_engine::prometheus_client::encoding::prometheus_text;
+use mtasts_engine::prometheus_client::registry::Registry;
+use mtasts_engine::{Discover, RefreshReport, async_trait};
 use mtasts_fetch::Discovery;
 use tokio_util::sync::CancellationToken;
 
@@ -248,11 +250,10 @@ impl Metrics {
         self.refresh_completed.get() + self.refresh_incomplete.get()
     }
 
-    /// The exposition document: these counters and `engine`'s (from [`Engine::stats`]).
-    pub fn render(&self, engine: &EngineStats) -> String {
+    /// The exposition document: these counters, then those registered in `engine`.
+    pub fn render(&self, engine: &Registry) -> String {
         let mut w = Writer::new();
         self.render_daemon(&mut w);
-        render_engine(&mut w, engine);
         self.discovery_duration.write(
             &mut w,
             "mtasts_discovery_duration_seconds",
@@ -275,7 +276,10 @@ impl Metrics {
             "Start time of the daemon, Unix seconds.",
             self.started_at,
         );
-        w.finish()
+        let mut out = w.finish();
+        // Writing to a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, engine);
+        out
     }
 
     fn render_daemon(&self, w: &mut Writer) {
@@ -340,82 +344,6 @@ impl Metrics {
     }
 }
 
-fn render_engine(w: &mut Writer, s: &EngineStats) {
-    let name = "mtasts_cache_hits_total";
-    w.family(
-        name,
-        Kind::Counter,
-        "Lookups answered from a cache layer without discovery (memory front, persistent store).",
-    );
-    w.sample(name, &[("layer", "memory")], s.memory_hits);
-    w.sample(name, &[("layer", "store")], s.store_hits);
-    w.single(
-        "mtasts_cache_misses_total",
-        Kind::Counter,
-        "Lookups the memory front could not answer (then answered by the store, a discovery or a stale entry).",
-        s.misses,
-    );
-    let name = "mtasts_cache_entries";
-    w.family(name, Kind::Gauge, "Entries in a cache layer now.");
-    w.sample(name, &[("layer", "memory")], s.memory_entries);
-
-    let name = "mtasts_discoveries_total";
-    w.family(name, Kind::Counter, "Policy discoveries, by outcome.");
-    w.sample(name, &[("outcome", "fetched")], s.fetched);
-    w.sample(name, &[("outcome", "unchanged")], s.unchanged);
-    w.sample(name, &[("outcome", "no_policy")], s.no_policy);
-    w.sample(name, &[("outcome", "failed")], s.failed);
-    let name = "mtasts_discovery_failures_total";
-    w.family(
-        name,
-        Kind::Counter,
-        "Failed policy discoveries, by failure kind.",
-    );
-    for (kind, count) in &s.failures_by_kind {
-        w.sample(name, &[("kind", kind)], count);
-    }
-    w.single(
-        "mtasts_discoveries_coalesced_total",
-        Kind::Counter,
-        "Lookups that joined a discovery already running for their domain.",
-        s.coalesced,
-    );
-    w.single(
-        "mtasts_discoveries_in_flight",
-        Kind::Gauge,
-        "Policy discoveries running now.",
-        s.in_flight,
-    );
-    let name = "mtasts_discoveries_skipped_total";
-    w.family(
-        name,
-        Kind::Counter,
-        "Discoveries not run: the domain is backing off after a failure (RFC 8461 section 3.3), or too many were running.",
-    );
-    w.sample(name, &[("reason", "backoff")], s.backoff_skips);
-    w.sample(name, &[("reason", "overloaded")], s.overloaded);
-    w.single(
-        "mtasts_stale_answers_total",
-        Kind::Counter,
-        "Lookups answered from a cached, still valid policy because discovery failed or could not run.",
-        s.stale_answers,
-    );
-    let name = "mtasts_store_errors_total";
-    w.family(
-        name,
-        Kind::Counter,
-        "Persistent store operations that failed.",
-    );
-    w.sample(name, &[("op", "read")], s.store_read_errors);
-    w.sample(name, &[("op", "write")], s.store_write_errors);
-    w.single(
-        "mtasts_memory_purged_total",
-        Kind::Counter,
-        "Memory copies dropped because the store no longer held the domain (purged); each is rediscovered.",
-        s.store_purged,
-    );
-}
-
 /// Keeps `mtasts_connections_open` counted while alive ([`Metrics::connection`]).
 #[derive(Debug)]
 pub struct ConnectionGuard(Arc<Metrics>);
@@ -468,17 +396,18 @@ impl<D: Discover> Discover for TimedDiscover<D> {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` is cancelled: `metrics` and `engine`'s statistics, rendered
-/// at each scrape. One request per connection; see the module documentation of the responder for its bounds.
+/// Serves `GET /metrics` on `listener` until `stop` is cancelled: `metrics` and the engine's `registry`,
+/// rendered at each scrape. One request per connection; see the module documentation of the responder for its
+/// bounds.
 pub async fn serve(
     listener: Listener,
     metrics: Arc<Metrics>,
-    engine: Engine,
+    registry: Arc<Registry>,
     stop: CancellationToken,
 ) {
     http::serve(
         listener,
-        move || metrics.render(&engine.stats()),
+        move || metrics.render(&registry),
         http::IO_TIMEOUT,
         stop,
     )
@@ -512,7 +441,7 @@ mod tests {
         assert_eq!(m.zone(b"\xff"), ZoneId(0));
         m.answered(m.zone(b"unknown.example.com"), AnswerKind::Secure);
         m.answered(m.zone(b"b"), AnswerKind::ParentDomain);
-        let text = m.render(&EngineStats::default());
+        let text = m.render(&Registry::default());
         let answers = sample_lines(&text, "mtasts_answers_total{");
         assert_eq!(answers.len(), 3 * AnswerKind::ALL.len(), "{answers:#?}");
         assert!(
@@ -527,9 +456,12 @@ mod tests {
     #[test]
     fn every_family_has_help_and_type_before_its_samples() {
         let m = Metrics::new(["z"]);
-        let mut stats = EngineStats::default();
-        stats.failures_by_kind = vec![("dns_timeout", 2), ("http_status", 1)];
-        let text = m.render(&stats);
+        let mut registry = Registry::default();
+        let _engine = mtasts_engine::Engine::builder(
+            mtasts_fetch::Fetcher::builder().build().expect("fetcher"),
+        )
+        .build_with_registry(&mut registry);
+        let text = m.render(&registry);
         let mut declared: Vec<&str> = Vec::new();
         let mut lines = text.lines().peekable();
         while let Some(line) = lines.next() {
@@ -557,57 +489,11 @@ mod tests {
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
         assert!(declared.iter().filter(|n| n.ends_with("_total")).count() >= 10);
-        assert!(text.ends_with('\n'));
-        assert!(text.contains("mtasts_discovery_failures_total{kind=\"dns_timeout\"} 2\n"));
-    }
-
-    #[test]
-    fn engine_stats_are_rendered() {
-        let mut s = EngineStats::default();
-        s.memory_hits = 11;
-        s.store_hits = 12;
-        s.misses = 13;
-        s.coalesced = 14;
-        s.fetched = 15;
-        s.unchanged = 16;
-        s.no_policy = 17;
-        s.failed = 18;
-        s.backoff_skips = 19;
-        s.overloaded = 20;
-        s.stale_answers = 21;
-        s.store_read_errors = 22;
-        s.store_write_errors = 23;
-        s.in_flight = 24;
-        s.memory_entries = 25;
-        s.store_purged = 26;
-        let text = Metrics::new::<_, &str>([]).render(&s);
-        for line in [
-            "mtasts_cache_hits_total{layer=\"memory\"} 11",
-            "mtasts_cache_hits_total{layer=\"store\"} 12",
-            "mtasts_cache_misses_total 13",
-            "mtasts_discoveries_coalesced_total 14",
-            "mtasts_discoveries_total{outcome=\"fetched\"} 15",
-            "mtasts_discoveries_total{outcome=\"unchanged\"} 16",
-            "mtasts_discoveries_total{outcome=\"no_policy\"} 17",
-            "mtasts_discoveries_total{outcome=\"failed\"} 18",
-            "mtasts_discoveries_skipped_total{reason=\"backoff\"} 19",
-            "mtasts_discoveries_skipped_total{reason=\"overloaded\"} 20",
-            "mtasts_stale_answers_total 21",
-            "mtasts_store_errors_total{op=\"read\"} 22",
-            "mtasts_store_errors_total{op=\"write\"} 23",
-            "mtasts_discoveries_in_flight 24",
-            "mtasts_cache_entries{layer=\"memory\"} 25",
-            "mtasts_memory_purged_total 26",
-        ] {
-            assert!(
-                text.contains(&format!("\n{line}\n")),
-                "{line} missing in\n{text}"
-            );
-        }
         assert!(text.contains(&format!(
             "mtasts_build_info{{version=\"{}\"}} 1\n",
             env!("CARGO_PKG_VERSION")
         )));
+        assert!(text.ends_with('\n'));
     }
 
     #[test]
@@ -617,7 +503,7 @@ mod tests {
         let b = m.connection();
         assert_eq!(m.open_connections(), 2);
         drop(a);
-        let text = m.render(&EngineStats::default());
+        let text = m.render(&Registry::default());
         assert!(text.contains("\nmtasts_connections_open 1\n"), "{text}");
         assert!(text.contains("\nmtasts_connections_total 2\n"), "{text}");
         drop(b);
@@ -634,7 +520,7 @@ mod tests {
         m.record_refresh(&report, 1_700_000_000);
         report.completed = false;
         m.record_refresh(&report, 1_700_000_100);
-        let text = m.render(&EngineStats::default());
+        let text = m.render(&Registry::default());
         for line in [
             "mtasts_proactive_refresh_runs_total{result=\"completed\"} 1",
             "mtasts_proactive_refresh_runs_total{result=\"incomplete\"} 1",
@@ -676,7 +562,7 @@ mod tests {
             assert!(matches!(d, Discovery::NoPolicy { .. }));
         }
         assert_eq!(metrics.discoveries_timed(), 3);
-        let text = metrics.render(&EngineStats::default());
+        let text = metrics.render(&Registry::default());
         assert!(
             text.contains("\nmtasts_discovery_duration_seconds_count 3\n"),
             "{text}"

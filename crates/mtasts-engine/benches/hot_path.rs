@@ -77,7 +77,7 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
     assert_eq!(
-        engine.stats().fetched,
+        engine.stats().fetched.get(),
         10_000,
         "every lookup in the benchmark must be a memory hit"
     );

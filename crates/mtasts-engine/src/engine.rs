@@ -10,6 +10,7 @@ use mtasts_cache::lru::ShardedLru;
 use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanToken};
 use mtasts_core::{PolicyDomain, PolicyId};
 use mtasts_fetch::Discovery;
+use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -19,7 +20,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::discover::Discover;
 use crate::refresh::RefreshReport;
 use crate::resolution::{Resolution, ResolvedPolicy, Source};
-use crate::stats::{Counters, EngineStats};
+use crate::stats::EngineStats;
 
 // The defaults below are also the daemon's configuration defaults (mta-sts-daemon reads them from here, so they
 // are written once); the daemon's documentation (docs/configuration.md, mta-sts-daemon.yml(5)) names them.
@@ -262,16 +263,29 @@ impl EngineBuilder {
         self
     }
 
-    /// The engine.
+    /// The engine. Its metrics are kept ([`Engine::stats`]) but registered nowhere; see
+    /// [`EngineBuilder::build_with_registry`].
     #[must_use]
     pub fn build(self) -> Engine {
+        self.build_with_registry(&mut Registry::default())
+    }
+
+    /// The engine, with its metrics registered in `registry` (see [`EngineStats`] for their names), e.g. to be
+    /// served to Prometheus next to the embedder's own.
+    #[must_use]
+    pub fn build_with_registry(self, registry: &mut Registry) -> Engine {
         let max_in_flight = self.max_in_flight.max(1);
         let cache_grace = self.cache_grace.as_secs();
+        let front = Arc::new(ShardedLru::new(self.memory_capacity));
+        let stats = EngineStats::new(registry, {
+            let front = Arc::clone(&front);
+            move || front.len()
+        });
         Engine {
             inner: Arc::new(Inner {
                 discoverer: self.discoverer,
                 store: self.store,
-                front: ShardedLru::new(self.memory_capacity),
+                front,
                 inflight: Mutex::new(HashMap::new()),
                 permits: Arc::new(Semaphore::new(max_in_flight.min(Semaphore::MAX_PERMITS))),
                 clock: self.clock,
@@ -279,7 +293,7 @@ impl EngineBuilder {
                 max_negative_ttl: self.max_negative_ttl.as_secs().max(cache_grace),
                 failure_backoff: self.failure_backoff.as_secs(),
                 refresh_timeout: self.refresh_timeout,
-                stats: Counters::default(),
+                stats,
                 last_proactive: AtomicU64::new(0),
             }),
         }
@@ -360,7 +374,7 @@ struct Inner {
     discoverer: Arc<dyn Discover>,
     store: Option<Arc<dyn PolicyCache>>,
     /// The memory front: bounded, sharded (a std `Mutex` per shard, never held across `.await`), O(1) LRU.
-    front: ShardedLru<Arc<str>, FrontEntry>,
+    front: Arc<ShardedLru<Arc<str>, FrontEntry>>,
     /// Discoveries running now, by domain: lookups of the same domain wait on the same result.
     inflight: Mutex<HashMap<Arc<str>, Shared>>,
     permits: Arc<Semaphore>,
@@ -369,7 +383,7 @@ struct Inner {
     max_negative_ttl: u64,
     failure_backoff: u64,
     refresh_timeout: Duration,
-    stats: Counters,
+    stats: EngineStats,
     /// When the last proactive pass finished, when there is no store (0 = never).
     last_proactive: AtomicU64,
 }
@@ -604,10 +618,10 @@ impl Engine {
         }
     }
 
-    /// A snapshot of the counters.
+    /// The engine's metrics, live.
     #[must_use]
-    pub fn stats(&self) -> EngineStats {
-        self.inner.stats.snapshot(self.inner.front.len())
+    pub fn stats(&self) -> &EngineStats {
+        &self.inner.stats
     }
 }
 
@@ -646,7 +660,7 @@ impl Drop for InflightGuard {
 }
 
 /// Decrements the in-flight gauge when a discovery ends.
-struct InFlight<'a>(&'a Counters);
+struct InFlight<'a>(&'a EngineStats);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {

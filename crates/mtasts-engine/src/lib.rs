@@ -12,7 +12,9 @@
 //! - [`Resolution`]: a [`ResolvedPolicy`] or none, and its [`Source`]. There is no error type: a lookup never
 //!   fails (RFC 8461 §3.3: deliver as if there were no policy).
 //! - [`Clock`]: the time source ([`SystemClock`]; [`ManualClock`] for tests).
-//! - [`EngineStats`], [`RefreshReport`]: counters and a proactive pass's result.
+//! - [`EngineStats`]: the engine's metrics, live ([`Count`], [`Level`]), registered in a prometheus-client
+//!   [`Registry`](prometheus_client::registry::Registry) by [`EngineBuilder::build_with_registry`].
+//! - [`RefreshReport`]: a proactive pass's result.
 //!
 //! # Example
 //!
@@ -57,6 +59,7 @@ pub use engine::{
     DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_NEGATIVE_TTL,
     DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT, Engine, EngineBuilder, refetch_margin,
 };
+pub use prometheus_client;
 pub use refresh::RefreshReport;
 pub use resolution::{Resolution, ResolvedPolicy, Source};
-pub use stats::EngineStats;
+pub use stats::{Count, EngineStats, Level};

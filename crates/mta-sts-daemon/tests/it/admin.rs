@@ -178,7 +178,7 @@ async fn check_purge_reaches_running_daemon(cache_yaml: &str, domain: &str) {
     fixture.publish(domain, "id1", MOVED);
     // Without a purge, the id re-check after grace keeps the cached policy.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while daemon.engine().stats().unchanged == 0 {
+    while daemon.engine().stats().unchanged.get() == 0 {
         assert!(Instant::now() < deadline, "no id re-check after grace");
         assert_eq!(
             query(tcp_addr(&daemon), "postfix", domain).await,
@@ -195,7 +195,7 @@ async fn check_purge_reaches_running_daemon(cache_yaml: &str, domain: &str) {
     assert_eq!(purge.code, Some(0), "{}", purge.stderr);
     wait_for_answer(&daemon, domain, MOVED_REPLY).await;
     let stats = daemon.engine().stats();
-    assert_eq!(stats.store_purged, 1);
+    assert_eq!(stats.store_purged.get(), 1);
     assert_eq!(
         fixture.https().request_count(&format!("mta-sts.{domain}")),
         2

@@ -188,7 +188,7 @@ async fn scrape_counts_known_traffic_exactly() {
         assert!(!body.contains(leak), "{leak} exposed in\n{body}");
     }
     // The socketmap side and the engine agree.
-    assert_eq!(daemon.engine().stats().fetched, 3);
+    assert_eq!(daemon.engine().stats().fetched.get(), 3);
     drop(client);
     daemon.shutdown().await;
 }

@@ -188,7 +188,14 @@ async fn grace_hit_needs_no_discovery() {
     );
     assert_eq!(s.fake.calls(), 1);
     let stats = engine.stats();
-    assert_eq!((stats.memory_hits, stats.misses, stats.fetched), (1, 1, 1));
+    assert_eq!(
+        (
+            stats.memory_hits.get(),
+            stats.misses.get(),
+            stats.fetched.get()
+        ),
+        (1, 1, 1)
+    );
 }
 
 #[tokio::test]
@@ -207,7 +214,7 @@ async fn unchanged_id_needs_no_fetch_and_keeps_fetched_at() {
     assert_eq!(resolution.source, Source::Discovered);
     assert_eq!(resolution.policy.map(|p| p.fetched_at()), Some(T0));
     assert_eq!(s.fake.asked(), [None, Some("id1".into())]);
-    assert_eq!(engine.stats().unchanged, 1);
+    assert_eq!(engine.stats().unchanged.get(), 1);
     let stored = store
         .get("example.com")
         .await
@@ -318,8 +325,8 @@ async fn failure_answers_stale_until_expiry_and_backs_off() {
     );
     assert_eq!(s.fake.calls(), 5);
     let stats = engine.stats();
-    assert_eq!(stats.failed, 4);
-    assert_eq!(stats.failures_by_kind, [("http_status", 4)]);
+    assert_eq!(stats.failed.get(), 4);
+    assert_eq!(stats.failures("http_status"), 4);
 }
 
 #[tokio::test]
@@ -437,7 +444,7 @@ async fn store_is_read_before_the_network() {
         (Source::Store, Some("id1".into()))
     );
     assert_eq!(other.calls(), 0);
-    assert_eq!(host_b.stats().store_hits, 2);
+    assert_eq!(host_b.stats().store_hits.get(), 2);
 }
 
 #[derive(Debug)]
@@ -492,7 +499,13 @@ async fn store_errors_never_fail_a_lookup() {
         (Source::Memory, Some("id1".into()))
     );
     let stats = engine.stats();
-    assert_eq!((stats.store_read_errors, stats.store_write_errors), (1, 1));
+    assert_eq!(
+        (
+            stats.store_read_errors.get(),
+            stats.store_write_errors.get()
+        ),
+        (1, 1)
+    );
     let report = engine
         .refresh_proactively(Duration::from_secs(86_400), 2.0, 4)
         .await;
@@ -514,7 +527,7 @@ async fn concurrent_lookups_share_one_discovery() {
         .collect();
     s.fake.wait_calls(1).await;
     // One lookup started the discovery; wait until the 19 others have joined it.
-    while engine.stats().coalesced < 19 {
+    while engine.stats().coalesced.get() < 19 {
         tokio::task::yield_now().await;
     }
     s.fake.open_gate();
@@ -527,7 +540,7 @@ async fn concurrent_lookups_share_one_discovery() {
     assert_eq!(s.fake.calls(), 1);
     assert_eq!(sources.get(&Source::Discovered), Some(&1));
     assert_eq!(sources.get(&Source::Coalesced), Some(&19));
-    assert_eq!(engine.stats().coalesced, 19);
+    assert_eq!(engine.stats().coalesced.get(), 19);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -546,7 +559,7 @@ async fn a_cancelled_lookup_does_not_cancel_the_shared_discovery() {
         let engine = engine.clone();
         tokio::spawn(async move { engine.resolve(&domain("example.com"), TIMEOUT).await })
     };
-    while engine.stats().coalesced < 1 {
+    while engine.stats().coalesced.get() < 1 {
         tokio::task::yield_now().await;
     }
     first.abort();
@@ -560,7 +573,7 @@ async fn a_cancelled_lookup_does_not_cancel_the_shared_discovery() {
     assert_eq!(s.fake.calls(), 1);
     // The discovery finished and was cleaned up: memory answers, nothing in flight.
     assert_eq!(resolve(&engine, "example.com").await.0, Source::Memory);
-    assert_eq!(engine.stats().in_flight, 0);
+    assert_eq!(engine.stats().in_flight.get(), 0);
     assert!(
         engine
             .inner
@@ -585,7 +598,7 @@ async fn discoveries_in_flight_are_bounded() {
         })
         .collect();
     s.fake.wait_calls(2).await;
-    assert_eq!(engine.stats().in_flight, 2);
+    assert_eq!(engine.stats().in_flight.get(), 2);
     // A third domain cannot start within its (short) timeout: answered without discovery.
     let third = engine
         .resolve(&domain("c.example"), Duration::from_millis(200))
@@ -595,7 +608,7 @@ async fn discoveries_in_flight_are_bounded() {
         (Source::Unavailable, true)
     );
     assert_eq!(s.fake.calls(), 2);
-    assert_eq!(engine.stats().overloaded, 1);
+    assert_eq!(engine.stats().overloaded.get(), 1);
     s.fake.open_gate();
     for lookup in held {
         assert!(lookup.await.is_ok());
@@ -721,7 +734,11 @@ async fn an_entry_purged_from_the_store_is_forgotten_after_grace() {
     assert_eq!(s.fake.asked(), [None, None], "the old id was re-checked");
     let stats = engine.stats();
     assert_eq!(
-        (stats.store_purged, stats.fetched, stats.unchanged),
+        (
+            stats.store_purged.get(),
+            stats.fetched.get(),
+            stats.unchanged.get()
+        ),
         (1, 2, 0)
     );
     assert!(matches!(store.get("example.com").await, Ok(Some(e)) if e.checked_at == T0 + 61));
@@ -742,7 +759,11 @@ async fn a_store_read_error_keeps_the_memory_copy() {
     assert_eq!(s.fake.asked(), [None, Some("id1".into())]);
     let stats = engine.stats();
     assert_eq!(
-        (stats.store_purged, stats.store_read_errors, stats.unchanged),
+        (
+            stats.store_purged.get(),
+            stats.store_read_errors.get(),
+            stats.unchanged.get()
+        ),
         (0, 2, 1)
     );
 }
@@ -775,7 +796,7 @@ async fn a_panicking_discovery_leaks_nothing() {
         resolve(&engine, "example.com").await,
         (Source::Stale, Some("id1".into()))
     );
-    assert_eq!(engine.stats().in_flight, 0);
+    assert_eq!(engine.stats().in_flight.get(), 0);
     assert!(
         engine
             .inner
@@ -860,7 +881,7 @@ async fn a_hanging_store_write_does_not_hold_the_lookup() {
     {
         tokio::task::yield_now().await;
     }
-    assert_eq!(engine.stats().store_write_errors, 1);
+    assert_eq!(engine.stats().store_write_errors.get(), 1);
     s.advance(61);
     s.fake.publish("example.com", "id2", 86_400);
     let again = engine
