@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mtasts_cache::{CacheError, PolicyCache};
-use mtasts_cache_postgres::{PostgresCache, PostgresOptions};
+use mtasts_cache_sql::{PostgresCache, PostgresOptions};
 
 /// Connects to PostgreSQL at `dsn` (the Python daemon's table layout, shared with it).
 pub(crate) async fn open(

@@ -34,11 +34,11 @@ pub(crate) async fn open(
             timeout,
         } => {
             let mut options =
-                mtasts_cache_sqlite::SqliteOptions::new(filename.clone()).timeout(*timeout);
+                mtasts_cache_sql::SqliteOptions::new(filename.clone()).timeout(*timeout);
             if let Some(t) = threads {
                 options = options.threads(u32::try_from(*t).unwrap_or(u32::MAX));
             }
-            let cache = mtasts_cache_sqlite::SqliteCache::open(options)
+            let cache = mtasts_cache_sql::SqliteCache::open(options)
                 .await
                 .map_err(store)?;
             Ok((Some(Arc::new(cache)), memory_cache_size))

@@ -1,8 +1,7 @@
 //! The conformance suite every [`PolicyCache`] store runs in its integration tests (feature `conformance`).
 //!
 //! Each function is one test: it takes a store over **fresh, empty storage** (its own file, schema, key prefix
-//! or database), exercises it and panics with a message saying what went wrong. A store's `tests/it` calls each
-//! function from a `#[tokio::test(flavor = "multi_thread")]` of the same name:
+//! or database), exercises it and panics with a message saying what went wrong:
 //!
 //! | function | needs |
 //! |---|---|
@@ -12,15 +11,28 @@
 //! | [`unreachable()`] | a way to open the store against an address (`open(addr)`), for servers |
 //! | [`outage_and_recovery`] | an [`Outage`], e.g. the store connected through a [`TcpProxy`] |
 //!
+//! A store's `tests/it` implements [`Harness`] (fresh storage and stores over it; [`CorruptInjector`] and
+//! [`Networked`] where they apply) and lets [`conformance_tests!`](crate::conformance_tests) write one
+//! `#[tokio::test(flavor = "multi_thread")]` per function:
+//!
 //! ```no_run
 //! use std::sync::Arc;
-//! use mtasts_cache::{conformance, MemoryCache, PolicyCache};
+//! use mtasts_cache::conformance::Harness;
+//! use mtasts_cache::{async_trait, MemoryCache, PolicyCache};
 //!
-//! #[tokio::test(flavor = "multi_thread")]
-//! async fn paging() {
-//!     let store: Arc<dyn PolicyCache> = Arc::new(MemoryCache::new(20_000));
-//!     conformance::paging(&store).await;
+//! struct Memory(Arc<dyn PolicyCache>);
+//!
+//! #[async_trait]
+//! impl Harness for Memory {
+//!     async fn create() -> Option<Self> {
+//!         Some(Self(Arc::new(MemoryCache::new(20_000))))
+//!     }
+//!     async fn store(&self) -> Arc<dyn PolicyCache> {
+//!         Arc::clone(&self.0)
+//!     }
 //! }
+//!
+//! mtasts_cache::conformance_tests!(Memory: basic, shared_storage);
 //! # fn main() {}
 //! ```
 //!
@@ -51,6 +63,143 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::{CacheEntry, CacheError, PolicyCache, ScanToken};
+
+/// Fresh storage for one test, and stores over it: what [`conformance_tests!`](crate::conformance_tests) needs.
+#[async_trait]
+pub trait Harness: Sized + Send + Sync {
+    /// Fresh, empty storage (a file, a schema, a database), or `None` when the service it needs is missing and
+    /// the test may be skipped: outside CI only, after printing why (under CI the harness panics instead).
+    async fn create() -> Option<Self>;
+
+    /// A new store over this storage with the harness's usual options.
+    async fn store(&self) -> Arc<dyn PolicyCache>;
+
+    /// Cleans up after a test that passed (drops a schema, flushes a database). Default: nothing.
+    async fn finish(self) {}
+}
+
+/// A [`Harness`] whose store talks to a server over TCP, for [`unreachable()`] and [`outage_and_recovery`].
+#[async_trait]
+pub trait Networked: Harness {
+    /// The server's address, to put a [`TcpProxy`] in front of it.
+    async fn server_addr(&self) -> SocketAddr;
+
+    /// A store over this storage that reaches its server at `addr`, with its timeouts set to `timeout`.
+    async fn open_at(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Arc<dyn PolicyCache>, CacheError>;
+}
+
+/// Writes one `#[tokio::test(flavor = "multi_thread")]` per conformance function for a [`Harness`], each on
+/// fresh storage from [`Harness::create`] (returning early when it is `None`) and ending with
+/// [`Harness::finish`].
+///
+/// The list names the functions to run; `basic` stands for [`get_set`], [`newer_wins`],
+/// [`concurrent_writers`], [`paging`], [`remove_clear`] and [`proactive_ts`]. [`corrupt_entries`] needs the
+/// harness to be a [`CorruptInjector`]; [`unreachable()`] (with a 1 s timeout) and [`outage_and_recovery`]
+/// (through a [`TcpProxy`]) need it to be [`Networked`]. The calling crate needs tokio's `macros` feature.
+#[macro_export]
+macro_rules! conformance_tests {
+    (@test $h:ty, basic) => {
+        $crate::conformance_tests!(
+            $h: get_set, newer_wins, concurrent_writers, paging, remove_clear, proactive_ts
+        );
+    };
+    (@test $h:ty, $test:ident) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $test() {
+            let Some(harness) = <$h as $crate::conformance::Harness>::create().await else {
+                return;
+            };
+            $crate::conformance::run::$test(&harness).await;
+            $crate::conformance::Harness::finish(harness).await;
+        }
+    };
+    ($harness:ty: $($test:ident),+ $(,)?) => {
+        $($crate::conformance_tests!(@test $harness, $test);)+
+    };
+}
+
+/// The bodies of the tests [`conformance_tests!`](crate::conformance_tests) writes, one per conformance
+/// function, over a [`Harness`].
+#[doc(hidden)]
+pub mod run {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{CorruptInjector, Harness, Networked, TcpProxy};
+    use crate::PolicyCache;
+
+    macro_rules! on_one_store {
+        ($($name:ident),*) => {$(
+            #[doc = concat!("[`super::", stringify!($name), "`] on a store of `harness`.")]
+            pub async fn $name<H: Harness>(harness: &H) {
+                let store = harness.store().await;
+                super::$name(&store).await;
+                store.close().await;
+            }
+        )*};
+    }
+
+    on_one_store!(
+        get_set,
+        newer_wins,
+        concurrent_writers,
+        paging,
+        remove_clear,
+        proactive_ts
+    );
+
+    /// [`super::shared_storage`] on two stores of `harness`.
+    pub async fn shared_storage<H: Harness>(harness: &H) {
+        let (a, b) = (harness.store().await, harness.store().await);
+        super::shared_storage(&a, &b).await;
+        a.close().await;
+        b.close().await;
+    }
+
+    /// [`super::corrupt_entries`] with `harness` as the injector.
+    pub async fn corrupt_entries<H: Harness + CorruptInjector>(harness: &H) {
+        let store = harness.store().await;
+        super::corrupt_entries(&store, harness).await;
+        store.close().await;
+    }
+
+    /// [`super::unreachable()`] with a 1 s timeout.
+    pub async fn unreachable<H: Networked>(harness: &H) {
+        let timeout = Duration::from_secs(1);
+        super::unreachable(timeout, |addr| harness.open_at(addr, timeout)).await;
+    }
+
+    /// [`super::outage_and_recovery`] through a [`TcpProxy`] in front of the server, with a 1 s timeout.
+    pub async fn outage_and_recovery<H: Networked>(harness: &H) {
+        let timeout = Duration::from_secs(1);
+        let proxy = TcpProxy::start(harness.server_addr().await)
+            .await
+            .unwrap_or_else(|e| panic!("start proxy: {e}"));
+        let store: Arc<dyn PolicyCache> = harness
+            .open_at(proxy.addr(), timeout)
+            .await
+            .unwrap_or_else(|e| panic!("open the store through the proxy: {e}"));
+        super::outage_and_recovery(&store, &proxy, timeout).await;
+        store.close().await;
+    }
+}
+
+/// Whether the tests run under CI: `CI` set to anything but empty, `false` or `0`.
+#[must_use]
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A service a test needs is missing: under CI ([`under_ci`]) this panics saying `what` and how to start it
+/// (`hint`); elsewhere it prints that the test is skipped, and the caller returns.
+pub fn service_missing(what: &str, hint: &str) {
+    assert!(!under_ci(), "{what}; CI requires it: {hint}");
+    eprintln!("SKIPPED: {what} ({hint})");
+}
 
 /// Base timestamp for test entries (2023-11-14).
 const T0: u64 = 1_700_000_000;

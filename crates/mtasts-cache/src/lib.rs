@@ -3,7 +3,7 @@
 //! The daemon keeps each domain's policy (RFC 8461 §3.3, §5.1) in a cache so that most lookups need no network.
 //! This crate defines what a cache store is — [`PolicyCache`], an object-safe async trait used as
 //! `Arc<dyn PolicyCache>` — and ships [`MemoryCache`], a bounded, sharded LRU. Persistent stores live in their own
-//! crates (`mtasts-cache-sqlite`, `mtasts-cache-postgres`, `mtasts-cache-redis`) over the same trait.
+//! crates (`mtasts-cache-sql` for SQLite and PostgreSQL, `mtasts-cache-redis`) over the same trait.
 //!
 //! - [`CacheEntry`]: what is stored per domain (two timestamps, policy id, policy).
 //! - [`CacheError`]: the typed error every store returns, with a stable [`CacheError::kind`] label.

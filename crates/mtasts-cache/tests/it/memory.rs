@@ -2,41 +2,24 @@
 
 use std::sync::Arc;
 
-use mtasts_cache::{MemoryCache, PolicyCache, conformance};
+use mtasts_cache::conformance::{self, Harness};
+use mtasts_cache::{MemoryCache, PolicyCache, async_trait};
 
-fn store() -> Arc<dyn PolicyCache> {
-    Arc::new(MemoryCache::new(20_000))
+/// One memory store; "two stores over the same storage" are two handles of it.
+struct Memory(Arc<dyn PolicyCache>);
+
+#[async_trait]
+impl Harness for Memory {
+    async fn create() -> Option<Self> {
+        Some(Self(Arc::new(MemoryCache::new(20_000))))
+    }
+
+    async fn store(&self) -> Arc<dyn PolicyCache> {
+        Arc::clone(&self.0)
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn get_set() {
-    conformance::get_set(&store()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn newer_wins() {
-    conformance::newer_wins(&store()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_writers() {
-    conformance::concurrent_writers(&store()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn paging() {
-    conformance::paging(&store()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn remove_clear() {
-    conformance::remove_clear(&store()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn proactive_ts() {
-    conformance::proactive_ts(&store()).await;
-}
+mtasts_cache::conformance_tests!(Memory: basic, shared_storage);
 
 #[tokio::test]
 async fn bounded_by_capacity_evicting_least_recently_used() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mtasts_cache::{MemoryCache, PolicyCache};
-use mtasts_cache_sqlite::{SqliteCache, SqliteOptions};
+use mtasts_cache_sql::{SqliteCache, SqliteOptions};
 use mtasts_engine::{ManualClock, Source};
 use mtasts_test_support::{Fixture, init_tracing};
 

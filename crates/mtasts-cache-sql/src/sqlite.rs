@@ -1,0 +1,156 @@
+//! The SQLite dialect and [`SqliteOptions`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mtasts_cache::CacheError;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult, SqliteSynchronous};
+use sqlx::{Pool, Row};
+
+use crate::store::sealed::{self, Class};
+use crate::store::{Dialect, SqlCache};
+
+/// The SQLite database (marker for [`SqlCache`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Sqlite {}
+
+/// A [`PolicyCache`](mtasts_cache::PolicyCache) in a SQLite file; see the [crate docs](crate).
+pub type SqliteCache = SqlCache<Sqlite>;
+
+/// Options of [`SqliteCache::open`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqliteOptions {
+    /// The database file; created if missing.
+    pub filename: PathBuf,
+    /// Connection-pool size (each SQLite connection has its own worker thread). Default: the number of CPUs.
+    pub threads: u32,
+    /// SQLite busy timeout and the bound on every operation. Default: 5 s.
+    pub timeout: Duration,
+}
+
+impl SqliteOptions {
+    /// Options for `filename` with the defaults.
+    pub fn new(filename: impl Into<PathBuf>) -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        Self {
+            filename: filename.into(),
+            threads: u32::try_from(cpus).unwrap_or(1),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Sets the connection-pool size.
+    #[must_use]
+    pub fn threads(mut self, threads: u32) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Sets the busy timeout and operation bound.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl SqlCache<Sqlite> {
+    /// Opens (creating if missing) the database file, switches it to WAL and creates the tables if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::Config`] for zero `threads` or a file that is not a SQLite database;
+    /// [`CacheError::Unavailable`] or [`CacheError::Query`] if the file cannot be opened or the schema cannot
+    /// be created; [`CacheError::Timeout`] after `timeout`.
+    pub async fn open(options: SqliteOptions) -> Result<Self, CacheError> {
+        let connect = SqliteConnectOptions::new()
+            .filename(&options.filename)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(options.timeout);
+        let cache = Self::start(connect, options.threads, options.timeout).await?;
+        tracing::debug!(file = %options.filename.display(), "sqlite cache opened");
+        Ok(cache)
+    }
+}
+
+impl Dialect for Sqlite {}
+
+const SCHEMA: [&str; 4] = [
+    // Exactly the Python daemon's tables and indexes.
+    "CREATE TABLE IF NOT EXISTS proactive_fetch_ts (id integer primary key, last_fetch_ts integer)",
+    "CREATE TABLE IF NOT EXISTS sts_policy_cache (domain text, ts integer, pol_id text, pol_body text)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS sts_policy_domain ON sts_policy_cache (domain)",
+    "CREATE INDEX IF NOT EXISTS sts_policy_domain_ts ON sts_policy_cache (domain, ts)",
+];
+
+/// Our extra columns and the statements adding them when missing.
+const EXTRA_COLUMNS: [(&str, &str); 2] = [
+    (
+        "fetched_at",
+        "ALTER TABLE sts_policy_cache ADD COLUMN fetched_at integer",
+    ),
+    (
+        "fetched_pol_id",
+        "ALTER TABLE sts_policy_cache ADD COLUMN fetched_pol_id text",
+    ),
+];
+
+impl sealed::Dialect for Sqlite {
+    type Db = sqlx::Sqlite;
+    const STORE: &'static str = "sqlite";
+    // A `ts` that is not an integer must stay visible as such (a corrupt row), so no cast.
+    const BODY: &'static str = "pol_body";
+    const BODY_PARAM: &'static str = "$4";
+    const TS_UNUSABLE: &'static str = "typeof(sts_policy_cache.ts) != 'integer'";
+
+    fn int8(column: &str) -> String {
+        column.to_owned()
+    }
+
+    async fn create_schema(pool: &Pool<sqlx::Sqlite>) -> Result<(), sqlx::Error> {
+        for statement in SCHEMA {
+            sqlx::query(statement).execute(pool).await?;
+        }
+        for (column, alter) in EXTRA_COLUMNS {
+            if has_column(pool, column).await? {
+                continue;
+            }
+            if let Err(e) = sqlx::query(alter).execute(pool).await {
+                // Another process may have added it meanwhile.
+                if !has_column(pool, column).await? {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    fn classify(code: &str) -> Class {
+        // Extended result codes carry the primary code in their low byte.
+        match code.parse::<i32>().unwrap_or(0) & 0xff {
+            // SQLITE_BUSY, SQLITE_LOCKED: the busy timeout ran out.
+            5 | 6 => Class::Timeout,
+            // SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+            8 | 10 | 13 | 14 => Class::Unavailable,
+            // SQLITE_NOTADB: the file is something else.
+            26 => Class::Config("file is not a SQLite database"),
+            _ => Class::Query,
+        }
+    }
+}
+
+async fn has_column(pool: &Pool<sqlx::Sqlite>, column: &str) -> Result<bool, sqlx::Error> {
+    let rows = sqlx::query("SELECT name FROM pragma_table_info('sts_policy_cache')")
+        .fetch_all(pool)
+        .await?;
+    Ok(rows
+        .iter()
+        .any(|r| r.try_get::<String, _>(0).is_ok_and(|n| n == column)))
+}
