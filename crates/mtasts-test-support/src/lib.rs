@@ -1,4 +1,5 @@
-//! Test fixtures for mtasts: in-process DNS and HTTPS servers, a test CA, a CONNECT proxy.
+//! Test fixtures for mtasts: in-process DNS and HTTPS servers, a test CA, a CONNECT proxy, a real
+//! DNSSEC resolver.
 //!
 //! - [`TestCa`]: a certificate authority generated at test time (rcgen).
 //! - [`DnsServer`]: an authoritative DNS server on loopback (UDP + TCP) whose records tests
@@ -9,6 +10,8 @@
 //! - [`Fixture`]: all of the above together, with [`Fixture::publish`] and
 //!   [`Fixture::fetcher_builder`].
 //! - [`ConnectProxy`]: a tiny HTTP CONNECT proxy (optional basic auth, counters).
+//! - [`DnssecResolver`]: real DNSSEC: [`SignedZone`]s signed at start (ldns), served by NSD and
+//!   validated by Unbound, which answers on loopback (SERVFAIL for broken signatures).
 //! - [`init_tracing`]: a test subscriber for `tracing`.
 //!
 //! Everything listens on 127.0.0.1 only, and every server stops when dropped.
@@ -27,12 +30,14 @@
 
 mod ca;
 mod dns;
+mod dnssec;
 mod fixture;
 mod https;
 mod proxy;
 
 pub use ca::{IssuedCert, TestCa};
 pub use dns::DnsServer;
+pub use dnssec::{DnssecResolver, SignedZone};
 pub use fixture::Fixture;
 pub use https::{CertKind, PolicyResponse, PolicyServer, RecordedRequest};
 pub use proxy::ConnectProxy;

@@ -3,6 +3,7 @@
 
 mod dane;
 mod dns;
+mod dnssec;
 mod https;
 mod leaks;
 mod proxy;

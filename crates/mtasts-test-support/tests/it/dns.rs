@@ -37,7 +37,7 @@ async fn udp(addr: SocketAddr, message: &Message) -> Option<Message> {
     Some(reply)
 }
 
-async fn tcp(addr: SocketAddr, message: &Message) -> Message {
+pub(crate) async fn tcp(addr: SocketAddr, message: &Message) -> Message {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let bytes = message.to_vec().expect("encode");
     let len = u16::try_from(bytes.len()).expect("small");
@@ -200,7 +200,7 @@ async fn dropping_the_server_closes_its_port() {
 }
 
 /// A query with the AD bit and/or the EDNS DO bit, as a DANE client sends.
-fn dnssec_query(name: &str, qtype: RecordType, ad: bool, dnssec_ok: bool) -> Message {
+pub(crate) fn dnssec_query(name: &str, qtype: RecordType, ad: bool, dnssec_ok: bool) -> Message {
     let mut message = query(name, qtype, true);
     message.metadata.authentic_data = ad;
     if let Some(edns) = message.edns.as_mut() {

@@ -1,5 +1,6 @@
 //! Tests of the fixtures themselves, with raw clients (loopback only).
 
 mod dns;
+mod dnssec;
 mod https;
 mod proxy;
