@@ -53,11 +53,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mtasts_core::{PolicyDomain, PolicyId};
 use mtasts_engine::prometheus_client::encoding::prometheus_text;
 use mtasts_engine::prometheus_client::registry::Registry;
-use mtasts_engine::{Discover, RefreshReport, async_trait};
-use mtasts_fetch::Discovery;
+use mtasts_engine::{Discover, Discovery, DiscoveryRequest, RefreshReport, async_trait};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::answer::AnswerKind;
@@ -382,17 +380,12 @@ impl Drop for Timer<'_> {
 
 #[async_trait]
 impl<D: Discover> Discover for TimedDiscover<D> {
-    async fn discover(
-        &self,
-        domain: &PolicyDomain,
-        known_id: Option<&PolicyId>,
-        timeout: Duration,
-    ) -> Discovery {
+    async fn discover(&self, request: &DiscoveryRequest<'_>) -> Discovery {
         let _timer = Timer {
             metrics: &self.metrics,
             started: Instant::now(),
         };
-        self.inner.discover(domain, known_id, timeout).await
+        self.inner.discover(request).await
     }
 }
 
@@ -422,6 +415,8 @@ fn unix_now() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use mtasts_core::PolicyDomain;
+
     use super::*;
 
     fn sample_lines(text: &str, prefix: &str) -> Vec<String> {
@@ -542,14 +537,9 @@ mod tests {
         struct NoPolicy;
         #[async_trait]
         impl Discover for NoPolicy {
-            async fn discover(
-                &self,
-                _domain: &PolicyDomain,
-                _known_id: Option<&PolicyId>,
-                _timeout: Duration,
-            ) -> Discovery {
+            async fn discover(&self, _: &DiscoveryRequest<'_>) -> Discovery {
                 Discovery::NoPolicy {
-                    reason: mtasts_fetch::NoPolicyReason::NxDomain,
+                    reason: mtasts_engine::NoPolicyReason::NxDomain,
                     negative_ttl: None,
                 }
             }
@@ -558,7 +548,8 @@ mod tests {
         let timed = TimedDiscover::new(NoPolicy, Arc::clone(&metrics));
         let domain = PolicyDomain::parse("example.com").expect("domain");
         for _ in 0..3 {
-            let d = timed.discover(&domain, None, Duration::from_secs(1)).await;
+            let request = DiscoveryRequest::new(&domain, None, Duration::from_secs(1));
+            let d = timed.discover(&request).await;
             assert!(matches!(d, Discovery::NoPolicy { .. }));
         }
         assert_eq!(metrics.discoveries_timed(), 3);

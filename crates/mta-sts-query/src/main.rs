@@ -241,7 +241,7 @@ fn outcome(discovery: &Discovery) -> Outcome {
         Discovery::Fetched { .. } => Outcome::Policy,
         Discovery::Unchanged { .. } => Outcome::Unchanged,
         Discovery::NoPolicy { .. } => Outcome::NoPolicy,
-        _ => Outcome::Failed,
+        Discovery::Failed(_) => Outcome::Failed,
     }
 }
 
@@ -315,7 +315,6 @@ mod report {
                 writeln!(out, "status:       failed ({})", error.kind())?;
                 writeln!(out, "reason:       {}", chain(error))?;
             }
-            other => writeln!(out, "status:       {}", other.kind())?,
         }
         Ok(())
     }
@@ -340,7 +339,6 @@ mod report {
                 "domain": domain, "status": "failed",
                 "reason": { "kind": error.kind(), "message": chain(error) },
             }),
-            other => json!({ "domain": domain, "status": other.kind() }),
         }
     }
 

@@ -7,9 +7,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use mtasts_core::{PolicyDomain, PolicyId};
-use mtasts_engine::{Discover, Engine, async_trait};
-use mtasts_fetch::Discovery;
+use mtasts_core::PolicyDomain;
+use mtasts_engine::{Discover, Discovery, DiscoveryRequest, Engine, async_trait};
 
 const TIMEOUT: Duration = Duration::from_secs(4);
 
@@ -18,7 +17,7 @@ struct Static;
 
 #[async_trait]
 impl Discover for Static {
-    async fn discover(&self, _: &PolicyDomain, _: Option<&PolicyId>, _: Duration) -> Discovery {
+    async fn discover(&self, _: &DiscoveryRequest<'_>) -> Discovery {
         let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mx1.example.com\nmx: *.example.net\n"
             .parse()
             .unwrap_or_else(|e| panic!("{e}"));

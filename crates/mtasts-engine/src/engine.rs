@@ -9,7 +9,6 @@ use std::time::Duration;
 use mtasts_cache::lru::ShardedLru;
 use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanToken};
 use mtasts_core::{PolicyDomain, PolicyId};
-use mtasts_fetch::Discovery;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -17,7 +16,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::clock::{Clock, SystemClock};
-use crate::discover::Discover;
+use crate::discover::{Discover, Discovery, DiscoveryRequest};
 use crate::refresh::RefreshReport;
 use crate::resolution::{Resolution, ResolvedPolicy, Source};
 use crate::stats::EngineStats;
@@ -327,16 +326,15 @@ impl EngineBuilder {
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use mtasts_core::{PolicyDomain, PolicyId};
-/// use mtasts_engine::{Discover, Engine, Source, async_trait};
-/// use mtasts_fetch::Discovery;
+/// use mtasts_core::PolicyDomain;
+/// use mtasts_engine::{Discover, Discovery, DiscoveryRequest, Engine, Source, async_trait};
 ///
 /// /// A stand-in for `mtasts_fetch::Fetcher`: every domain publishes the same policy.
 /// struct Static;
 ///
 /// #[async_trait]
 /// impl Discover for Static {
-///     async fn discover(&self, _: &PolicyDomain, _: Option<&PolicyId>, _: Duration) -> Discovery {
+///     async fn discover(&self, _: &DiscoveryRequest<'_>) -> Discovery {
 ///         let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mx.example.com\n".parse().unwrap();
 ///         Discovery::Fetched { id: "20250101".parse().unwrap(), policy }
 ///     }
@@ -389,7 +387,7 @@ struct Inner {
 }
 
 impl Engine {
-    /// A builder with `discoverer` (usually an [`mtasts_fetch::Fetcher`]) and the defaults.
+    /// A builder with `discoverer` (usually an `mtasts_fetch::Fetcher`) and the defaults.
     pub fn builder(discoverer: impl Discover) -> EngineBuilder {
         EngineBuilder {
             discoverer: Arc::new(discoverer),
@@ -901,7 +899,7 @@ impl Inner {
         let discovery = tokio::time::timeout(
             remaining.saturating_add(DISCOVERY_SLACK),
             self.discoverer
-                .discover(domain, known_id.as_ref(), remaining),
+                .discover(&DiscoveryRequest::new(domain, known_id.as_ref(), remaining)),
         )
         .await;
         drop(in_flight);
@@ -1029,12 +1027,6 @@ impl Inner {
             Ok(Discovery::Failed(error)) => {
                 self.failed(key, known, now, error.kind(), &error, duration_ms)
             }
-            Ok(other) => {
-                let error = Anomaly::UnsupportedOutcome {
-                    outcome: format!("{other:?}"),
-                };
-                self.failed(key, known, now, "unsupported_outcome", &error, duration_ms)
-            }
             Err(_elapsed) => {
                 let error = Anomaly::Overran { timeout: remaining };
                 self.failed(key, known, now, "timeout", &error, duration_ms)
@@ -1113,9 +1105,6 @@ enum Anomaly {
         id: PolicyId,
         asked: Option<PolicyId>,
     },
-    /// A discovery outcome this engine version does not know.
-    #[error("unsupported discovery outcome: {outcome}")]
-    UnsupportedOutcome { outcome: String },
     /// The discoverer ignored its timeout and was cut off.
     #[error("discovery overran its {timeout:?} timeout")]
     Overran { timeout: Duration },

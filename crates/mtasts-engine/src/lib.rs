@@ -1,16 +1,19 @@
 //! The MTA-STS (RFC 8461) policy resolution engine: which policy applies to a domain now?
 //!
 //! [`Engine`] answers from a bounded memory front, an optional persistent store ([`mtasts_cache::PolicyCache`],
-//! shared by a fleet if wanted), and discovery over DNS and HTTPS ([`Discover`], implemented for
-//! [`mtasts_fetch::Fetcher`]), following RFC 8461's freshness rules strictly: a policy is applied only while less
-//! than its `max_age` has passed since its last HTTPS fetch (§5.1), failures keep the cached policy and back off
-//! (§3.3), a removed TXT record does not remove a cached policy (§10.2). Concurrent lookups of a domain share one
-//! discovery. The daemon (`mta-sts-daemon`) wraps it; other Rust MTAs can embed it.
+//! shared by a fleet if wanted), and discovery over DNS and HTTPS through the [`Discover`] trait, following RFC
+//! 8461's freshness rules strictly: a policy is applied only while less than its `max_age` has passed since its
+//! last HTTPS fetch (§5.1), failures keep the cached policy and back off (§3.3), a removed TXT record does not
+//! remove a cached policy (§10.2). Concurrent lookups of a domain share one discovery. The daemon
+//! (`mta-sts-daemon`) wraps it; other Rust MTAs can embed it.
 //!
 //! - [`Engine`], built by [`EngineBuilder`]: [`Engine::resolve`], [`Engine::refresh_proactively`],
 //!   [`Engine::stats`].
 //! - [`Resolution`]: a [`ResolvedPolicy`] or none, and its [`Source`]. There is no error type: a lookup never
 //!   fails (RFC 8461 §3.3: deliver as if there were no policy).
+//! - [`Discover`]: the discovery seam. The engine asks a [`DiscoveryRequest`] and gets a [`Discovery`] back; it
+//!   depends on no DNS or HTTP library. `mtasts-fetch` implements it (hickory DNS, hyper + rustls); an MTA with
+//!   its own resolver and HTTP client implements it instead.
 //! - [`Clock`]: the time source ([`SystemClock`]; [`ManualClock`] for tests).
 //! - [`EngineStats`]: the engine's metrics, live ([`Count`], [`Level`]), registered in a prometheus-client
 //!   [`Registry`](prometheus_client::registry::Registry) by [`EngineBuilder::build_with_registry`].
@@ -54,7 +57,7 @@ mod stats;
 
 pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use discover::Discover;
+pub use discover::{Discover, Discovery, DiscoveryError, DiscoveryRequest, NoPolicyReason};
 pub use engine::{
     DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_NEGATIVE_TTL,
     DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT, Engine, EngineBuilder, refetch_margin,

@@ -26,16 +26,15 @@ type Label = [(&'static str, &'static str); 1];
 ///
 /// ```
 /// use std::time::Duration;
-/// use mtasts_core::{PolicyDomain, PolicyId};
+/// use mtasts_core::PolicyDomain;
 /// use mtasts_engine::prometheus_client::{encoding::text::encode, registry::Registry};
-/// use mtasts_engine::{Discover, Engine, async_trait};
-/// use mtasts_fetch::{Discovery, NoPolicyReason};
+/// use mtasts_engine::{Discover, Discovery, DiscoveryRequest, Engine, NoPolicyReason, async_trait};
 ///
 /// struct Nothing;
 ///
 /// #[async_trait]
 /// impl Discover for Nothing {
-///     async fn discover(&self, _: &PolicyDomain, _: Option<&PolicyId>, _: Duration) -> Discovery {
+///     async fn discover(&self, _: &DiscoveryRequest<'_>) -> Discovery {
 ///         Discovery::NoPolicy { reason: NoPolicyReason::NxDomain, negative_ttl: None }
 ///     }
 /// }
@@ -96,7 +95,7 @@ pub struct EngineStats {
     /// Memory copies dropped because the store no longer held the domain (purged, e.g. by
     /// `mta-sts-daemon cache purge`); each is followed by a full discovery (`mtasts_memory_purged_total`).
     pub store_purged: Count,
-    /// Failed discoveries by failure kind (`mtasts_fetch::FetchError::kind`).
+    /// Failed discoveries by failure kind ([`DiscoveryError::kind`](crate::DiscoveryError::kind)).
     failures: Family<Label, Counter>,
 }
 
@@ -183,7 +182,7 @@ impl EngineStats {
     }
 
     /// Failed discoveries of failure kind `kind` (`mtasts_discovery_failures_total{kind="…"}`; the kinds are
-    /// `mtasts_fetch::FetchError::kind` labels).
+    /// [`DiscoveryError::kind`](crate::DiscoveryError::kind) labels).
     #[must_use]
     pub fn failures(&self, kind: &'static str) -> u64 {
         self.failures

@@ -19,6 +19,10 @@
 //!
 //! [`Fetcher::discover_dane`] runs the DANE discovery of RFC 7672 §2.2 (module [`dane`]).
 //!
+//! [`Fetcher`] implements [`mtasts_engine::Discover`], the engine's discovery seam, so it plugs
+//! into [`mtasts_engine::Engine`]; [`Discovery`] and [`NoPolicyReason`] are the engine's types
+//! (with [`FetchError`] as the failure).
+//!
 //! ```no_run
 //! use mtasts_core::PolicyDomain;
 //! use mtasts_fetch::{Discovery, Fetcher};
@@ -57,11 +61,13 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 use mtasts_core::{Policy, PolicyDomain, PolicyId};
+use mtasts_engine::{Discover, DiscoveryError, DiscoveryRequest, async_trait};
 use tokio::time::Instant;
 
 pub use builder::{DEFAULT_POLICY_PORT, DEFAULT_TIMEOUT, FetcherBuilder};
 pub use error::{BuildError, FetchError};
 pub use https::{MAX_POLICY_SIZE, POLICY_PATH};
+pub use mtasts_engine::NoPolicyReason;
 pub use proxy::{NoProxy, Proxy};
 
 /// The `User-Agent` of policy requests: `mtasts/<version>`.
@@ -95,84 +101,36 @@ impl fmt::Debug for Fetcher {
     }
 }
 
-/// The outcome of one discovery; maps onto the Python daemon's NONE / NOT_CHANGED / VALID /
-/// FETCH_ERROR.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum Discovery {
-    /// The domain publishes no (usable) policy (RFC 8461 §3.1). A cached policy stays valid
-    /// until it expires (§5.1 — a missing record does not delete it).
-    NoPolicy {
-        /// Why.
-        reason: NoPolicyReason,
-        /// The negative-caching TTL from the zone's SOA (RFC 2308), when the answer had one.
-        negative_ttl: Option<Duration>,
-    },
-    /// The TXT record's id equals the known id: the policy did not change; no HTTPS request
-    /// was made.
-    Unchanged {
-        /// The id (the known one).
-        id: PolicyId,
-    },
-    /// A policy was fetched and parsed.
-    Fetched {
-        /// The id from the TXT record.
-        id: PolicyId,
-        /// The policy.
-        policy: Policy,
-    },
-    /// Discovery failed; a cached policy should be kept (RFC 8461 §3.3).
-    Failed(FetchError),
-}
+/// The outcome of one discovery, with this crate's typed [`FetchError`] as the failure: the engine's
+/// [`mtasts_engine::Discovery`] (the same variants; the engine sees the failure as a
+/// [`DiscoveryError`] through [`Discover`]).
+pub type Discovery = mtasts_engine::Discovery<FetchError>;
 
-impl Discovery {
-    /// A stable, short label: `"no_policy"`, `"unchanged"`, `"fetched"` or the error's
-    /// [`FetchError::kind`].
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::NoPolicy { .. } => "no_policy",
-            Self::Unchanged { .. } => "unchanged",
-            Self::Fetched { .. } => "fetched",
-            Self::Failed(error) => error.kind(),
-        }
-    }
-}
-
-/// Why a domain has no policy.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum NoPolicyReason {
-    /// `_mta-sts.<domain>` does not exist (NXDOMAIN).
-    NxDomain,
-    /// `_mta-sts.<domain>` exists but has no TXT record (NODATA).
-    NoData,
-    /// No single valid `v=STSv1` record: none, several, or an invalid one (RFC 8461 §3.1).
-    NoValidRecord(mtasts_core::Error),
-    /// The domain cannot have a policy (parent-domain form, IP literal, bad syntax); nothing
-    /// was sent on the network. Only from [`Fetcher::discover_name`].
-    InvalidDomain(mtasts_core::Error),
-}
-
-impl NoPolicyReason {
-    /// A stable, short label, e.g. `"nxdomain"`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::NxDomain => "nxdomain",
-            Self::NoData => "nodata",
-            Self::NoValidRecord(_) => "no_valid_record",
-            Self::InvalidDomain(_) => "invalid_domain",
-        }
-    }
-}
-
-impl fmt::Display for NoPolicyReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NxDomain => f.write_str("the _mta-sts name does not exist (NXDOMAIN)"),
-            Self::NoData => f.write_str("the _mta-sts name has no TXT record (NODATA)"),
-            Self::NoValidRecord(error) => write!(f, "no single valid STSv1 TXT record: {error}"),
-            Self::InvalidDomain(error) => write!(f, "not a policy domain: {error}"),
-        }
+/// Plugs the fetcher into [`mtasts_engine::Engine`]: each discovery runs with the request's
+/// timeout; failures become [`DiscoveryError`]s labelled with [`FetchError::kind`] (the typed
+/// error stays reachable with [`DiscoveryError::downcast_ref`]).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use mtasts_core::PolicyDomain;
+/// use mtasts_engine::{Discover, DiscoveryRequest};
+/// use mtasts_fetch::Fetcher;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let fetcher = Fetcher::builder().build()?;
+/// let domain = PolicyDomain::parse("example.com")?;
+/// let request = DiscoveryRequest::new(&domain, None, Duration::from_secs(4));
+/// println!("{:?}", Discover::discover(&fetcher, &request).await);
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait]
+impl Discover for Fetcher {
+    async fn discover(&self, request: &DiscoveryRequest<'_>) -> mtasts_engine::Discovery {
+        self.with_timeout(request.timeout)
+            .discover(request.domain, request.known_id)
+            .await
+            .map_err(|error| DiscoveryError::new(error.kind(), error))
     }
 }
 
@@ -227,7 +185,7 @@ impl Fetcher {
     pub async fn discover(&self, domain: &PolicyDomain, known_id: Option<&PolicyId>) -> Discovery {
         let deadline = Instant::now() + self.timeout;
         let discovery = self.discover_until(domain, known_id, deadline).await;
-        tracing::debug!(%domain, result = discovery.kind(), "discovery finished");
+        tracing::debug!(%domain, result = kind(&discovery), "discovery finished");
         discovery
     }
 
@@ -304,6 +262,17 @@ impl Fetcher {
                 Discovery::Failed(FetchError::from(error))
             }
         }
+    }
+}
+
+/// A stable, short label for logs: `"no_policy"`, `"unchanged"`, `"fetched"` or the error's
+/// [`FetchError::kind`].
+fn kind(discovery: &Discovery) -> &'static str {
+    match discovery {
+        Discovery::NoPolicy { .. } => "no_policy",
+        Discovery::Unchanged { .. } => "unchanged",
+        Discovery::Fetched { .. } => "fetched",
+        Discovery::Failed(error) => error.kind(),
     }
 }
 
@@ -402,14 +371,14 @@ mod tests {
             ResponseCode::NotImp,
         ] {
             let discovery = negative_or_failed("n", NetError::Dns(DnsError::ResponseCode(code)));
-            assert_eq!(discovery.kind(), "dns_server_failure", "{code:?}");
+            assert_eq!(kind(&discovery), "dns_server_failure", "{code:?}");
         }
         assert_eq!(
-            negative_or_failed("n", NetError::Timeout).kind(),
+            kind(&negative_or_failed("n", NetError::Timeout)),
             "dns_timeout"
         );
         assert_eq!(
-            negative_or_failed("n", NetError::NoConnections).kind(),
+            kind(&negative_or_failed("n", NetError::NoConnections)),
             "dns_error"
         );
     }

@@ -7,11 +7,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mtasts_cache::{CacheEntry, CacheError, MemoryCache, PolicyCache, ScanPage, ScanToken};
 use mtasts_core::{Policy, PolicyDomain, PolicyId};
-use mtasts_fetch::{Discovery, FetchError, NoPolicyReason};
 use tokio::sync::watch;
 
 use super::refetch_margin;
-use crate::{Clock, Discover, Engine, EngineBuilder, ManualClock, Source};
+use crate::{
+    Clock, Discover, Discovery, DiscoveryError, DiscoveryRequest, Engine, EngineBuilder,
+    ManualClock, NoPolicyReason, Source,
+};
 
 const T0: u64 = 1_700_000_000;
 const TIMEOUT: Duration = Duration::from_secs(4);
@@ -101,12 +103,8 @@ impl Fake {
 
 #[async_trait]
 impl Discover for Fake {
-    async fn discover(
-        &self,
-        domain: &PolicyDomain,
-        known_id: Option<&PolicyId>,
-        _timeout: Duration,
-    ) -> Discovery {
+    async fn discover(&self, request: &DiscoveryRequest<'_>) -> Discovery {
+        let (domain, known_id) = (request.domain, request.known_id);
         self.asked
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -127,7 +125,7 @@ impl Discover for Fake {
                 reason: NoPolicyReason::NxDomain,
                 negative_ttl,
             },
-            Some(Reply::Fail) => Discovery::Failed(FetchError::HttpStatus { status: 503 }),
+            Some(Reply::Fail) => Discovery::Failed(DiscoveryError::new("http_status", "HTTP 503")),
             Some(Reply::Panic) => panic!("fake discoverer told to panic"),
             None => Discovery::NoPolicy {
                 reason: NoPolicyReason::NoData,
