@@ -89,6 +89,7 @@ async fn try_spawn_daemon(
     };
     let mut buf = [0u8; 256];
     tokio::select! {
+        biased;
         r = tokio::time::timeout(Duration::from_secs(30), spawned.notify.recv(&mut buf)) => {
             let n = r.expect("no systemd notification within 30 s").expect("recv");
             assert_eq!(String::from_utf8_lossy(&buf[..n]), "READY=1");
@@ -109,6 +110,8 @@ impl Spawned {
     async fn next_notification(&mut self) -> String {
         let mut buf = [0u8; 256];
         let n = tokio::select! {
+            // A notification sent just before exiting (STOPPING=1) is already queued: take it first.
+            biased;
             r = tokio::time::timeout(Duration::from_secs(30), self.notify.recv(&mut buf)) => {
                 r.expect("no systemd notification within 30 s").expect("recv")
             }
