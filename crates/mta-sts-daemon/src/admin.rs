@@ -55,15 +55,18 @@ const PAGE_SIZE: usize = 256;
 ///
 /// Messages and errors go to standard error, results to standard output.
 pub fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
-    let config = match cli.load_config() {
+    let (config, diagnostics) = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("mta-sts-daemon: {}: {e}", cli.config_path().display());
             return Exit::Config.into();
         }
     };
-    for key in &config.unknown_keys {
+    for key in diagnostics.unknown_keys() {
         eprintln!("mta-sts-daemon: warning: unknown configuration key {key} ignored");
+    }
+    for warning in diagnostics.warnings() {
+        eprintln!("mta-sts-daemon: warning: {warning}");
     }
     let mut err = io::stderr();
     let action = match Action::from_command(command, &mut err) {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, Diagnostics};
 use crate::exit;
 
 /// Log verbosity (`-v`), as in the Python daemon.
@@ -146,7 +146,7 @@ impl Cli {
     /// # Errors
     ///
     /// The file cannot be read (or, given with `-c`, does not exist) or is invalid.
-    pub fn load_config(&self) -> Result<Config, ConfigError> {
+    pub fn load_config(&self) -> Result<(Config, Diagnostics), ConfigError> {
         match &self.config {
             Some(path) => Config::load(path),
             None => Config::load_or_default(Path::new(DEFAULT_CONFIG_PATH)),

@@ -13,7 +13,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mta_sts_daemon::StartError> {
-//! let cfg = mta_sts_daemon::config::Config::parse("host: 127.0.0.1\nport: 8461\n")?;
+//! let (cfg, _diagnostics) = mta_sts_daemon::config::Config::parse("host: 127.0.0.1\nport: 8461\n")?;
 //! let running = mta_sts_daemon::Running::start(cfg).await?;
 //! running.shutdown().await;
 //! # Ok(())

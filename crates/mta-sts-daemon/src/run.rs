@@ -23,7 +23,7 @@ pub fn run(cli: &Cli) -> ExitCode {
         eprintln!("mta-sts-daemon: cannot open log file: {e}");
         return Exit::CantCreate.into();
     }
-    let config = match cli.load_config() {
+    let (config, diagnostics) = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
             let path = cli.config_path().display();
@@ -32,10 +32,10 @@ pub fn run(cli: &Cli) -> ExitCode {
             return Exit::Config.into();
         }
     };
-    for key in &config.unknown_keys {
+    for key in diagnostics.unknown_keys() {
         warn!(key, "unknown configuration key ignored");
     }
-    for warning in &config.warnings {
+    for warning in diagnostics.warnings() {
         warn!("{warning}");
     }
     if cli.disable_uvloop {

@@ -5,6 +5,13 @@ use std::time::Duration;
 use super::ConfigError;
 use super::yaml::{Node, Value};
 
+#[cfg(test)]
+thread_local! {
+    /// Every key path the reader asked for on this thread (tests: which keys the parser accepts).
+    pub(crate) static ASKED: std::cell::RefCell<std::collections::BTreeSet<String>> =
+        const { std::cell::RefCell::new(std::collections::BTreeSet::new()) };
+}
+
 /// One mapping of the configuration being read, e.g. `default_zone` or `cache.options`.
 pub(crate) struct Section<'a> {
     path: String,
@@ -67,6 +74,8 @@ impl<'a> Section<'a> {
     /// The raw node of `key`, marking it as known. A null value counts as absent, as the Python daemon's
     /// `cfg.get(key, default)` does for most keys.
     pub(crate) fn node(&mut self, key: &str) -> Option<&'a Node> {
+        #[cfg(test)]
+        ASKED.with(|asked| asked.borrow_mut().insert(self.key_path(key)));
         let entries = self.entries;
         let i = entries
             .iter()

@@ -3,6 +3,10 @@
 //! Every key of `postfix-mta-sts-resolver` keeps its name, default and meaning (see `docs/configuration.md`).
 //! Our own additions live under new sections (`resolver`, `limits`, `freshness`, `metrics`) so that a file
 //! written for us still loads in the Python daemon (which ignores unknown keys) and the other way round.
+//!
+//! Each default is written once: in the `Default` impl of its section (the engine's defaults come from
+//! `mtasts_engine`'s `DEFAULT_*` constants), which the reader uses for absent keys. Reading returns the
+//! [`Config`] and its [`Diagnostics`] (unknown keys, warnings), which the caller logs.
 
 mod extract;
 mod yaml;
@@ -14,11 +18,19 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use extract::{Section, invalid, to_int};
+use mtasts_engine::{
+    DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_NEGATIVE_TTL,
+    DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT,
+};
 pub use yaml::{MAX_DEPTH, MAX_NODES, YamlError};
 use yaml::{Node, Value};
 
 /// The default configuration file, as in the Python daemon.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/mta-sts-daemon.yml";
+/// Default `host`, as in the Python daemon.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Default `port`, as in the Python daemon.
+pub const DEFAULT_PORT: u16 = 8461;
 
 /// Why the configuration could not be loaded. Every command exits with code 78 (`EX_CONFIG`) on any of these.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +93,15 @@ pub enum ListenConfig {
         /// File mode applied after binding (`mode: 0666` is octal as in YAML 1.1).
         mode: Option<u32>,
     },
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self::Tcp {
+            host: DEFAULT_HOST.to_owned(),
+            port: DEFAULT_PORT,
+        }
+    }
 }
 
 /// Why a `host:port` or `unix:/path` value was refused.
@@ -151,7 +172,7 @@ impl fmt::Display for ListenConfig {
 pub struct ZoneConfig {
     /// Answer `testing` policies as if they were `enforce`. Default false.
     pub strict_testing: bool,
-    /// Bound on one discovery (DNS + HTTPS). Default 4 s.
+    /// Bound on one discovery (DNS + HTTPS). Default [`DEFAULT_REFRESH_TIMEOUT`] (4 s).
     pub timeout: Duration,
     /// Append `servername=hostname` (Postfix ≥ 3.4). Default true.
     pub require_sni: bool,
@@ -163,7 +184,7 @@ impl Default for ZoneConfig {
     fn default() -> Self {
         Self {
             strict_testing: false,
-            timeout: Duration::from_secs(4),
+            timeout: DEFAULT_REFRESH_TIMEOUT,
             require_sni: true,
             tlsrpt: false,
         }
@@ -216,7 +237,7 @@ pub struct SentinelConfig {
 pub enum CacheConfig {
     /// In-memory LRU only (`type: internal`).
     Internal {
-        /// `cache_size`, default 10 000 entries.
+        /// `cache_size`, default [`DEFAULT_MEMORY_CAPACITY`] (10 000) entries.
         cache_size: usize,
     },
     /// SQLite file (`type: sqlite`).
@@ -243,6 +264,14 @@ pub enum CacheConfig {
     },
 }
 
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self::Internal {
+            cache_size: DEFAULT_MEMORY_CAPACITY,
+        }
+    }
+}
+
 impl CacheConfig {
     /// The `cache.type` name.
     pub fn type_name(&self) -> &'static str {
@@ -267,6 +296,17 @@ pub struct ProactiveConfig {
     pub concurrency_limit: usize,
     /// Default 2.0: entries younger than `interval / grace_ratio` are skipped.
     pub grace_ratio: f64,
+}
+
+impl Default for ProactiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            interval: Duration::from_secs(86_400),
+            concurrency_limit: 100,
+            grace_ratio: 2.0,
+        }
+    }
 }
 
 /// Ours: how policies are discovered (`resolver` section).
@@ -303,9 +343,9 @@ pub struct LimitsConfig {
     pub max_pipeline: usize,
     /// Longest request accepted, bytes (Postfix's own limit is 10 000). Default 10 000.
     pub max_request_size: usize,
-    /// Policy discoveries in flight at once, all zones together. Default 1 000.
+    /// Policy discoveries in flight at once, all zones together. Default [`DEFAULT_MAX_IN_FLIGHT`] (1 000).
     pub max_discoveries: usize,
-    /// Entries of the memory front over a persistent store. Default 10 000.
+    /// Entries of the memory front over a persistent store. Default [`DEFAULT_MEMORY_CAPACITY`] (10 000).
     pub memory_cache_size: usize,
 }
 
@@ -315,8 +355,8 @@ impl Default for LimitsConfig {
             max_connections: 10_000,
             max_pipeline: 64,
             max_request_size: 10_000,
-            max_discoveries: 1_000,
-            memory_cache_size: 10_000,
+            max_discoveries: DEFAULT_MAX_IN_FLIGHT,
+            memory_cache_size: DEFAULT_MEMORY_CAPACITY,
         }
     }
 }
@@ -324,17 +364,18 @@ impl Default for LimitsConfig {
 /// Ours: freshness knobs of the engine (`freshness` section).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FreshnessConfig {
-    /// Longest time a "no policy" answer is cached. Default 3 600 s.
+    /// Longest time a "no policy" answer is cached. Default [`DEFAULT_MAX_NEGATIVE_TTL`] (3 600 s).
     pub max_negative_ttl: Duration,
-    /// After a failed discovery, do not retry that domain for this long (RFC 8461 §3.3). Default 60 s.
+    /// After a failed discovery, do not retry that domain for this long (RFC 8461 §3.3). Default
+    /// [`DEFAULT_FAILURE_BACKOFF`] (60 s).
     pub failure_backoff: Duration,
 }
 
 impl Default for FreshnessConfig {
     fn default() -> Self {
         Self {
-            max_negative_ttl: Duration::from_secs(3600),
-            failure_backoff: Duration::from_secs(60),
+            max_negative_ttl: DEFAULT_MAX_NEGATIVE_TTL,
+            failure_backoff: DEFAULT_FAILURE_BACKOFF,
         }
     }
 }
@@ -353,7 +394,7 @@ pub struct Config {
     pub listen: ListenConfig,
     /// `reuse_port`, default true.
     pub reuse_port: bool,
-    /// `cache_grace`, default 60 s.
+    /// `cache_grace`, default [`DEFAULT_CACHE_GRACE`] (60 s).
     pub cache_grace: Duration,
     /// `shutdown_timeout`, default 20 s.
     pub shutdown_timeout: Duration,
@@ -373,20 +414,49 @@ pub struct Config {
     pub freshness: FreshnessConfig,
     /// Ours: `metrics`; `None` (the default) serves no metrics endpoint.
     pub metrics: Option<MetricsConfig>,
-    /// Keys we do not know (dotted paths), to be logged as warnings.
-    pub unknown_keys: Vec<String>,
-    /// Other things worth a warning (e.g. `host` given together with `path`).
-    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        // An empty document always parses.
-        Self::from_node(&Node {
-            value: Value::Null,
-            line: 1,
-        })
-        .unwrap_or_else(|_| unreachable!())
+        Self {
+            listen: ListenConfig::default(),
+            reuse_port: true,
+            cache_grace: DEFAULT_CACHE_GRACE,
+            shutdown_timeout: Duration::from_secs(20),
+            cache: CacheConfig::default(),
+            proactive: ProactiveConfig::default(),
+            default_zone: ZoneConfig::default(),
+            zones: BTreeMap::new(),
+            resolver: ResolverConfig::default(),
+            limits: LimitsConfig::default(),
+            freshness: FreshnessConfig::default(),
+            metrics: None,
+        }
+    }
+}
+
+/// What reading a configuration found worth a warning, without refusing it. The caller logs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnostics {
+    unknown_keys: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Diagnostics {
+    /// Keys the daemon does not know (dotted paths, e.g. `default_zone.strict`), in document order by section.
+    /// They are ignored, as the Python daemon ignores them.
+    pub fn unknown_keys(&self) -> &[String] {
+        &self.unknown_keys
+    }
+
+    /// Other things worth a warning (e.g. `host` given together with `path`).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Whether there is nothing to report.
+    pub fn is_empty(&self) -> bool {
+        self.unknown_keys.is_empty() && self.warnings.is_empty()
     }
 }
 
@@ -395,11 +465,16 @@ impl Config {
     ///
     /// ```
     /// use mta_sts_daemon::config::{Config, ListenConfig};
-    /// let cfg = Config::parse("path: /run/mta-sts.sock\nmode: 0666\n")?;
+    /// let (cfg, diagnostics) = Config::parse("path: /run/mta-sts.sock\nmode: 0666\nhots: 1\n")?;
     /// assert_eq!(cfg.listen, ListenConfig::Unix { path: "/run/mta-sts.sock".into(), mode: Some(0o666) });
+    /// assert_eq!(diagnostics.unknown_keys(), ["hots"]);
     /// # Ok::<(), mta_sts_daemon::config::ConfigError>(())
     /// ```
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+    ///
+    /// # Errors
+    ///
+    /// The text is not YAML, or a key has a value of the wrong type or out of range.
+    pub fn parse(text: &str) -> Result<(Self, Diagnostics), ConfigError> {
         Self::from_node(&yaml::load(text)?)
     }
 
@@ -408,7 +483,7 @@ impl Config {
     /// # Errors
     ///
     /// The file cannot be read (also when it does not exist) or is invalid.
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load(path: &Path) -> Result<(Self, Diagnostics), ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text),
             Err(source) => Err(ConfigError::Read {
@@ -424,17 +499,17 @@ impl Config {
     /// # Errors
     ///
     /// The file exists but cannot be read, or is invalid.
-    pub fn load_or_default(path: &Path) -> Result<Self, ConfigError> {
+    pub fn load_or_default(path: &Path) -> Result<(Self, Diagnostics), ConfigError> {
         match Self::load(path) {
             Err(ConfigError::Read { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
-                let mut cfg = Self::default();
-                cfg.warnings.push(format!(
+                let mut diagnostics = Diagnostics::default();
+                diagnostics.warnings.push(format!(
                     "configuration file {} not found, using defaults",
                     path.display()
                 ));
-                Ok(cfg)
+                Ok((Self::default(), diagnostics))
             }
             other => other,
         }
@@ -445,7 +520,8 @@ impl Config {
         self.zones.get(name).unwrap_or(&self.default_zone)
     }
 
-    fn from_node(root: &Node) -> Result<Self, ConfigError> {
+    fn from_node(root: &Node) -> Result<(Self, Diagnostics), ConfigError> {
+        let d = Self::default();
         let mut top = Section::new("", Some(root))?;
         let mut unknown = Vec::new();
         let mut warnings = Vec::new();
@@ -472,9 +548,9 @@ impl Config {
             }
             let host = top
                 .opt_string("host")?
-                .unwrap_or_else(|| "127.0.0.1".to_owned());
+                .unwrap_or_else(|| DEFAULT_HOST.to_owned());
             let port = match top.node("port") {
-                None => 8461,
+                None => DEFAULT_PORT,
                 Some(Node {
                     value: Value::Str(s),
                     line,
@@ -488,9 +564,9 @@ impl Config {
             };
             ListenConfig::Tcp { host, port }
         };
-        let reuse_port = top.bool("reuse_port", true)?;
-        let cache_grace = top.seconds("cache_grace", Duration::from_secs(60))?;
-        let shutdown_timeout = top.seconds("shutdown_timeout", Duration::from_secs(20))?;
+        let reuse_port = top.bool("reuse_port", d.reuse_port)?;
+        let cache_grace = top.seconds("cache_grace", d.cache_grace)?;
+        let shutdown_timeout = top.seconds("shutdown_timeout", d.shutdown_timeout)?;
 
         let mut cache_section = top.section("cache")?;
         let cache = cache_config(&mut cache_section, &mut unknown)?;
@@ -498,10 +574,15 @@ impl Config {
 
         let mut pro = top.section("proactive_policy_fetching")?;
         let proactive = ProactiveConfig {
-            enabled: pro.bool("enabled", false)?,
-            interval: pro.seconds("interval", Duration::from_secs(86_400))?,
-            concurrency_limit: pro.int("concurrency_limit", 100, 1, 1_000_000)? as usize,
-            grace_ratio: pro.float("grace_ratio", 2.0, 0.0)?,
+            enabled: pro.bool("enabled", d.proactive.enabled)?,
+            interval: pro.seconds("interval", d.proactive.interval)?,
+            concurrency_limit: pro.int(
+                "concurrency_limit",
+                d.proactive.concurrency_limit as i64,
+                1,
+                1_000_000,
+            )? as usize,
+            grace_ratio: pro.float("grace_ratio", d.proactive.grace_ratio, 0.0)?,
         };
         if proactive.enabled && proactive.interval.is_zero() {
             return Err(ConfigError::Invalid {
@@ -549,18 +630,30 @@ impl Config {
         unknown.extend(res.unknown_keys());
 
         let mut lim = top.section("limits")?;
-        let d = LimitsConfig::default();
         let limits = LimitsConfig {
-            max_connections: lim.int("max_connections", d.max_connections as i64, 1, 10_000_000)?
+            max_connections: lim.int(
+                "max_connections",
+                d.limits.max_connections as i64,
+                1,
+                10_000_000,
+            )? as usize,
+            max_pipeline: lim.int("max_pipeline", d.limits.max_pipeline as i64, 1, 100_000)?
                 as usize,
-            max_pipeline: lim.int("max_pipeline", d.max_pipeline as i64, 1, 100_000)? as usize,
-            max_request_size: lim.int("max_request_size", d.max_request_size as i64, 64, 100_000)?
-                as usize,
-            max_discoveries: lim.int("max_discoveries", d.max_discoveries as i64, 1, 1_000_000)?
-                as usize,
+            max_request_size: lim.int(
+                "max_request_size",
+                d.limits.max_request_size as i64,
+                64,
+                100_000,
+            )? as usize,
+            max_discoveries: lim.int(
+                "max_discoveries",
+                d.limits.max_discoveries as i64,
+                1,
+                1_000_000,
+            )? as usize,
             memory_cache_size: lim.int(
                 "memory_cache_size",
-                d.memory_cache_size as i64,
+                d.limits.memory_cache_size as i64,
                 1,
                 100_000_000,
             )? as usize,
@@ -568,10 +661,9 @@ impl Config {
         unknown.extend(lim.unknown_keys());
 
         let mut fr = top.section("freshness")?;
-        let d = FreshnessConfig::default();
         let freshness = FreshnessConfig {
-            max_negative_ttl: fr.seconds("max_negative_ttl", d.max_negative_ttl)?,
-            failure_backoff: fr.seconds("failure_backoff", d.failure_backoff)?,
+            max_negative_ttl: fr.seconds("max_negative_ttl", d.freshness.max_negative_ttl)?,
+            failure_backoff: fr.seconds("failure_backoff", d.freshness.failure_backoff)?,
         };
         unknown.extend(fr.unknown_keys());
 
@@ -579,9 +671,9 @@ impl Config {
         let metrics = metrics_config(&mut met, &mut warnings)?;
         unknown.extend(met.unknown_keys());
 
-        let mut all_unknown = top.unknown_keys();
-        all_unknown.extend(unknown);
-        Ok(Self {
+        let mut unknown_keys = top.unknown_keys();
+        unknown_keys.extend(unknown);
+        let config = Self {
             listen,
             reuse_port,
             cache_grace,
@@ -594,9 +686,14 @@ impl Config {
             limits,
             freshness,
             metrics,
-            unknown_keys: all_unknown,
-            warnings,
-        })
+        };
+        Ok((
+            config,
+            Diagnostics {
+                unknown_keys,
+                warnings,
+            },
+        ))
     }
 }
 
@@ -746,7 +843,8 @@ fn cache_config(
     let mut o = c.section("options")?;
     let cache = match ty.as_str() {
         "internal" => CacheConfig::Internal {
-            cache_size: o.int("cache_size", 10_000, 1, 100_000_000)? as usize,
+            cache_size: o.int("cache_size", DEFAULT_MEMORY_CAPACITY as i64, 1, 100_000_000)?
+                as usize,
         },
         "sqlite" => {
             if !cfg!(feature = "sqlite") {

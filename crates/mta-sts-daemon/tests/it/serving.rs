@@ -149,7 +149,7 @@ async fn unix_socket_with_mode_replaces_stale_file_and_is_removed_at_stop() {
         path.display(),
         resolver_yaml(&fixture)
     );
-    let daemon = Running::start(Config::parse(&text).expect("config"))
+    let daemon = Running::start(Config::parse(&text).expect("config").0)
         .await
         .expect("start");
     assert_eq!(daemon.local_addr(), &LocalAddr::Unix(path.clone()));
@@ -180,7 +180,7 @@ async fn two_instances_share_a_port_with_reuse_port() {
         "host: 127.0.0.1\nport: {port}\nreuse_port: true\n{}",
         resolver_yaml(&fixture)
     );
-    let second = Running::start(Config::parse(&text).expect("config"))
+    let second = Running::start(Config::parse(&text).expect("config").0)
         .await
         .expect("second instance binds");
     let addr = tcp_addr(&second);
@@ -202,7 +202,7 @@ async fn without_reuse_port_a_second_bind_fails() {
         "host: 127.0.0.1\nport: {port}\nreuse_port: false\n{}",
         resolver_yaml(&fixture)
     );
-    let second = Running::start(Config::parse(&text).expect("config")).await;
+    let second = Running::start(Config::parse(&text).expect("config").0).await;
     assert!(
         matches!(second, Err(mta_sts_daemon::StartError::Bind { .. })),
         "{second:?}"

@@ -38,7 +38,7 @@ pub(crate) fn config_yaml(fixture: &Fixture, extra: &str) -> String {
 /// Starts a daemon in-process.
 pub(crate) async fn start(fixture: &Fixture, extra: &str) -> Running {
     let text = config_yaml(fixture, extra);
-    let config = Config::parse(&text).unwrap_or_else(|e| panic!("config {text:?}: {e}"));
+    let (config, _) = Config::parse(&text).unwrap_or_else(|e| panic!("config {text:?}: {e}"));
     Running::start(config)
         .await
         .unwrap_or_else(|e| panic!("start: {e}"))
@@ -50,7 +50,7 @@ pub(crate) async fn start_with_clock(
     extra: &str,
 ) -> (Running, Arc<ManualClock>) {
     let text = config_yaml(fixture, extra);
-    let config = Config::parse(&text).unwrap_or_else(|e| panic!("config {text:?}: {e}"));
+    let (config, _) = Config::parse(&text).unwrap_or_else(|e| panic!("config {text:?}: {e}"));
     let clock = Arc::new(ManualClock::new(1_700_000_000));
     let running = Bound::bind(config)
         .unwrap_or_else(|e| panic!("bind: {e}"))
