@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mtasts_engine::prometheus_client::registry::Registry;
 use mtasts_engine::{Clock, Engine};
 use mtasts_fetch::Fetcher;
+use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -86,7 +86,8 @@ impl Bound {
             local_addrs,
             metrics: metrics_listener,
         } = self;
-        let metrics = Arc::new(Metrics::new(config.zones.keys()));
+        let mut registry = Registry::default();
+        let metrics = Arc::new(Metrics::new(&mut registry, config.zones.keys()));
         let fetcher = TimedDiscover::new(fetcher, Arc::clone(&metrics));
         let (store, memory) = stores::open(&config.cache, config.limits.memory_cache_size).await?;
         let mut builder = Engine::builder(fetcher)
@@ -102,7 +103,6 @@ impl Bound {
         if let Some(clock) = clock {
             builder = builder.clock(clock);
         }
-        let mut registry = Registry::default();
         let engine = builder.build_with_registry(&mut registry);
         let registry = Arc::new(registry);
         let handler =
@@ -111,12 +111,7 @@ impl Bound {
         let (metrics_server, metrics_addr) = match metrics_listener {
             Some((listener, addr)) => {
                 info!(listen = %addr, path = metrics::METRICS_PATH, "metrics endpoint serving");
-                let task = tokio::spawn(metrics::serve(
-                    listener,
-                    Arc::clone(&metrics),
-                    registry,
-                    stop.clone(),
-                ));
+                let task = tokio::spawn(metrics::serve(listener, registry, stop.clone()));
                 (Some(task), Some(addr))
             }
             None => (None, None),

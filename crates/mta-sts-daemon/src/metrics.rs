@@ -1,10 +1,11 @@
-//! Prometheus metrics: counters kept by the daemon, the engine's registry, and a small HTTP endpoint
-//! serving them in the text exposition format 0.0.4 on an optional separate listener (`metrics.listen`).
+//! Prometheus metrics: the daemon's own families, registered next to the engine's in one prometheus-client
+//! [`Registry`], and the HTTP endpoint serving it on an optional listener of its own (`metrics.listen`).
 //!
-//! [`Metrics`] holds the daemon's own counters (answers by zone and kind, connections, the discovery duration
-//! histogram, proactive refresh runs); the engine registers its own in a prometheus-client registry
-//! ([`EngineBuilder::build_with_registry`](mtasts_engine::EngineBuilder::build_with_registry)).
-//! [`Metrics::render`] writes both; [`serve`] answers `GET /metrics` with it.
+//! [`Metrics`] holds the daemon's families (answers by zone and kind, connections, the discovery duration
+//! histogram, proactive refresh runs, build information); the engine registers its own
+//! ([`EngineBuilder::build_with_registry`](mtasts_engine::EngineBuilder::build_with_registry),
+//! [`EngineStats`](mtasts_engine::EngineStats)). [`Format::encode`] writes the registry; [`serve`] answers
+//! `GET /metrics` with it.
 //!
 //! Label sets are bounded: `zone` takes only configured zone names (plus `default` for every name answered by
 //! `default_zone`), `kind`, `layer`, `outcome`, `reason`, `op` and `result` take fixed values, and a domain name
@@ -29,41 +30,40 @@
 //! | `mtasts_proactive_refresh_runs_total` | counter | `result` = `completed`, `incomplete` |
 //! | `mtasts_proactive_refresh_results_total` | counter | `result` ([`RefreshReport`] fields) |
 //! | `mtasts_proactive_refresh_last_run_timestamp_seconds` | gauge | |
-//! | `mtasts_build_info` | gauge | `version` |
+//! | `mtasts_build_info` | gauge (OpenMetrics: info) | `version` |
 //! | `mtasts_start_time_seconds` | gauge | |
 //!
 //! ```
-//! use mta_sts_daemon::metrics::{AnswerKind, Metrics};
-//! use mtasts_engine::prometheus_client::registry::Registry;
+//! use mta_sts_daemon::metrics::{AnswerKind, Format, Metrics};
+//! use prometheus_client::registry::Registry;
 //!
-//! let metrics = Metrics::new(["tlsrpt"]);
-//! let zone = metrics.zone(b"tlsrpt");
-//! metrics.answered(zone, AnswerKind::Secure);
+//! let mut registry = Registry::default();
+//! let metrics = Metrics::new(&mut registry, ["tlsrpt"]);
+//! metrics.answered(metrics.zone(b"tlsrpt"), AnswerKind::Secure);
 //! metrics.answered(metrics.zone(b"anything-else"), AnswerKind::NoPolicy);
-//! let text = metrics.render(&Registry::default());
-//! assert!(text.contains("mtasts_answers_total{zone=\"tlsrpt\",kind=\"secure\"} 1\n"));
-//! assert!(text.contains("mtasts_answers_total{zone=\"default\",kind=\"no_policy\"} 1\n"));
+//! let text = Format::Text.encode(&registry);
+//! assert!(text.contains("\nmtasts_answers_total{zone=\"tlsrpt\",kind=\"secure\"} 1\n"));
+//! assert!(text.contains("\nmtasts_answers_total{zone=\"default\",kind=\"no_policy\"} 1\n"));
 //! ```
 
-mod exposition;
 mod http;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mtasts_engine::prometheus_client::encoding::prometheus_text;
-use mtasts_engine::prometheus_client::registry::Registry;
 use mtasts_engine::{Discover, Discovery, DiscoveryRequest, RefreshReport, async_trait};
+use prometheus_client::encoding::{prometheus_text, text};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
 use tokio_util::sync::CancellationToken;
 
 pub use crate::answer::AnswerKind;
 use crate::listen::Listener;
-use exposition::{Histogram, Kind, Writer};
-
-/// The `Content-Type` of the Prometheus text exposition format served.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The HTTP path the endpoint serves.
 pub const METRICS_PATH: &str = "/metrics";
@@ -77,72 +77,84 @@ pub const DISCOVERY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0,
 ];
 
+/// A text exposition format of the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Format {
+    /// OpenMetrics 1.0 text: what Prometheus asks for (`Accept: application/openmetrics-text`). Counter families
+    /// are declared without their `_total` suffix, `mtasts_build_info` is an `info` family, and the document
+    /// ends with `# EOF`.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4, which every scraper reads.
+    Text,
+}
+
+impl Format {
+    /// The `Content-Type` of a document in this format.
+    #[must_use]
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::Text => prometheus_text::CONTENT_TYPE,
+        }
+    }
+
+    /// `registry`'s families and samples in this format.
+    #[must_use]
+    pub fn encode(self, registry: &Registry) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing to a String cannot fail, and prometheus-client's encoders fail only when the writer does.
+        let _ = match self {
+            Self::OpenMetrics => text::encode(&mut out, registry),
+            Self::Text => prometheus_text::encode(&mut out, registry),
+        };
+        out
+    }
+}
+
 /// A zone's index in [`Metrics`], from [`Metrics::zone`]: resolve it once per request, count with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZoneId(usize);
 
-#[derive(Debug, Default)]
-struct Counter(AtomicU64);
+/// Reads one count of a [`RefreshReport`].
+type ReportCount = fn(&RefreshReport) -> u64;
 
-impl Counter {
-    fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// `RefreshReport` results as label values, in order.
-const REFRESH_RESULTS: [&str; 7] = [
-    "fetched",
-    "unchanged",
-    "no_policy",
-    "failed",
-    "backoff",
-    "fresh",
-    "invalid",
+/// The `result` label of each [`RefreshReport`] count in `mtasts_proactive_refresh_results_total`.
+const REFRESH_RESULTS: [(&str, ReportCount); 7] = [
+    ("fetched", |r| r.fetched),
+    ("unchanged", |r| r.unchanged),
+    ("no_policy", |r| r.no_policy),
+    ("failed", |r| r.failed),
+    ("backoff", |r| r.backoff),
+    ("fresh", |r| r.fresh),
+    ("invalid", |r| r.invalid),
 ];
 
-fn refresh_results(report: &RefreshReport) -> [u64; REFRESH_RESULTS.len()] {
-    [
-        report.fetched,
-        report.unchanged,
-        report.no_policy,
-        report.failed,
-        report.backoff,
-        report.fresh,
-        report.invalid,
-    ]
-}
+/// The label set of a family with one label.
+type Label = [(&'static str, &'static str); 1];
 
-/// The daemon's counters. Built once at start, shared (`Arc`) by the server, the discoverer and the endpoint.
-/// Counting is a relaxed atomic add; nothing locks.
+/// The daemon's metrics. Built once at start, shared (`Arc`) by the server, the discoverer and the proactive
+/// refresh; the endpoint encodes the registry they are in. Counting is a relaxed atomic add (the discovery
+/// histogram takes a short lock).
 #[derive(Debug)]
 pub struct Metrics {
-    /// `zone` label values; index 0 is [`DEFAULT_ZONE_LABEL`].
-    zone_labels: Vec<String>,
     zone_ids: BTreeMap<String, usize>,
-    /// `zone_labels.len() * AnswerKind::ALL.len()` counters, zone-major.
+    /// One counter per zone and [`AnswerKind`], zone-major; index 0 is [`DEFAULT_ZONE_LABEL`].
     answers: Box<[Counter]>,
-    connections_open: AtomicU64,
+    connections_open: Gauge,
     connections_total: Counter,
     discovery_duration: Histogram,
-    refresh_completed: Counter,
-    refresh_incomplete: Counter,
-    refresh_results: [Counter; REFRESH_RESULTS.len()],
-    refresh_last_run: AtomicU64,
-    started_at: u64,
+    /// `[completed, incomplete]`.
+    refresh_runs: [Counter; 2],
+    /// One counter per row of [`REFRESH_RESULTS`].
+    refresh_results: Box<[Counter]>,
+    refresh_last_run: Gauge,
 }
 
 impl Metrics {
-    /// Counters for a daemon whose configured zones (`zones.<name>`) are `zone_names`.
-    pub fn new<I, S>(zone_names: I) -> Self
+    /// The metrics of a daemon whose configured zones (`zones.<name>`) are `zone_names`, registered in
+    /// `registry`.
+    pub fn new<I, S>(registry: &mut Registry, zone_names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -163,21 +175,84 @@ impl Metrics {
             };
             zone_ids.insert(name.to_owned(), id);
         }
-        let answers = (0..zone_labels.len() * AnswerKind::ALL.len())
-            .map(|_| Counter::default())
+        let answers = Family::<[(&'static str, String); 2], Counter>::default();
+        registry.register(
+            "mtasts_answers",
+            "Socketmap answers sent, by zone (configured zone name, or default) and kind",
+            answers.clone(),
+        );
+        let answers = zone_labels
+            .iter()
+            .flat_map(|zone| AnswerKind::ALL.map(|kind| (zone, kind)))
+            .map(|(zone, kind)| {
+                answers.get_or_create_owned(&[
+                    ("zone", zone.clone()),
+                    ("kind", kind.as_str().to_owned()),
+                ])
+            })
             .collect();
+        let connections_open = Gauge::default();
+        registry.register(
+            "mtasts_connections_open",
+            "Socketmap client connections open now",
+            connections_open.clone(),
+        );
+        let connections_total = Counter::default();
+        registry.register(
+            "mtasts_connections",
+            "Socketmap client connections accepted",
+            connections_total.clone(),
+        );
+        let discovery_duration = Histogram::new(DISCOVERY_BUCKETS.iter().copied());
+        registry.register_with_unit(
+            "mtasts_discovery_duration",
+            "Duration of policy discoveries (DNS TXT lookup, then HTTPS fetch when needed), including refreshes",
+            Unit::Seconds,
+            discovery_duration.clone(),
+        );
+        let runs = Family::<Label, Counter>::default();
+        registry.register(
+            "mtasts_proactive_refresh_runs",
+            "Proactive refresh passes, by whether the store scan reached its end",
+            runs.clone(),
+        );
+        let results = Family::<Label, Counter>::default();
+        registry.register(
+            "mtasts_proactive_refresh_results",
+            "Entries handled by proactive refresh passes, by result",
+            results.clone(),
+        );
+        let refresh_last_run = Gauge::default();
+        registry.register_with_unit(
+            "mtasts_proactive_refresh_last_run_timestamp",
+            "End of the last proactive refresh pass, Unix time (0: none yet)",
+            Unit::Seconds,
+            refresh_last_run.clone(),
+        );
+        registry.register(
+            "mtasts_build",
+            "Build information; the value is always 1",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register_with_unit(
+            "mtasts_start_time",
+            "Start time of the daemon, Unix time",
+            Unit::Seconds,
+            ConstGauge::new(i64::try_from(unix_now()).unwrap_or(i64::MAX)),
+        );
         Self {
-            zone_labels,
             zone_ids,
             answers,
-            connections_open: AtomicU64::new(0),
-            connections_total: Counter::default(),
-            discovery_duration: Histogram::new(DISCOVERY_BUCKETS),
-            refresh_completed: Counter::default(),
-            refresh_incomplete: Counter::default(),
-            refresh_results: Default::default(),
-            refresh_last_run: AtomicU64::new(0),
-            started_at: unix_now(),
+            connections_open,
+            connections_total,
+            discovery_duration,
+            refresh_runs: ["completed", "incomplete"]
+                .map(|result| runs.get_or_create_owned(&[("result", result)])),
+            refresh_results: REFRESH_RESULTS
+                .iter()
+                .map(|(result, _)| results.get_or_create_owned(&[("result", result)]))
+                .collect(),
+            refresh_last_run,
         }
     }
 
@@ -191,164 +266,69 @@ impl Metrics {
         ZoneId(id)
     }
 
+    fn answer_counter(&self, zone: ZoneId, kind: AnswerKind) -> Option<&Counter> {
+        self.answers
+            .get(zone.0 * AnswerKind::ALL.len() + kind.index())
+    }
+
     /// Counts one answer.
     pub fn answered(&self, zone: ZoneId, kind: AnswerKind) {
-        if let Some(counter) = self
-            .answers
-            .get(zone.0 * AnswerKind::ALL.len() + kind.index())
-        {
+        if let Some(counter) = self.answer_counter(zone, kind) {
             counter.inc();
         }
     }
 
     /// Answers counted so far for `zone` and `kind`.
     pub fn answers(&self, zone: ZoneId, kind: AnswerKind) -> u64 {
-        self.answers
-            .get(zone.0 * AnswerKind::ALL.len() + kind.index())
-            .map_or(0, Counter::get)
+        self.answer_counter(zone, kind).map_or(0, Counter::get)
     }
 
     /// Counts an open socketmap connection until the guard is dropped.
-    pub fn connection(self: &Arc<Self>) -> ConnectionGuard {
+    pub fn connection(&self) -> ConnectionGuard {
         self.connections_total.inc();
-        self.connections_open.fetch_add(1, Ordering::Relaxed);
-        ConnectionGuard(Arc::clone(self))
+        self.connections_open.inc();
+        ConnectionGuard(self.connections_open.clone())
     }
 
     /// Socketmap connections open now.
-    pub fn open_connections(&self) -> u64 {
-        self.connections_open.load(Ordering::Relaxed)
+    pub fn open_connections(&self) -> i64 {
+        self.connections_open.get()
     }
 
     /// Records how long one discovery took.
     pub fn observe_discovery(&self, elapsed: Duration) {
-        self.discovery_duration.observe(elapsed);
-    }
-
-    /// Discoveries timed so far.
-    pub fn discoveries_timed(&self) -> u64 {
-        self.discovery_duration.count()
+        self.discovery_duration.observe(elapsed.as_secs_f64());
     }
 
     /// Records one proactive refresh pass that ended at `ended_at` (Unix seconds).
     pub fn record_refresh(&self, report: &RefreshReport, ended_at: u64) {
+        let [completed, incomplete] = &self.refresh_runs;
         if report.completed {
-            self.refresh_completed.inc();
+            completed
         } else {
-            self.refresh_incomplete.inc();
+            incomplete
         }
-        for (counter, n) in self.refresh_results.iter().zip(refresh_results(report)) {
-            counter.add(n);
+        .inc();
+        for (counter, (_, count)) in self.refresh_results.iter().zip(REFRESH_RESULTS) {
+            counter.inc_by(count(report));
         }
-        self.refresh_last_run.store(ended_at, Ordering::Relaxed);
+        self.refresh_last_run
+            .set(i64::try_from(ended_at).unwrap_or(i64::MAX));
     }
 
     /// Proactive refresh passes recorded so far.
     pub fn refresh_runs(&self) -> u64 {
-        self.refresh_completed.get() + self.refresh_incomplete.get()
-    }
-
-    /// The exposition document: these counters, then those registered in `engine`.
-    pub fn render(&self, engine: &Registry) -> String {
-        let mut w = Writer::new();
-        self.render_daemon(&mut w);
-        self.discovery_duration.write(
-            &mut w,
-            "mtasts_discovery_duration_seconds",
-            "Duration of policy discoveries (DNS TXT lookup, then HTTPS fetch when needed), including refreshes.",
-        );
-        self.render_refresh(&mut w);
-        w.family(
-            "mtasts_build_info",
-            Kind::Gauge,
-            "Build information; the value is always 1.",
-        );
-        w.sample(
-            "mtasts_build_info",
-            &[("version", env!("CARGO_PKG_VERSION"))],
-            1,
-        );
-        w.single(
-            "mtasts_start_time_seconds",
-            Kind::Gauge,
-            "Start time of the daemon, Unix seconds.",
-            self.started_at,
-        );
-        let mut out = w.finish();
-        // Writing to a String cannot fail.
-        let _ = prometheus_text::encode(&mut out, engine);
-        out
-    }
-
-    fn render_daemon(&self, w: &mut Writer) {
-        let name = "mtasts_answers_total";
-        w.family(
-            name,
-            Kind::Counter,
-            "Socketmap answers sent, by zone (configured zone name, or default) and kind.",
-        );
-        for (z, zone) in self.zone_labels.iter().enumerate() {
-            for kind in AnswerKind::ALL {
-                let value = self.answers(ZoneId(z), kind);
-                w.sample(name, &[("zone", zone), ("kind", kind.as_str())], value);
-            }
-        }
-        w.single(
-            "mtasts_connections_open",
-            Kind::Gauge,
-            "Socketmap client connections open now.",
-            self.open_connections(),
-        );
-        w.single(
-            "mtasts_connections_total",
-            Kind::Counter,
-            "Socketmap client connections accepted.",
-            self.connections_total.get(),
-        );
-    }
-
-    fn render_refresh(&self, w: &mut Writer) {
-        let name = "mtasts_proactive_refresh_runs_total";
-        w.family(
-            name,
-            Kind::Counter,
-            "Proactive refresh passes, by whether the store scan reached its end.",
-        );
-        w.sample(
-            name,
-            &[("result", "completed")],
-            self.refresh_completed.get(),
-        );
-        w.sample(
-            name,
-            &[("result", "incomplete")],
-            self.refresh_incomplete.get(),
-        );
-        let name = "mtasts_proactive_refresh_results_total";
-        w.family(
-            name,
-            Kind::Counter,
-            "Entries handled by proactive refresh passes, by result.",
-        );
-        for (result, counter) in REFRESH_RESULTS.iter().zip(&self.refresh_results) {
-            w.sample(name, &[("result", result)], counter.get());
-        }
-        w.single(
-            "mtasts_proactive_refresh_last_run_timestamp_seconds",
-            Kind::Gauge,
-            "End of the last proactive refresh pass, Unix seconds (0: none yet).",
-            self.refresh_last_run.load(Ordering::Relaxed),
-        );
+        self.refresh_runs.iter().map(Counter::get).sum()
     }
 }
 
 /// Keeps `mtasts_connections_open` counted while alive ([`Metrics::connection`]).
 #[derive(Debug)]
-pub struct ConnectionGuard(Arc<Metrics>);
+pub struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.0.connections_open.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
@@ -389,18 +369,13 @@ impl<D: Discover> Discover for TimedDiscover<D> {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` is cancelled: `metrics` and the engine's `registry`,
-/// rendered at each scrape. One request per connection; see the module documentation of the responder for its
-/// bounds.
-pub async fn serve(
-    listener: Listener,
-    metrics: Arc<Metrics>,
-    registry: Arc<Registry>,
-    stop: CancellationToken,
-) {
+/// Serves `GET /metrics` on `listener` until `stop` is cancelled: `registry` (the daemon's [`Metrics`] and the
+/// engine's), encoded at each scrape. One request per connection; see the module documentation of the
+/// responder for its bounds.
+pub async fn serve(listener: Listener, registry: Arc<Registry>, stop: CancellationToken) {
     http::serve(
         listener,
-        move || metrics.render(&registry),
+        move || Format::Text.encode(&registry),
         http::IO_TIMEOUT,
         stop,
     )
@@ -419,111 +394,29 @@ mod tests {
 
     use super::*;
 
-    fn sample_lines(text: &str, prefix: &str) -> Vec<String> {
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .map(str::to_owned)
-            .collect()
-    }
+    /// Every domain has no policy.
+    #[derive(Debug)]
+    struct NoPolicy;
 
-    #[test]
-    fn zones_are_configured_names_or_default() {
-        let m = Metrics::new(["a", "b", "a", "default"]);
-        assert_eq!(m.zone(b"a"), ZoneId(1));
-        assert_eq!(m.zone(b"b"), ZoneId(2));
-        assert_eq!(m.zone(b"default"), ZoneId(0));
-        assert_eq!(m.zone(b"postfix"), ZoneId(0));
-        assert_eq!(m.zone(b"\xff"), ZoneId(0));
-        m.answered(m.zone(b"unknown.example.com"), AnswerKind::Secure);
-        m.answered(m.zone(b"b"), AnswerKind::ParentDomain);
-        let text = m.render(&Registry::default());
-        let answers = sample_lines(&text, "mtasts_answers_total{");
-        assert_eq!(answers.len(), 3 * AnswerKind::ALL.len(), "{answers:#?}");
-        assert!(
-            answers.contains(&"mtasts_answers_total{zone=\"default\",kind=\"secure\"} 1".into())
-        );
-        assert!(
-            answers.contains(&"mtasts_answers_total{zone=\"b\",kind=\"parent_domain\"} 1".into())
-        );
-        assert!(!text.contains("unknown.example.com"));
-    }
-
-    #[test]
-    fn every_family_has_help_and_type_before_its_samples() {
-        let m = Metrics::new(["z"]);
-        let mut registry = Registry::default();
-        let _engine = mtasts_engine::Engine::builder(
-            mtasts_fetch::Fetcher::builder().build().expect("fetcher"),
-        )
-        .build_with_registry(&mut registry);
-        let text = m.render(&registry);
-        let mut declared: Vec<&str> = Vec::new();
-        let mut lines = text.lines().peekable();
-        while let Some(line) = lines.next() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let name = rest.split(' ').next().unwrap_or_default();
-                let ty = lines.next().unwrap_or_default();
-                assert!(ty.starts_with(&format!("# TYPE {name} ")), "{ty}");
-                assert!(!declared.contains(&name), "{name} declared twice");
-                declared.push(name);
-                continue;
+    #[async_trait]
+    impl Discover for NoPolicy {
+        async fn discover(&self, _: &DiscoveryRequest<'_>) -> Discovery {
+            Discovery::NoPolicy {
+                reason: mtasts_engine::NoPolicyReason::NxDomain,
+                negative_ttl: None,
             }
-            let sample = line.split(['{', ' ']).next().unwrap_or_default();
-            let family = declared.last().copied().unwrap_or_default();
-            assert!(
-                sample == family
-                    || [
-                        format!("{family}_bucket"),
-                        format!("{family}_sum"),
-                        format!("{family}_count")
-                    ]
-                    .contains(&sample.to_owned()),
-                "{line} outside its family {family}"
-            );
-            let value = line.rsplit(' ').next().unwrap_or_default();
-            assert!(value.parse::<f64>().is_ok(), "{line}");
         }
-        assert!(declared.iter().filter(|n| n.ends_with("_total")).count() >= 10);
-        assert!(text.contains(&format!(
-            "mtasts_build_info{{version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
-        )));
-        assert!(text.ends_with('\n'));
     }
 
-    #[test]
-    fn connections_are_counted_while_open() {
-        let m = Arc::new(Metrics::new::<_, &str>([]));
-        let a = m.connection();
-        let b = m.connection();
-        assert_eq!(m.open_connections(), 2);
-        drop(a);
-        let text = m.render(&Registry::default());
-        assert!(text.contains("\nmtasts_connections_open 1\n"), "{text}");
-        assert!(text.contains("\nmtasts_connections_total 2\n"), "{text}");
-        drop(b);
-        assert_eq!(m.open_connections(), 0);
+    fn registered(zones: &[&str]) -> (Registry, Metrics) {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry, zones);
+        (registry, metrics)
     }
 
-    #[test]
-    fn refresh_passes_are_summed() {
-        let m = Metrics::new::<_, &str>([]);
-        let mut report = RefreshReport::default();
-        report.fetched = 2;
-        report.failed = 1;
-        report.completed = true;
-        m.record_refresh(&report, 1_700_000_000);
-        report.completed = false;
-        m.record_refresh(&report, 1_700_000_100);
-        let text = m.render(&Registry::default());
-        for line in [
-            "mtasts_proactive_refresh_runs_total{result=\"completed\"} 1",
-            "mtasts_proactive_refresh_runs_total{result=\"incomplete\"} 1",
-            "mtasts_proactive_refresh_results_total{result=\"fetched\"} 4",
-            "mtasts_proactive_refresh_results_total{result=\"failed\"} 2",
-            "mtasts_proactive_refresh_results_total{result=\"unchanged\"} 0",
-            "mtasts_proactive_refresh_last_run_timestamp_seconds 1700000100",
-        ] {
+    #[track_caller]
+    fn assert_lines(text: &str, lines: &[&str]) {
+        for line in lines {
             assert!(
                 text.contains(&format!("\n{line}\n")),
                 "{line} missing in\n{text}"
@@ -531,32 +424,152 @@ mod tests {
         }
     }
 
+    #[test]
+    fn zones_are_configured_names_or_default() {
+        let (registry, m) = registered(&["a", "b", "a", "default"]);
+        assert_eq!(m.zone(b"a"), ZoneId(1));
+        assert_eq!(m.zone(b"b"), ZoneId(2));
+        assert_eq!(m.zone(b"default"), ZoneId(0));
+        assert_eq!(m.zone(b"postfix"), ZoneId(0));
+        assert_eq!(m.zone(b"\xff"), ZoneId(0));
+        m.answered(m.zone(b"unknown.example.com"), AnswerKind::Secure);
+        m.answered(m.zone(b"b"), AnswerKind::ParentDomain);
+        assert_eq!(m.answers(ZoneId(0), AnswerKind::Secure), 1);
+        let text = Format::Text.encode(&registry);
+        let answers = text
+            .lines()
+            .filter(|l| l.starts_with("mtasts_answers_total{"))
+            .count();
+        assert_eq!(answers, 3 * AnswerKind::ALL.len(), "{text}");
+        assert_lines(
+            &text,
+            &[
+                "mtasts_answers_total{zone=\"default\",kind=\"secure\"} 1",
+                "mtasts_answers_total{zone=\"b\",kind=\"parent_domain\"} 1",
+                "mtasts_answers_total{zone=\"a\",kind=\"invalid\"} 0",
+            ],
+        );
+        assert!(!text.contains("unknown.example.com"));
+    }
+
+    /// The daemon's and the engine's families in one registry, in both formats: the same samples, declared as
+    /// each format wants.
+    #[test]
+    fn both_formats_carry_the_same_samples() {
+        let (mut registry, m) = registered(&["z"]);
+        let _engine = mtasts_engine::Engine::builder(NoPolicy).build_with_registry(&mut registry);
+        m.answered(m.zone(b"z"), AnswerKind::Testing);
+        // Bucket bounds are floats: OpenMetrics writes `1.0` where the 0.0.4 format writes `1`.
+        let samples = |text: &str| {
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| match l.split_once("le=\"") {
+                    Some((name, rest)) => {
+                        let (bound, rest) = rest.split_once('"').expect("closing quote");
+                        let bound: f64 = bound.parse().expect("bucket bound");
+                        format!("{name}le=\"{bound}\"{rest}")
+                    }
+                    None => l.to_owned(),
+                })
+                .collect();
+            lines.sort_unstable();
+            lines
+        };
+        let open = Format::OpenMetrics.encode(&registry);
+        let plain = Format::Text.encode(&registry);
+        assert_eq!(samples(&open), samples(&plain));
+        assert!(open.ends_with("\n# EOF\n"), "{open}");
+        assert!(!plain.contains("# EOF"), "{plain}");
+        for line in [
+            "# TYPE mtasts_answers counter",
+            "# TYPE mtasts_build info",
+            "# TYPE mtasts_discovery_duration_seconds histogram",
+            "# UNIT mtasts_discovery_duration_seconds seconds",
+            "# TYPE mtasts_discovery_failures counter",
+        ] {
+            assert!(open.contains(&format!("{line}\n")), "{line} in\n{open}");
+        }
+        for line in [
+            "# TYPE mtasts_answers_total counter",
+            "# TYPE mtasts_build_info gauge",
+            "# HELP mtasts_discovery_failures_total Failed policy discoveries, by failure kind.",
+        ] {
+            assert!(plain.contains(&format!("{line}\n")), "{line} in\n{plain}");
+        }
+        assert_lines(
+            &plain,
+            &[
+                "mtasts_answers_total{zone=\"z\",kind=\"testing\"} 1",
+                &format!(
+                    "mtasts_build_info{{version=\"{}\"}} 1",
+                    env!("CARGO_PKG_VERSION")
+                ),
+                "mtasts_discovery_duration_seconds_bucket{le=\"+Inf\"} 0",
+                "mtasts_cache_misses_total 0",
+            ],
+        );
+        assert_eq!(
+            Format::Text.content_type(),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+    }
+
+    #[test]
+    fn connections_are_counted_while_open() {
+        let (registry, m) = registered(&[]);
+        let a = m.connection();
+        let b = m.connection();
+        assert_eq!(m.open_connections(), 2);
+        drop(a);
+        let text = Format::Text.encode(&registry);
+        assert_lines(
+            &text,
+            &["mtasts_connections_open 1", "mtasts_connections_total 2"],
+        );
+        drop(b);
+        assert_eq!(m.open_connections(), 0);
+    }
+
+    #[test]
+    fn refresh_passes_are_summed() {
+        let (registry, m) = registered(&[]);
+        let mut report = RefreshReport::default();
+        report.fetched = 2;
+        report.failed = 1;
+        report.invalid = 3;
+        report.completed = true;
+        m.record_refresh(&report, 1_700_000_000);
+        report.completed = false;
+        m.record_refresh(&report, 1_700_000_100);
+        assert_eq!(m.refresh_runs(), 2);
+        assert_lines(
+            &Format::Text.encode(&registry),
+            &[
+                "mtasts_proactive_refresh_runs_total{result=\"completed\"} 1",
+                "mtasts_proactive_refresh_runs_total{result=\"incomplete\"} 1",
+                "mtasts_proactive_refresh_results_total{result=\"fetched\"} 4",
+                "mtasts_proactive_refresh_results_total{result=\"failed\"} 2",
+                "mtasts_proactive_refresh_results_total{result=\"invalid\"} 6",
+                "mtasts_proactive_refresh_results_total{result=\"unchanged\"} 0",
+                "mtasts_proactive_refresh_last_run_timestamp_seconds 1700000100",
+            ],
+        );
+    }
+
     #[tokio::test]
     async fn timed_discover_records_each_discovery() {
-        #[derive(Debug)]
-        struct NoPolicy;
-        #[async_trait]
-        impl Discover for NoPolicy {
-            async fn discover(&self, _: &DiscoveryRequest<'_>) -> Discovery {
-                Discovery::NoPolicy {
-                    reason: mtasts_engine::NoPolicyReason::NxDomain,
-                    negative_ttl: None,
-                }
-            }
-        }
-        let metrics = Arc::new(Metrics::new::<_, &str>([]));
-        let timed = TimedDiscover::new(NoPolicy, Arc::clone(&metrics));
+        let (registry, metrics) = registered(&[]);
+        let timed = TimedDiscover::new(NoPolicy, Arc::new(metrics));
         let domain = PolicyDomain::parse("example.com").expect("domain");
         for _ in 0..3 {
             let request = DiscoveryRequest::new(&domain, None, Duration::from_secs(1));
             let d = timed.discover(&request).await;
             assert!(matches!(d, Discovery::NoPolicy { .. }));
         }
-        assert_eq!(metrics.discoveries_timed(), 3);
-        let text = metrics.render(&Registry::default());
-        assert!(
-            text.contains("\nmtasts_discovery_duration_seconds_count 3\n"),
-            "{text}"
+        assert_lines(
+            &Format::Text.encode(&registry),
+            &["mtasts_discovery_duration_seconds_count 3"],
         );
     }
 }

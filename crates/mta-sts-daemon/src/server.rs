@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use mtasts_engine::Engine;
+use prometheus_client::registry::Registry;
 use socketmap_proto::{Reply, Request, ServerCodec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -39,7 +40,7 @@ impl Handler {
             engine,
             default_zone: config.default_zone.clone(),
             zones: config.zones.clone(),
-            metrics: Arc::new(Metrics::new(config.zones.keys())),
+            metrics: Arc::new(Metrics::new(&mut Registry::default(), config.zones.keys())),
         }
     }
 

@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{CONTENT_TYPE, METRICS_PATH};
+use super::{Format, METRICS_PATH};
 use crate::listen::{Listener, Stream};
 
 /// Longest request head (request line and headers) read; a longer one gets `431`.
@@ -193,7 +193,7 @@ impl Response {
         Self {
             status: 200,
             reason: "OK",
-            content_type: CONTENT_TYPE,
+            content_type: Format::Text.content_type(),
             body,
             head_only,
             allow: false,

@@ -1,5 +1,6 @@
 //! The metrics endpoint (`metrics.listen`): scraped over HTTP after known traffic, counts asserted exactly.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -193,22 +194,28 @@ async fn scrape_counts_known_traffic_exactly() {
     daemon.shutdown().await;
 }
 
+/// A SQLite store (in `dir`) holding `domain`'s policy, written by a daemon that looked it up once and stopped:
+/// the configuration of that store, with the metrics endpoint on.
+#[cfg(feature = "sqlite")]
+async fn primed_store(fixture: &Fixture, dir: &Path, domain: &str) -> String {
+    let cache = format!(
+        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n{METRICS_TCP}",
+        dir.join("cache.db").display()
+    );
+    let first = start(fixture, &cache).await;
+    let reply = query(tcp_addr(&first), "postfix", domain).await;
+    assert!(reply.starts_with("OK secure match="), "{domain}: {reply}");
+    first.shutdown().await;
+    cache
+}
+
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn store_hits_are_counted_per_layer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cache = format!(
-        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n{METRICS_TCP}",
-        dir.path().join("cache.db").display()
-    );
     let fixture = Fixture::start().await;
     fixture.publish("enforce.test", "id1", ENFORCE);
-    let first = start(&fixture, &cache).await;
-    assert_eq!(
-        query(tcp_addr(&first), "postfix", "enforce.test").await,
-        ENFORCE_REPLY
-    );
-    first.shutdown().await;
+    let cache = primed_store(&fixture, dir.path(), "enforce.test").await;
     // A new daemon on the same store answers from it without discovery.
     let second = start(&fixture, &cache).await;
     for _ in 0..2 {
@@ -238,20 +245,10 @@ async fn store_hits_are_counted_per_layer() {
 #[tokio::test]
 async fn proactive_refresh_runs_are_counted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cache = format!(
-        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n{METRICS_TCP}",
-        dir.path().join("cache.db").display()
-    );
     let fixture = Fixture::start().await;
     let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: mail.example.com\n";
     fixture.publish("proactive.test", "id1", policy);
-    let first = start(&fixture, &cache).await;
-    assert!(
-        query(tcp_addr(&first), "postfix", "proactive.test")
-            .await
-            .starts_with("OK secure")
-    );
-    first.shutdown().await;
+    let cache = primed_store(&fixture, dir.path(), "proactive.test").await;
     let second = start(
         &fixture,
         &format!("{cache}proactive_policy_fetching:\n  enabled: true\n  interval: 86400\n"),
@@ -297,8 +294,7 @@ async fn proactive_refresh_runs_are_counted() {
 
 #[tokio::test]
 async fn endpoint_on_a_unix_socket_with_mode() {
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
+    let fixture = standard_fixture().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("metrics.sock");
     let daemon = start(
@@ -345,33 +341,74 @@ async fn no_endpoint_unless_configured() {
     daemon.shutdown().await;
 }
 
-/// Every metric the shipped Grafana dashboard (contrib/grafana/mta-sts-daemon.json) queries is exposed, so
-/// the dashboard cannot silently drift from the metric names.
-#[tokio::test]
-async fn grafana_dashboard_queries_exposed_metrics() {
-    let dashboard = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/grafana/mta-sts-daemon.json"),
-    )
-    .expect("contrib/grafana/mta-sts-daemon.json");
-    let fixture = Fixture::start().await;
-    let daemon = start(&fixture, METRICS_TCP).await;
-    let body = scrape(&daemon).await;
-    let mut checked = 0;
-    for (start, _) in dashboard.match_indices("mtasts_") {
-        let name: String = dashboard[start..]
+/// The families a scrape declares (`# TYPE` lines of the 0.0.4 format: the names samples are queried by, with
+/// `_bucket`, `_sum` and `_count` for the histogram).
+fn declared_families(body: &str) -> BTreeSet<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `mtasts_*` names in `text`, each cut at the first character a metric name cannot hold.
+fn metric_names(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.match_indices("mtasts_").map(|(at, _)| {
+        text[at..]
             .chars()
             .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-            .collect();
-        let family = name.strip_suffix("_bucket").unwrap_or(&name);
-        assert!(
-            body.contains(&format!("# TYPE {family} ")),
-            "the dashboard queries {name}, which the daemon does not expose"
-        );
-        checked += 1;
-    }
-    assert!(
-        checked >= 10,
-        "only {checked} metric references found in the dashboard"
-    );
+            .collect()
+    })
+}
+
+/// The metrics named in the first column of a Markdown table (`| \`name{labels}\`, \`other\` | … |`), with
+/// `prefix` added.
+fn first_column_names<'a>(rows: impl Iterator<Item = &'a str>, prefix: &str) -> BTreeSet<String> {
+    rows.filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .map(|name| format!("{prefix}{}", name.split('{').next().unwrap_or(name)))
+        .collect()
+}
+
+fn read_repo_file(path: &str) -> String {
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+/// The metric tables of docs/operations.md and of the `metrics` module documentation list exactly the families
+/// exposed, and every metric the shipped Grafana dashboard (contrib/grafana/mta-sts-daemon.json) queries is
+/// exposed: names cannot drift from the documentation or the dashboard.
+#[tokio::test]
+async fn docs_and_dashboard_name_the_exposed_metrics() {
+    let fixture = Fixture::start().await;
+    let daemon = start(&fixture, METRICS_TCP).await;
+    let exposed = declared_families(&scrape(&daemon).await);
     daemon.shutdown().await;
+
+    let operations = read_repo_file("docs/operations.md");
+    let (_, section) = operations
+        .split_once("\n## Metrics\n")
+        .expect("a Metrics section");
+    let rows = section.lines().take_while(|l| !l.starts_with("## "));
+    // That table names metrics without their `mtasts_` prefix.
+    let documented = first_column_names(rows.filter(|l| l.starts_with("| `")), "mtasts_");
+    assert_eq!(documented, exposed, "docs/operations.md metrics table");
+
+    let module = read_repo_file("crates/mta-sts-daemon/src/metrics.rs");
+    let rows = module.lines().filter_map(|l| l.strip_prefix("//! "));
+    let documented = first_column_names(rows.filter(|l| l.starts_with("| `mtasts_")), "");
+    assert_eq!(documented, exposed, "the metrics module's table");
+
+    let dashboard = read_repo_file("contrib/grafana/mta-sts-daemon.json");
+    let queried: BTreeSet<String> = metric_names(&dashboard)
+        .map(|name| name.strip_suffix("_bucket").unwrap_or(&name).to_owned())
+        .collect();
+    assert!(queried.len() >= 10, "only {queried:?} in the dashboard");
+    let missing: Vec<_> = queried.difference(&exposed).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, which the daemon does not expose"
+    );
 }

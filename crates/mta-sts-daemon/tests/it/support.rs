@@ -80,5 +80,12 @@ pub(crate) fn publish_standard(fixture: &Fixture) {
     fixture.publish("none.test", "id1", NONE);
 }
 
+/// A fixture publishing the three standard policies ([`publish_standard`]).
+pub(crate) async fn standard_fixture() -> Fixture {
+    let fixture = Fixture::start().await;
+    publish_standard(&fixture);
+    fixture
+}
+
 pub(crate) const ENFORCE_REPLY: &str =
     "OK secure match=mail.example.com:.mx.example.net servername=hostname";
