@@ -1,7 +1,7 @@
 //! Redis and Redis Sentinel store for the MTA-STS policy cache, compatible with postfix-mta-sts-resolver.
 //!
 //! [`RedisCache`] implements [`mtasts_cache::PolicyCache`] over a connection pool (deadpool-redis). Build it
-//! with [`RedisCache::connect`] from [`RedisOptions`] (one server; the URL carries database and password) or
+//! with [`RedisCache::connect`] from [`RedisOptions`] (one server: a URL, with database and login options over it) or
 //! with [`RedisCache::sentinel`] from [`SentinelOptions`] (master found through Redis Sentinel, failovers
 //! followed automatically). Several mail servers can share one Redis, and the Python daemon can share it too.
 //!
@@ -68,6 +68,6 @@ mod store;
 
 pub use options::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_RESPONSE_TIMEOUT, RedisOptions,
-    SentinelOptions,
+    SentinelOptions, ServerOptions,
 };
 pub use store::{KeyError, METADATA_KEY, PROACTIVE_FETCH_FIELD, RedisCache};

@@ -3,27 +3,83 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Default for [`RedisOptions::connect_timeout`] and [`SentinelOptions::connect_timeout`].
+use deadpool_redis::redis::{ConnectionInfo, IntoConnectionInfo, RedisResult};
+use url::Url;
+
+/// Default for [`ServerOptions::connect_timeout`].
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default for [`RedisOptions::response_timeout`] and [`SentinelOptions::response_timeout`].
+/// Default for [`ServerOptions::response_timeout`].
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default for [`RedisOptions::pool_size`] and [`SentinelOptions::pool_size`].
+/// Default for [`ServerOptions::pool_size`].
 pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// How to log in to and talk with the Redis server holding the data (behind Sentinel: the master). Shared by
+/// [`RedisOptions`] and [`SentinelOptions`], which have a setter for each field.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerOptions {
+    /// Database number; for [`RedisOptions`] it overrides the URL's. Default: the URL's, else 0.
+    pub db: Option<i64>,
+    /// User name (Redis 6 ACL); for [`RedisOptions`] it overrides the URL's.
+    pub username: Option<String>,
+    /// Password; for [`RedisOptions`] it overrides the URL's. Never printed by `Debug`.
+    pub password: Option<String>,
+    /// Limit for opening a connection (TCP connect plus handshake; through Sentinel also the lookup and the
+    /// role check). Default 5 s.
+    pub connect_timeout: Duration,
+    /// Limit for the answer to one command. Default 5 s.
+    pub response_timeout: Duration,
+    /// Most connections kept open at once. Each is multiplexed, so a few suffice. Default 16.
+    pub pool_size: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            db: None,
+            username: None,
+            password: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            pool_size: DEFAULT_POOL_SIZE,
+        }
+    }
+}
+
+impl fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &redacted(self.password.as_ref()))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+fn redacted<T>(secret: Option<&T>) -> Option<&'static str> {
+    secret.map(|_| "<redacted>")
+}
 
 /// How to reach a single Redis server: [`RedisCache::connect`](crate::RedisCache::connect).
 ///
-/// The URL carries the database number and credentials:
-/// `redis://[[user]:password@]host[:port][/db]`, or `redis+unix:///path/to/socket?db=N&pass=secret` for a
-/// UNIX socket. The password is never printed by `Debug`.
+/// The URL is `redis://[[user]:password@]host[:port][/db]`, or `redis+unix:///path/to/socket?db=N&pass=secret`
+/// (also `unix://`) for a UNIX socket. [`db`](Self::db), [`username`](Self::username) and
+/// [`password`](Self::password) override the URL's parts, as redis-py's `from_url(url, **options)` does.
+/// Passwords are never printed by `Debug`.
 ///
 /// ```
 /// use std::time::Duration;
 /// use mtasts_cache_redis::RedisOptions;
 ///
-/// let options = RedisOptions::new("redis://:s3cret@127.0.0.1:6379/2")
+/// let options = RedisOptions::new("redis://127.0.0.1:6379/2")
+///     .password("s3cret")
+///     .db(3)
 ///     .connect_timeout(Duration::from_secs(2))
 ///     .pool_size(8);
-/// assert_eq!(options.pool_size, 8);
+/// assert_eq!(options.server.pool_size, 8);
 /// assert!(!format!("{options:?}").contains("s3cret"));
 /// ```
 #[derive(Clone)]
@@ -31,12 +87,8 @@ pub const DEFAULT_POOL_SIZE: usize = 16;
 pub struct RedisOptions {
     /// Server URL (see the type's documentation).
     pub url: String,
-    /// Limit for opening a connection (TCP connect plus handshake). Default 5 s.
-    pub connect_timeout: Duration,
-    /// Limit for the answer to one command. Default 5 s.
-    pub response_timeout: Duration,
-    /// Most connections kept open at once. Each is multiplexed, so a few suffice. Default 16.
-    pub pool_size: usize,
+    /// Login and limits.
+    pub server: ServerOptions,
 }
 
 impl RedisOptions {
@@ -45,31 +97,24 @@ impl RedisOptions {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
-            pool_size: DEFAULT_POOL_SIZE,
+            server: ServerOptions::default(),
         }
     }
 
-    /// Sets [`RedisOptions::connect_timeout`].
-    #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets [`RedisOptions::response_timeout`].
-    #[must_use]
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
-
-    /// Sets [`RedisOptions::pool_size`].
-    #[must_use]
-    pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size;
-        self
+    /// The URL's connection details with [`ServerOptions::db`], `username` and `password` put over them.
+    pub(crate) fn connection_info(&self) -> RedisResult<ConnectionInfo> {
+        let info = self.url.as_str().into_connection_info()?;
+        let mut redis = info.redis_settings().clone();
+        if let Some(db) = self.server.db {
+            redis = redis.set_db(db);
+        }
+        if let Some(user) = &self.server.username {
+            redis = redis.set_username(user);
+        }
+        if let Some(password) = &self.server.password {
+            redis = redis.set_password(password);
+        }
+        Ok(info.set_redis_settings(redis))
     }
 }
 
@@ -84,9 +129,7 @@ impl fmt::Debug for RedisOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisOptions")
             .field("url", &redact_url(&self.url))
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .field("pool_size", &self.pool_size)
+            .field("server", &self.server)
             .finish()
     }
 }
@@ -95,7 +138,8 @@ impl fmt::Debug for RedisOptions {
 ///
 /// The master is looked up through the sentinels (asked in order) whenever a connection is opened; a pooled
 /// connection whose server is no longer the master (after a failover) is dropped, so the store follows
-/// failovers by itself.
+/// failovers by itself. Everything but the sentinels, the master's name and the sentinels' own login applies to
+/// the master ([`ServerOptions`]), as in the Python daemon.
 ///
 /// ```
 /// use mtasts_cache_redis::SentinelOptions;
@@ -113,22 +157,12 @@ pub struct SentinelOptions {
     pub master_name: String,
     /// Sentinel addresses, host and port; asked in this order.
     pub sentinels: Vec<(String, u16)>,
-    /// Database number on the master. Default 0.
-    pub db: i64,
-    /// User name for the master (Redis 6 ACL), if any.
-    pub username: Option<String>,
-    /// Password for the master, if any.
-    pub password: Option<String>,
     /// User name for the sentinels themselves, if they require one.
     pub sentinel_username: Option<String>,
     /// Password for the sentinels themselves, if they require one.
     pub sentinel_password: Option<String>,
-    /// Limit for opening a connection (sentinel lookup, connect, role check). Default 5 s.
-    pub connect_timeout: Duration,
-    /// Limit for the answer to one command. Default 5 s.
-    pub response_timeout: Duration,
-    /// Most connections kept open at once. Default 16.
-    pub pool_size: usize,
+    /// Login on the master, and limits.
+    pub server: ServerOptions,
 }
 
 impl SentinelOptions {
@@ -138,36 +172,10 @@ impl SentinelOptions {
         Self {
             master_name: master_name.into(),
             sentinels,
-            db: 0,
-            username: None,
-            password: None,
             sentinel_username: None,
             sentinel_password: None,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
-            pool_size: DEFAULT_POOL_SIZE,
+            server: ServerOptions::default(),
         }
-    }
-
-    /// Sets [`SentinelOptions::db`].
-    #[must_use]
-    pub fn db(mut self, db: i64) -> Self {
-        self.db = db;
-        self
-    }
-
-    /// Sets [`SentinelOptions::username`].
-    #[must_use]
-    pub fn username(mut self, username: impl Into<String>) -> Self {
-        self.username = Some(username.into());
-        self
-    }
-
-    /// Sets [`SentinelOptions::password`].
-    #[must_use]
-    pub fn password(mut self, password: impl Into<String>) -> Self {
-        self.password = Some(password.into());
-        self
     }
 
     /// Sets [`SentinelOptions::sentinel_username`].
@@ -183,94 +191,189 @@ impl SentinelOptions {
         self.sentinel_password = Some(password.into());
         self
     }
-
-    /// Sets [`SentinelOptions::connect_timeout`].
-    #[must_use]
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets [`SentinelOptions::response_timeout`].
-    #[must_use]
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
-
-    /// Sets [`SentinelOptions::pool_size`].
-    #[must_use]
-    pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size;
-        self
-    }
 }
 
 impl fmt::Debug for SentinelOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secret = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
         f.debug_struct("SentinelOptions")
             .field("master_name", &self.master_name)
             .field("sentinels", &self.sentinels)
-            .field("db", &self.db)
-            .field("username", &self.username)
-            .field("password", &secret(&self.password))
             .field("sentinel_username", &self.sentinel_username)
-            .field("sentinel_password", &secret(&self.sentinel_password))
-            .field("connect_timeout", &self.connect_timeout)
-            .field("response_timeout", &self.response_timeout)
-            .field("pool_size", &self.pool_size)
+            .field(
+                "sentinel_password",
+                &redacted(self.sentinel_password.as_ref()),
+            )
+            .field("server", &self.server)
             .finish()
     }
 }
 
-/// `url` with any password replaced, for logs and `Debug`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    // userinfo: between "://" and the last '@' before the path.
-    if let Some(scheme_end) = url.find("://") {
-        let rest = &url[scheme_end + 3..];
-        let authority_end = rest.find('/').unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            out = format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &rest[at..]);
+/// The setters of [`ServerOptions`]' fields, for each options type that has one.
+macro_rules! server_setters {
+    ($($options:ty),+) => {$(
+        impl $options {
+            /// Sets [`ServerOptions::db`].
+            #[must_use]
+            pub fn db(mut self, db: i64) -> Self {
+                self.server.db = Some(db);
+                self
+            }
+
+            /// Sets [`ServerOptions::username`].
+            #[must_use]
+            pub fn username(mut self, username: impl Into<String>) -> Self {
+                self.server.username = Some(username.into());
+                self
+            }
+
+            /// Sets [`ServerOptions::password`].
+            #[must_use]
+            pub fn password(mut self, password: impl Into<String>) -> Self {
+                self.server.password = Some(password.into());
+                self
+            }
+
+            /// Sets [`ServerOptions::connect_timeout`].
+            #[must_use]
+            pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+                self.server.connect_timeout = timeout;
+                self
+            }
+
+            /// Sets [`ServerOptions::response_timeout`].
+            #[must_use]
+            pub fn response_timeout(mut self, timeout: Duration) -> Self {
+                self.server.response_timeout = timeout;
+                self
+            }
+
+            /// Sets [`ServerOptions::pool_size`].
+            #[must_use]
+            pub fn pool_size(mut self, size: usize) -> Self {
+                self.server.pool_size = size;
+                self
+            }
         }
+    )+};
+}
+
+server_setters!(RedisOptions, SentinelOptions);
+
+/// `url` with any password replaced, for logs and `Debug`; a URL that does not parse shows its scheme only.
+pub(crate) fn redact_url(url: &str) -> String {
+    const REDACTED: &str = "redacted";
+    let Ok(mut parsed) = Url::parse(url) else {
+        return match url.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://…"),
+            None => "…".to_owned(),
+        };
+    };
+    if parsed.password().is_some() {
+        // Only fails for URLs that cannot have a password, and this one has one.
+        let _ = parsed.set_password(Some(REDACTED));
     }
-    // Query parameters of redis+unix URLs: `pass=...` / `password=...`.
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k == "pass" || k == "password" => format!("{k}=<redacted>"),
-                _ => kv.to_owned(),
+    // Query parameters of UNIX-socket URLs: `pass=…` / `password=…`.
+    if parsed.query().is_some() {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k == "pass" || k == "password" {
+                    REDACTED.into()
+                } else {
+                    v
+                };
+                (k.into_owned(), v.into_owned())
             })
             .collect();
-        out = format!("{head}{}", query.join("&"));
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    out
+    parsed.into()
 }
 
 #[cfg(test)]
 mod tests {
+    use deadpool_redis::redis::ConnectionAddr;
+
     use super::*;
 
     #[test]
     fn redacts_passwords() {
         let cases = [
             ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
-            ("redis://:pw@host:6379/3", "redis://:<redacted>@host:6379/3"),
-            ("redis://user:pw@host/3", "redis://user:<redacted>@host/3"),
-            ("redis://user:p@w@host", "redis://user:<redacted>@host"),
+            ("redis://:pw@host:6379/3", "redis://:redacted@host:6379/3"),
+            ("redis://user:pw@host/3", "redis://user:redacted@host/3"),
+            ("redis://user:p%40w@host", "redis://user:redacted@host"),
             (
                 "redis+unix:///run/redis.sock?db=2&pass=pw",
-                "redis+unix:///run/redis.sock?db=2&pass=<redacted>",
+                "redis+unix:///run/redis.sock?db=2&pass=redacted",
             ),
-            ("no scheme", "no scheme"),
+            ("redis://user:pw@[bad", "redis://…"),
+            ("no scheme", "…"),
         ];
         for (url, want) in cases {
             assert_eq!(redact_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn options_override_the_url_parts() {
+        // (url, username, password, db) → (address, username, password, db) the store logs in with.
+        type Given<'a> = (&'a str, Option<&'a str>, Option<&'a str>, Option<i64>);
+        type LogIn<'a> = (&'a str, Option<&'a str>, Option<&'a str>, i64);
+        let cases: [(Given<'_>, LogIn<'_>); 6] = [
+            (
+                ("redis://127.0.0.1/0", None, None, None),
+                ("127.0.0.1:6379", None, None, 0),
+            ),
+            (
+                ("redis://127.0.0.1/0", None, Some("p@ss:/"), None),
+                ("127.0.0.1:6379", None, Some("p@ss:/"), 0),
+            ),
+            (
+                ("redis://old:x@h:6380/1", Some("u"), Some("new"), Some(3)),
+                ("h:6380", Some("u"), Some("new"), 3),
+            ),
+            (
+                ("redis://old:x@h:6380/1", None, None, None),
+                ("h:6380", Some("old"), Some("x"), 1),
+            ),
+            // UNIX sockets keep their path; the options replace the query's.
+            (
+                ("unix:///run/redis.sock?db=1&pass=old", None, None, Some(2)),
+                ("/run/redis.sock", None, Some("old"), 2),
+            ),
+            (
+                (
+                    "redis+unix:///run/redis.sock",
+                    Some("u"),
+                    Some("p&w"),
+                    Some(4),
+                ),
+                ("/run/redis.sock", Some("u"), Some("p&w"), 4),
+            ),
+        ];
+        for ((url, user, pass, db), (addr, want_user, want_pass, want_db)) in cases {
+            let mut options = RedisOptions::new(url);
+            options.server.username = user.map(str::to_owned);
+            options.server.password = pass.map(str::to_owned);
+            options.server.db = db;
+            let info = options.connection_info().expect(url);
+            let shown = match info.addr() {
+                ConnectionAddr::Tcp(host, port) => format!("{host}:{port}"),
+                ConnectionAddr::Unix(path) => path.display().to_string(),
+                other => format!("{other:?}"),
+            };
+            let redis = info.redis_settings();
+            assert_eq!(
+                (
+                    shown.as_str(),
+                    redis.username(),
+                    redis.password(),
+                    redis.db()
+                ),
+                (addr, want_user, want_pass, want_db),
+                "{url}"
+            );
         }
     }
 
@@ -279,10 +382,14 @@ mod tests {
         let o = RedisOptions::default();
         assert_eq!(o.url, "redis://127.0.0.1:6379/0");
         assert_eq!(
-            (o.connect_timeout, o.response_timeout, o.pool_size),
+            (
+                o.server.connect_timeout,
+                o.server.response_timeout,
+                o.server.pool_size
+            ),
             (Duration::from_secs(5), Duration::from_secs(5), 16)
         );
         let s = SentinelOptions::new("m", vec![]);
-        assert_eq!((s.db, s.password.as_deref()), (0, None));
+        assert_eq!((s.server.db, s.server.password.as_deref()), (None, None));
     }
 }

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::time::Duration;
 
+use deadpool::managed::PoolBuilder;
 use deadpool_redis::redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use deadpool_redis::redis::{
     self, AsyncConnectionConfig, Cmd, ConnectionAddr, FromRedisValue, RedisError,
@@ -14,7 +15,7 @@ use mtasts_cache::{
 };
 
 use crate::member;
-use crate::options::{RedisOptions, SentinelOptions, redact_url};
+use crate::options::{RedisOptions, SentinelOptions, ServerOptions, redact_url};
 use crate::pool::{Conn, Pool, SentinelManager};
 
 /// The store name in [`CacheError`]s.
@@ -99,33 +100,24 @@ impl RedisCache {
     /// # Errors
     ///
     /// [`CacheError::Config`] for a malformed URL or a zero pool size.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "options are handed over, like to the other constructors"
+    )]
     pub fn connect_lazy(options: RedisOptions) -> Result<Self, CacheError> {
-        check_pool_size(options.pool_size)?;
         let target = redact_url(&options.url);
-        let config = connection_config(options.connect_timeout, options.response_timeout);
-        let manager =
-            deadpool_redis::Manager::new_with_config(options.url, config).map_err(|e| {
-                CacheError::Config {
-                    store: STORE,
-                    reason: format!("invalid URL {target:?}"),
-                    source: Some(share(e)),
-                }
+        let info = options.connection_info();
+        let server = &options.server;
+        let config = connection_config(server);
+        let manager = info
+            .and_then(|info| deadpool_redis::Manager::new_with_config(info, config))
+            .map_err(|e| CacheError::Config {
+                store: STORE,
+                reason: format!("invalid URL {target:?}"),
+                source: Some(share(e)),
             })?;
-        let deadline = options.connect_timeout + options.response_timeout;
-        let pool = deadpool_redis::Pool::builder(manager)
-            .max_size(options.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(deadline))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.response_timeout))
-            .build()
-            .map_err(build_error)?;
-        Ok(Self {
-            pool: Pool::Direct(pool),
-            deadline,
-            response_timeout: options.response_timeout,
-            target,
-        })
+        let pool = build_pool(deadpool_redis::Pool::builder(manager), server)?;
+        Ok(Self::new(Pool::Direct(pool), server, target))
     }
 
     /// Connects to the master the sentinels name and checks that it answers.
@@ -158,8 +150,12 @@ impl RedisCache {
     /// # Errors
     ///
     /// [`CacheError::Config`] for an empty sentinel list or a zero pool size.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "options are handed over, like to the other constructors"
+    )]
     pub fn sentinel_lazy(options: SentinelOptions) -> Result<Self, CacheError> {
-        check_pool_size(options.pool_size)?;
+        let server = &options.server;
         if options.sentinels.is_empty() {
             return Err(CacheError::Config {
                 store: STORE,
@@ -169,16 +165,16 @@ impl RedisCache {
         }
         let addrs = options
             .sentinels
-            .into_iter()
-            .map(|(host, port)| ConnectionAddr::Tcp(host, port));
+            .iter()
+            .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
         let mut builder =
             SentinelClientBuilder::new(addrs, &options.master_name, SentinelServerType::Master)
                 .map_err(config_error("invalid sentinel configuration"))?
-                .set_client_to_redis_db(options.db);
-        if let Some(user) = &options.username {
+                .set_client_to_redis_db(server.db.unwrap_or(0));
+        if let Some(user) = &server.username {
             builder = builder.set_client_to_redis_username(user);
         }
-        if let Some(password) = &options.password {
+        if let Some(password) = &server.password {
             builder = builder.set_client_to_redis_password(password);
         }
         if let Some(user) = &options.sentinel_username {
@@ -190,23 +186,19 @@ impl RedisCache {
         let client = builder
             .build()
             .map_err(config_error("invalid sentinel configuration"))?;
-        let config = connection_config(options.connect_timeout, options.response_timeout);
-        let deadline = options.connect_timeout + options.response_timeout;
-        let pool = deadpool::managed::Pool::builder(SentinelManager::new(client, config))
-            .max_size(options.pool_size)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(deadline))
-            .create_timeout(Some(options.connect_timeout))
-            .recycle_timeout(Some(options.response_timeout))
-            .build()
-            .map_err(build_error)?;
+        let manager = SentinelManager::new(client, connection_config(server));
+        let pool = build_pool(deadpool::managed::Pool::builder(manager), server)?;
         let target = format!("sentinel master {:?}", options.master_name);
-        Ok(Self {
-            pool: Pool::Sentinel(pool),
-            deadline,
-            response_timeout: options.response_timeout,
+        Ok(Self::new(Pool::Sentinel(pool), server, target))
+    }
+
+    fn new(pool: Pool, server: &ServerOptions, target: String) -> Self {
+        Self {
+            pool,
+            deadline: server.connect_timeout + server.response_timeout,
+            response_timeout: server.response_timeout,
             target,
-        })
+        }
     }
 
     /// Checks that the server answers (`PING`).
@@ -558,21 +550,40 @@ impl PolicyCache for RedisCache {
     }
 }
 
-fn connection_config(connect: Duration, response: Duration) -> AsyncConnectionConfig {
+fn connection_config(server: &ServerOptions) -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(connect))
-        .set_response_timeout(Some(response))
+        .set_connection_timeout(Some(server.connect_timeout))
+        .set_response_timeout(Some(server.response_timeout))
 }
 
-fn check_pool_size(size: usize) -> Result<(), CacheError> {
-    if size == 0 {
+/// A pool of at most `pool_size` connections whose every wait is bounded by the server options' timeouts.
+fn build_pool<M, W>(
+    builder: PoolBuilder<M, W>,
+    server: &ServerOptions,
+) -> Result<deadpool::managed::Pool<M, W>, CacheError>
+where
+    M: deadpool::managed::Manager,
+    W: From<deadpool::managed::Object<M>>,
+{
+    if server.pool_size == 0 {
         return Err(CacheError::Config {
             store: STORE,
             reason: "pool_size must be at least 1".into(),
             source: None,
         });
     }
-    Ok(())
+    builder
+        .max_size(server.pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(server.connect_timeout + server.response_timeout))
+        .create_timeout(Some(server.connect_timeout))
+        .recycle_timeout(Some(server.response_timeout))
+        .build()
+        .map_err(|e| CacheError::Config {
+            store: STORE,
+            reason: "cannot build the connection pool".into(),
+            source: Some(share(e)),
+        })
 }
 
 fn reject_reserved(domain: &str) -> Result<(), CacheError> {
@@ -611,13 +622,5 @@ fn config_error(reason: &'static str) -> impl Fn(RedisError) -> CacheError {
         store: STORE,
         reason: reason.into(),
         source: Some(share(e)),
-    }
-}
-
-fn build_error(err: deadpool::managed::BuildError) -> CacheError {
-    CacheError::Config {
-        store: STORE,
-        reason: "cannot build the connection pool".into(),
-        source: Some(share(err)),
     }
 }

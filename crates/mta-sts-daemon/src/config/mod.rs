@@ -191,23 +191,31 @@ impl Default for ZoneConfig {
     }
 }
 
-/// `redis` store options.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RedisConfig {
-    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` or `unix://…`.
-    pub url: String,
+/// Options of the Redis server that holds the data (`redis`; `redis_sentinel`: the master), with redis-py's
+/// names.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RedisServerConfig {
     /// Pool size (`max_connections`).
     pub max_connections: Option<usize>,
     /// Per-command timeout (`socket_timeout`).
     pub socket_timeout: Option<Duration>,
     /// Connect timeout (`socket_connect_timeout`).
     pub socket_connect_timeout: Option<Duration>,
-    /// Password (`password`), overriding the URL's.
+    /// Password (`password`); for `redis` it overrides the URL's.
     pub password: Option<String>,
-    /// User name (`username`), overriding the URL's.
+    /// User name (`username`); for `redis` it overrides the URL's.
     pub username: Option<String>,
-    /// Database number (`db`), overriding the URL's.
+    /// Database number (`db`); for `redis` it overrides the URL's.
     pub db: Option<i64>,
+}
+
+/// `redis` store options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]`, `rediss://…` or `unix://…`.
+    pub url: String,
+    /// The server's options.
+    pub server: RedisServerConfig,
 }
 
 /// `redis_sentinel` store options.
@@ -217,18 +225,8 @@ pub struct SentinelConfig {
     pub master_name: String,
     /// `sentinels`: `[host, port]` pairs.
     pub sentinels: Vec<(String, u16)>,
-    /// Password of the master (`password`).
-    pub password: Option<String>,
-    /// User name on the master (`username`).
-    pub username: Option<String>,
-    /// Database number (`db`).
-    pub db: Option<i64>,
-    /// Pool size (`max_connections`).
-    pub max_connections: Option<usize>,
-    /// Per-command timeout (`socket_timeout`).
-    pub socket_timeout: Option<Duration>,
-    /// Connect timeout (`socket_connect_timeout`).
-    pub socket_connect_timeout: Option<Duration>,
+    /// The master's options: every other option goes to the master, as in the Python daemon.
+    pub server: RedisServerConfig,
 }
 
 /// The policy store (`cache`).
@@ -876,14 +874,7 @@ fn cache_config(
             })?;
             CacheConfig::Redis(RedisConfig {
                 url,
-                max_connections: o
-                    .opt_int("max_connections", 1, 100_000)?
-                    .map(|n| n as usize),
-                socket_timeout: o.opt_seconds("socket_timeout")?,
-                socket_connect_timeout: o.opt_seconds("socket_connect_timeout")?,
-                password: o.opt_string("password")?,
-                username: o.opt_string("username")?,
-                db: o.opt_int("db", 0, i64::from(u16::MAX))?,
+                server: redis_server(&mut o)?,
             })
         }
         "redis_sentinel" => {
@@ -926,14 +917,7 @@ fn cache_config(
             CacheConfig::RedisSentinel(SentinelConfig {
                 master_name,
                 sentinels,
-                password: o.opt_string("password")?,
-                username: o.opt_string("username")?,
-                db: o.opt_int("db", 0, i64::from(u16::MAX))?,
-                max_connections: o
-                    .opt_int("max_connections", 1, 100_000)?
-                    .map(|n| n as usize),
-                socket_timeout: o.opt_seconds("socket_timeout")?,
-                socket_connect_timeout: o.opt_seconds("socket_connect_timeout")?,
+                server: redis_server(&mut o)?,
             })
         }
         "postgres" => {
@@ -963,6 +947,20 @@ fn cache_config(
     };
     unknown.extend(o.unknown_keys());
     Ok(cache)
+}
+
+/// The options redis-py takes for the server holding the data.
+fn redis_server(o: &mut Section<'_>) -> Result<RedisServerConfig, ConfigError> {
+    Ok(RedisServerConfig {
+        max_connections: o
+            .opt_int("max_connections", 1, 100_000)?
+            .map(|n| n as usize),
+        socket_timeout: o.opt_seconds("socket_timeout")?,
+        socket_connect_timeout: o.opt_seconds("socket_connect_timeout")?,
+        password: o.opt_string("password")?,
+        username: o.opt_string("username")?,
+        db: o.opt_int("db", 0, i64::from(u16::MAX))?,
+    })
 }
 
 fn sentinel_addr(key: &str, item: &Node) -> Result<(String, u16), ConfigError> {

@@ -300,12 +300,12 @@ fn cache_types_and_options() {
             cfg.cache,
             CacheConfig::Redis(RedisConfig {
                 url: "redis://127.0.0.1/0".into(),
-                max_connections: Some(25),
-                socket_timeout: Some(Duration::from_secs(1)),
-                socket_connect_timeout: Some(Duration::from_secs(1)),
-                password: None,
-                username: None,
-                db: None,
+                server: RedisServerConfig {
+                    max_connections: Some(25),
+                    socket_timeout: Some(Duration::from_secs(1)),
+                    socket_connect_timeout: Some(Duration::from_secs(1)),
+                    ..RedisServerConfig::default()
+                },
             })
         );
         assert_eq!(
@@ -326,7 +326,7 @@ fn cache_types_and_options() {
                 ("sentinel2".to_owned(), 26380)
             ]
         );
-        assert_eq!(s.password.as_deref(), Some("pw"));
+        assert_eq!(s.server.password.as_deref(), Some("pw"));
         let e = error(
             "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: m\n    sentinels: [[a, b]]\n",
         );
