@@ -37,10 +37,10 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanToken};
 use mtasts_core::{Policy, PolicyDomain, PolicyId};
+use mtasts_engine::{Clock as _, SystemClock};
 
 use crate::StartError;
 use crate::cli::{CacheCommand, Cli, PurgeArgs};
@@ -242,7 +242,7 @@ async fn scan_all(
     err: &mut dyn Write,
     format: Format,
 ) -> Result<Exit, Failure> {
-    let now = unix_now();
+    let now = SystemClock.now();
     if let Format::Table = format {
         writeln!(
             out,
@@ -315,7 +315,7 @@ async fn show(
         }
         Err(e) => return Err(e.into()),
     };
-    let now = unix_now();
+    let now = SystemClock.now();
     let expires = expires_at(&entry);
     let state = if expires > now { "valid" } else { "expired" };
     writeln!(out, "domain:     {domain}")?;
@@ -415,32 +415,13 @@ fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
     if n == 1 { one } else { many }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// `ts` (Unix seconds) as an RFC 3339 UTC time, e.g. `2023-11-14T22:13:20Z`.
+/// `ts` (Unix seconds) as an RFC 3339 UTC time, e.g. `2023-11-14T22:13:20Z`; a time past jiff's range (the end
+/// of year 9999; only a corrupt store row can hold one) as `@` and its number of seconds.
 fn rfc3339(ts: u64) -> String {
-    // Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`, in unsigned
-    // arithmetic: shifted to 0000-03-01, eras of 400 years).
-    let (days, secs) = (ts / 86_400, ts % 86_400);
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3_600,
-        secs % 3_600 / 60,
-        secs % 60
-    )
+    i64::try_from(ts)
+        .ok()
+        .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
+        .map_or_else(|| format!("@{ts}"), |t| t.to_string())
 }
 
 #[cfg(test)]
@@ -492,6 +473,9 @@ mod tests {
             (1_700_000_000, "2023-11-14T22:13:20Z"),
             (4_107_542_399, "2100-02-28T23:59:59Z"),
             (4_107_542_400, "2100-03-01T00:00:00Z"),
+            (253_402_207_200, "9999-12-30T22:00:00Z"),
+            (253_402_300_800, "@253402300800"),
+            (u64::MAX, "@18446744073709551615"),
         ] {
             assert_eq!(rfc3339(ts), want, "{ts}");
         }

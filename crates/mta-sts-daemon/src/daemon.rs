@@ -1,9 +1,9 @@
 //! Wiring: configuration → fetcher, store, engine, listener, server, proactive refresh.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use mtasts_engine::{Clock, Engine};
+use mtasts_engine::{Clock, Engine, SystemClock};
 use mtasts_fetch::Fetcher;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
@@ -266,12 +266,6 @@ fn build_fetcher(config: &Config) -> Result<Fetcher, StartError> {
     builder.build().map_err(StartError::Fetcher)
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Every `interval`, refreshes cached policies (RFC 8461 §3.3). The time of the last pass comes from the store,
 /// so a restart (or another host sharing the store) does not cause an early pass.
 async fn proactive_loop(
@@ -283,7 +277,7 @@ async fn proactive_loop(
     loop {
         let last = engine.last_proactive_refresh().await.unwrap_or(0);
         let due = last.saturating_add(cfg.interval.as_secs());
-        let now = unix_now();
+        let now = SystemClock.now();
         if now < due {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -295,7 +289,7 @@ async fn proactive_loop(
             () = stop.cancelled() => return,
             report = engine.refresh_proactively(cfg.interval, cfg.grace_ratio, cfg.concurrency_limit) => report,
         };
-        metrics.record_refresh(&report, unix_now());
+        metrics.record_refresh(&report, SystemClock.now());
         info!(
             scanned = report.scanned,
             due = report.due,

@@ -50,9 +50,11 @@ mod http;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use mtasts_engine::{Discover, Discovery, DiscoveryRequest, RefreshReport, async_trait};
+use mtasts_engine::{
+    Clock as _, Discover, Discovery, DiscoveryRequest, RefreshReport, SystemClock, async_trait,
+};
 use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -238,7 +240,7 @@ impl Metrics {
             "mtasts_start_time",
             "Start time of the daemon, Unix time",
             Unit::Seconds,
-            ConstGauge::new(i64::try_from(unix_now()).unwrap_or(i64::MAX)),
+            ConstGauge::new(i64::try_from(SystemClock.now()).unwrap_or(i64::MAX)),
         );
         Self {
             zone_ids,
@@ -380,12 +382,6 @@ pub async fn serve(listener: Listener, registry: Arc<Registry>, stop: Cancellati
         stop,
     )
     .await;
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
