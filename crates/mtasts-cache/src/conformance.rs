@@ -188,19 +188,6 @@ pub mod run {
     }
 }
 
-/// Whether the tests run under CI: `CI` set to anything but empty, `false` or `0`.
-#[must_use]
-pub fn under_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// A service a test needs is missing: under CI ([`under_ci`]) this panics saying `what` and how to start it
-/// (`hint`); elsewhere it prints that the test is skipped, and the caller returns.
-pub fn service_missing(what: &str, hint: &str) {
-    assert!(!under_ci(), "{what}; CI requires it: {hint}");
-    eprintln!("SKIPPED: {what} ({hint})");
-}
-
 /// Base timestamp for test entries (2023-11-14).
 const T0: u64 = 1_700_000_000;
 

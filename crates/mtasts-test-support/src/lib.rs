@@ -13,6 +13,9 @@
 //! - [`DnssecResolver`]: real DNSSEC: [`SignedZone`]s signed at start (ldns), served by NSD and
 //!   validated by Unbound, which answers on loopback (SERVFAIL for broken signatures).
 //! - [`init_tracing`]: a test subscriber for `tracing`.
+//! - [`is_ci`] and [`skip_or_fail`]: the repository's one rule for a missing service or tool (fail under
+//!   CI, which is any non-empty `CI` other than `false`/`0`; skip with a printed reason elsewhere), and
+//!   [`tool_or_skip`] for the external programs tests drive (`postmap`, `systemd-socket-activate`).
 //!
 //! Everything listens on 127.0.0.1 only, and every server stops when dropped.
 //!
@@ -29,18 +32,22 @@
 //! loopback port, unwritable temp dir).
 
 mod ca;
+mod ci;
 mod dns;
 mod dnssec;
 mod fixture;
 mod https;
 mod proxy;
+mod tools;
 
 pub use ca::{IssuedCert, TestCa};
+pub use ci::{is_ci, skip_or_fail};
 pub use dns::DnsServer;
 pub use dnssec::{DnssecResolver, SignedZone};
 pub use fixture::Fixture;
 pub use https::{CertKind, PolicyResponse, PolicyServer, RecordedRequest};
 pub use proxy::ConnectProxy;
+pub use tools::tool_or_skip;
 
 /// Installs a `tracing` subscriber that writes through the test harness's capture.
 ///

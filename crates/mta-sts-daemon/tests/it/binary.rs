@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use mtasts_test_support::Fixture;
+use mtasts_test_support::{Fixture, tool_or_skip};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::net::UnixDatagram;
@@ -309,12 +309,7 @@ async fn json_log_format_writes_one_object_per_line() {
 /// Postfix's own client, `postmap -q`, against the built binary.
 #[tokio::test]
 async fn postmap_queries_the_daemon() {
-    let Some(postmap) = find_postmap() else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "postmap not found: install Postfix (apt-get install postfix) for this test"
-        );
-        eprintln!("skipping postmap_queries_the_daemon: postmap not installed (install postfix)");
+    let Some(postmap) = tool_or_skip("postmap_queries_the_daemon", "postmap", "postfix") else {
         return;
     };
     let fixture = Fixture::start().await;
@@ -385,29 +380,15 @@ async fn postmap_queries_the_daemon() {
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
-fn find_postmap() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|d| d.join("postmap"))
-        .find(|p| p.is_file())
-}
-
 /// systemd socket activation: the daemon serves every socket passed in `LISTEN_FDS` (TCP and UNIX) and binds
-/// nothing itself. Uses `systemd-socket-activate` (part of systemd) when installed.
+/// nothing itself. Uses `systemd-socket-activate` (package systemd; `.ci/run` installs it).
 #[tokio::test]
 async fn socket_activation_serves_passed_sockets() {
-    let Some(activate) = [
-        "/usr/bin/systemd-socket-activate",
-        "/bin/systemd-socket-activate",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.is_file()) else {
-        eprintln!(
-            "skipping socket_activation_serves_passed_sockets: systemd-socket-activate not installed"
-        );
+    let Some(activate) = tool_or_skip(
+        "socket_activation_serves_passed_sockets",
+        "systemd-socket-activate",
+        "systemd",
+    ) else {
         return;
     };
     let fixture = Fixture::start().await;

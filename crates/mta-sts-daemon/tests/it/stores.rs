@@ -6,11 +6,11 @@
     allow(dead_code)
 )]
 
-use mtasts_test_support::Fixture;
+use mtasts_test_support::{Fixture, skip_or_fail};
 
 use crate::support::*;
 
-/// `url` if the service answers a TCP connect; otherwise fail under CI=true, skip (None) elsewhere.
+/// `url` if the service answers a TCP connect; otherwise [`skip_or_fail`] (None).
 pub(crate) async fn service(
     env: &str,
     default: &str,
@@ -22,11 +22,10 @@ pub(crate) async fn service(
     if tokio::net::TcpStream::connect(&target).await.is_ok() {
         return Some(url);
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{what} is not reachable at {target} ({env}={url}); start it for this test"
+    skip_or_fail(
+        &format!("{what} is not reachable at {target} ({env}={url})"),
+        &format!("start it, or set {env}"),
     );
-    eprintln!("skipping: {what} not reachable at {target} (set {env})");
     None
 }
 

@@ -5,7 +5,8 @@
 //! - Servers the tests start themselves with `redis-server` on spare loopback ports: restarts, passwords,
 //!   and Redis Sentinel (a master, a replica and `redis-server --sentinel`).
 //!
-//! A missing Redis or redis-server fails the tests under `CI=true` and skips them (with a message) otherwise.
+//! A missing Redis or redis-server fails the tests under CI and skips them (with a message) otherwise
+//! (`mtasts_test_support::skip_or_fail`).
 
 mod compat;
 mod conformance;

@@ -12,6 +12,7 @@ use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncConnectionConfig, Client, FromRedisValue};
 use mtasts_cache::PolicyCache;
 use mtasts_cache_redis::{RedisCache, RedisOptions, SentinelOptions};
+use mtasts_test_support::skip_or_fail;
 use tempfile::TempDir;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
@@ -26,13 +27,12 @@ const POLL: Duration = Duration::from_millis(20);
 /// The master name used by every Sentinel setup.
 pub(crate) const MASTER_NAME: &str = "mtasts";
 
-/// A missing service: fails the test under `CI=true`, otherwise prints why it is skipped.
+/// A missing service: fails the test under CI, otherwise prints why it is skipped ([`skip_or_fail`]).
 pub(crate) fn missing(what: &str) {
-    let hint = "start redis-server on 127.0.0.1:6379 (or set MTASTS_TEST_REDIS_URL) and put redis-server in PATH";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{what}; CI=true requires it: {hint}");
-    }
-    eprintln!("SKIPPED: {what} ({hint})");
+    skip_or_fail(
+        what,
+        "start redis-server on 127.0.0.1:6379 (or set MTASTS_TEST_REDIS_URL) and put redis-server in PATH",
+    );
 }
 
 /// The shared server's URL without a database path, split into `scheme://[userinfo@]` and `host[:port]`.

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mtasts_cache::conformance::{Harness, Networked, sample_entry, service_missing};
+use mtasts_cache::conformance::{Harness, Networked, sample_entry};
 use mtasts_cache::{CacheError, PolicyCache, async_trait};
 use mtasts_cache_sql::{PostgresCache, PostgresOptions};
+use mtasts_test_support::skip_or_fail;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AnyPool, AssertSqlSafe};
 
@@ -81,7 +82,7 @@ impl Harness for Schema {
             Err(e) => {
                 let hint = "start it on 127.0.0.1:5432 with trust auth and a database `test`, or set \
                             MTASTS_TEST_POSTGRES_URL";
-                service_missing(&format!("PostgreSQL not reachable at {url}: {e}"), hint);
+                skip_or_fail(&format!("PostgreSQL not reachable at {url}: {e}"), hint);
                 return None;
             }
         };

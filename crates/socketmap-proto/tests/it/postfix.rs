@@ -2,7 +2,7 @@
 //! `dict_sockmap.c`) against a `ServerCodec` server, over TCP and a UNIX socket.
 //!
 //! Needs Postfix's `postmap` (Debian: `apt-get install postfix`; the mail system is never started). Without
-//! it the tests are skipped with a message, or fail when `CI=true`.
+//! it the tests are skipped with a message, or fail under CI (`mtasts_test_support::tool_or_skip`).
 
 use std::{
     path::{Path, PathBuf},
@@ -45,26 +45,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, seen: Seen) {
     }
 }
 
-fn find_postmap() -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join("postmap"))
-        .find(|path| path.is_file())
-}
-
-/// `postmap`, or `None` (after failing under CI=true) with the skip reason printed.
+/// `postmap`, or `None` (after failing under CI) with the skip reason printed.
 fn postmap_or_skip(test: &str) -> Option<PathBuf> {
-    let found = find_postmap();
-    if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test}: postmap not found; install Postfix (apt-get install postfix) for this test"
-        );
-        eprintln!("skipping {test}: postmap not installed (install postfix)");
-    }
-    found
+    mtasts_test_support::tool_or_skip(test, "postmap", "postfix")
 }
 
 /// Exit code, stdout and stderr of `postmap -c <config_dir> -q <key> <map>`.
