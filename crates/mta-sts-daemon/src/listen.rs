@@ -5,11 +5,19 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use crate::config::ListenConfig;
+
+/// The pause after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// A bound listener.
 #[derive(Debug)]
@@ -116,6 +124,33 @@ impl Listener {
                 Ok(Stream::Tcp(s))
             }
             Self::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Stream::Unix(s)),
+        }
+    }
+
+    /// Takes one of `permits`, then accepts one client: while every permit is held, further clients wait in
+    /// the kernel backlog, not in memory. `None` once `stop` is cancelled. A failed accept (EMFILE and
+    /// friends) is logged and tried again after a pause instead of spinning.
+    pub(crate) async fn accept_permitted(
+        &self,
+        permits: &Arc<Semaphore>,
+        stop: &CancellationToken,
+    ) -> Option<(Stream, OwnedSemaphorePermit)> {
+        let permit = tokio::select! {
+            () = stop.cancelled() => return None,
+            permit = Arc::clone(permits).acquire_owned() => permit.ok()?,
+        };
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return None,
+                accepted = self.accept() => match accepted {
+                    Ok(stream) => return Some((stream, permit)),
+                    Err(e) => {
+                        let listen = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                        warn!(error = %e, listen, "accept failed");
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                    }
+                },
+            }
         }
     }
 }

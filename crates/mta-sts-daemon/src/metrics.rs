@@ -1,5 +1,6 @@
 //! Prometheus metrics: the daemon's own families, registered next to the engine's in one prometheus-client
-//! [`Registry`], and the HTTP endpoint serving it on an optional listener of its own (`metrics.listen`).
+//! [`Registry`], and the HTTP endpoint serving it (OpenMetrics, or the 0.0.4 text format) on an optional
+//! listener of its own (`metrics.listen`).
 //!
 //! [`Metrics`] holds the daemon's families (answers by zone and kind, connections, the discovery duration
 //! histogram, proactive refresh runs, build information); the engine registers its own
@@ -98,6 +99,45 @@ impl Format {
         match self {
             Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
             Self::Text => prometheus_text::CONTENT_TYPE,
+        }
+    }
+
+    /// The format to answer a request with the `Accept` header `accept` (its values joined with `,`):
+    /// OpenMetrics when the client accepts it (with a `q` above 0 and no lower than `text/plain`'s), else the
+    /// 0.0.4 text format, which every client reads.
+    ///
+    /// ```
+    /// use mta_sts_daemon::metrics::Format;
+    /// // Prometheus:
+    /// let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+    ///                   version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    /// assert_eq!(Format::negotiate(prometheus), Format::OpenMetrics);
+    /// assert_eq!(Format::negotiate("*/*"), Format::Text);
+    /// assert_eq!(Format::negotiate("text/plain, application/openmetrics-text;q=0.5"), Format::Text);
+    /// ```
+    #[must_use]
+    pub fn negotiate(accept: &str) -> Self {
+        // The highest `q` given to a media type (RFC 9110 §12.5.1); 0 when it is not listed.
+        let quality = |wanted: &str| {
+            accept
+                .split(',')
+                .filter_map(|range| {
+                    let mut parts = range.split(';').map(str::trim);
+                    if !parts.next()?.eq_ignore_ascii_case(wanted) {
+                        return None;
+                    }
+                    parts
+                        .filter_map(|param| param.split_once('='))
+                        .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                        .map_or(Some(1.0), |(_, q)| q.trim().parse::<f32>().ok())
+                })
+                .fold(0.0_f32, f32::max)
+        };
+        let openmetrics = quality("application/openmetrics-text");
+        if openmetrics > 0.0 && openmetrics >= quality("text/plain") {
+            Self::OpenMetrics
+        } else {
+            Self::Text
         }
     }
 
@@ -372,16 +412,11 @@ impl<D: Discover> Discover for TimedDiscover<D> {
 }
 
 /// Serves `GET /metrics` on `listener` until `stop` is cancelled: `registry` (the daemon's [`Metrics`] and the
-/// engine's), encoded at each scrape. One request per connection; see the module documentation of the
-/// responder for its bounds.
+/// engine's), encoded at each scrape in the format the client accepts ([`Format::negotiate`]), over HTTP/1.1
+/// (hyper). At most 64 connections at once; a client has 2 s to send a request head (also between requests
+/// on a kept-alive connection). At stop the listener closes at once and idle connections are closed.
 pub async fn serve(listener: Listener, registry: Arc<Registry>, stop: CancellationToken) {
-    http::serve(
-        listener,
-        move || Format::Text.encode(&registry),
-        http::IO_TIMEOUT,
-        stop,
-    )
-    .await;
+    http::serve(listener, registry, http::Limits::DEFAULT, stop).await;
 }
 
 #[cfg(test)]

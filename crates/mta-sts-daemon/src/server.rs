@@ -174,27 +174,8 @@ async fn accept_loop(
     accepted: mpsc::Sender<(Stream, OwnedSemaphorePermit)>,
     stop: CancellationToken,
 ) {
-    loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            () = stop.cancelled() => break,
-            result = listener.accept() => match result {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "accept failed");
-                    // EMFILE and friends: give the system a moment instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        if accepted.send((stream, permit)).await.is_err() {
+    while let Some(client) = listener.accept_permitted(&permits, &stop).await {
+        if accepted.send(client).await.is_err() {
             break;
         }
     }

@@ -1,364 +1,425 @@
-//! A minimal HTTP/1.1 responder for `GET /metrics`: one request per connection, then close.
+//! The metrics endpoint: hyper's HTTP/1.1 server answering `GET /metrics` (and `HEAD`) with the registry.
 //!
-//! Small on purpose: Prometheus sends one `GET` with a few headers and reads the reply. The responder reads at
-//! most [`MAX_REQUEST_HEAD`] bytes of request head within a timeout, answers from the first line only (method
-//! and path; headers are not interpreted), writes the response within a timeout and closes the connection
-//! (`Connection: close`). At most [`MAX_CONNECTIONS`] scrapes are served at once; further clients wait in the
-//! kernel backlog. Nothing a client sends can make it panic or buffer more than the bound.
+//! Bounds, so that no client can starve Prometheus: at most [`Limits::max_connections`] connections are served
+//! at once (further clients wait in the kernel backlog); a client has [`Limits::header_read_timeout`] to send a
+//! request head, also between requests on a kept-alive connection, so idle clients leave within that time; a
+//! request head is at most [`MAX_HEAD`] bytes (`431` beyond). At stop the listener is closed at once, a scrape
+//! being answered is finished and idle connections are closed ([`SHUTDOWN_GRACE`] at most).
 //!
 //! ```text
-//! GET /metrics HTTP/1.1       ->  HTTP/1.1 200 OK
-//! Host: ...                       Content-Type: text/plain; version=0.0.4; charset=utf-8
-//!                                 Content-Length: N
-//!                                 Connection: close
+//! GET /metrics HTTP/1.1                        ->  HTTP/1.1 200 OK
+//! Accept: application/openmetrics-text;...         content-type: application/openmetrics-text; version=1.0.0; ...
+//!                                                  cache-control: no-store
+//!                                                  content-length: N
 //!
-//!                                 <exposition>
+//!                                                  <exposition, Format::negotiate(Accept)>
 //! ```
 
-use std::io;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http::header::{ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::{Format, METRICS_PATH};
-use crate::listen::{Listener, Stream};
+use crate::listen::Listener;
 
-/// Longest request head (request line and headers) read; a longer one gets `431`.
-pub(crate) const MAX_REQUEST_HEAD: usize = 8 * 1024;
-/// Scrapes served at once.
-pub(crate) const MAX_CONNECTIONS: usize = 16;
-/// Time allowed to receive the request head, and separately to write the response.
-pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head read (hyper's smallest read buffer); a larger one gets `431`.
+pub(crate) const MAX_HEAD: usize = 8 * 1024;
+/// How long a scrape being answered at stop may take to finish.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-/// Serves `render()`'s document at [`METRICS_PATH`] on `listener` until `stop` is cancelled.
-pub(crate) async fn serve<F>(
+/// The endpoint's bounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Connections served at once.
+    pub(crate) max_connections: usize,
+    /// Time allowed to send a request head, counted from the connection's start or its previous response.
+    pub(crate) header_read_timeout: Duration,
+}
+
+impl Limits {
+    /// What the daemon serves with: 64 connections, 2 s for a request head.
+    pub(crate) const DEFAULT: Self = Self {
+        max_connections: 64,
+        header_read_timeout: Duration::from_secs(2),
+    };
+}
+
+/// Serves `registry` at [`METRICS_PATH`] on `listener` until `stop` is cancelled.
+pub(crate) async fn serve(
     listener: Listener,
-    render: F,
-    io_timeout: Duration,
+    registry: Arc<Registry>,
+    limits: Limits,
     stop: CancellationToken,
-) where
-    F: Fn() -> String + Send + Sync + 'static,
-{
-    let render = Arc::new(render);
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD);
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
-    loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    warn!(error = %e, "metrics listener: accept failed");
-                    // EMFILE and friends: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let render = Arc::clone(&render);
+    while let Some((stream, permit)) = listener.accept_permitted(&permits, &stop).await {
+        let registry = Arc::clone(&registry);
+        let service = service_fn(move |request: Request<Incoming>| {
+            let response = respond(&request, &registry);
+            async move { Ok::<_, Infallible>(response) }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         connections.spawn(async move {
-            if let Err(e) = handle(stream, &*render, io_timeout).await {
-                debug!(error = %e, "metrics client went away");
+            if let Err(e) = connection.await {
+                debug!(error = %e, "metrics connection ended with an error");
             }
             drop(permit);
         });
+        // Reap finished connections so the set does not grow.
         while connections.try_join_next().is_some() {}
     }
+    // Closed at once (a UNIX socket file is removed), so a restarted daemon can bind it.
     drop(listener);
-    // A scrape is short and bounded by its timeouts; abort the rest rather than wait at shutdown.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        debug!("metrics connections cut at stop");
+    }
     connections.abort_all();
     while connections.join_next().await.is_some() {}
 }
 
-async fn handle<F>(mut stream: Stream, render: &F, io_timeout: Duration) -> io::Result<()>
-where
-    F: Fn() -> String,
-{
-    let response = match tokio::time::timeout(io_timeout, read_head(&mut stream)).await {
-        Err(_) => Response::error(408, "Request Timeout"),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(Head::Closed)) => return Ok(()),
-        Ok(Ok(Head::TooLarge)) => Response::error(431, "Request Header Fields Too Large"),
-        Ok(Ok(Head::Complete(head))) => respond(&head, render),
-    };
-    tokio::time::timeout(io_timeout, async {
-        stream.write_all(&response.into_bytes()).await?;
-        stream.shutdown().await
-    })
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "writing the metrics response"))?
+/// The response to one request: the exposition in the format the client accepts, or an error status.
+fn respond(request: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+    if request.uri().path() != METRICS_PATH {
+        return status(StatusCode::NOT_FOUND);
+    }
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        let mut response = status(StatusCode::METHOD_NOT_ALLOWED);
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let accept: Vec<&str> = request
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    let format = Format::negotiate(&accept.join(","));
+    let mut response = Response::new(Full::new(Bytes::from(format.encode(registry))));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
-enum Head {
-    /// The request line and headers, up to the blank line.
-    Complete(Vec<u8>),
-    /// More than [`MAX_REQUEST_HEAD`] bytes without a blank line.
-    TooLarge,
-    /// The client closed before sending a whole head.
-    Closed,
-}
-
-async fn read_head(stream: &mut Stream) -> io::Result<Head> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0_u8; 1024];
-    loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(Head::Closed);
-        }
-        let searched_from = buf.len().saturating_sub(3);
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = head_end(&buf, searched_from) {
-            buf.truncate(end);
-            return Ok(Head::Complete(buf));
-        }
-        if buf.len() >= MAX_REQUEST_HEAD {
-            return Ok(Head::TooLarge);
-        }
-    }
-}
-
-/// Where the head ends (after the blank line: CRLF CRLF, or LF LF as RFC 9112 §2.2 lets a server accept).
-fn head_end(buf: &[u8], from: usize) -> Option<usize> {
-    (from..buf.len()).find_map(|i| {
-        let rest = &buf[i..];
-        if rest.starts_with(b"\r\n\r\n") {
-            Some(i + 4)
-        } else if rest.starts_with(b"\n\n") {
-            Some(i + 2)
-        } else if rest.starts_with(b"\n\r\n") {
-            Some(i + 3)
-        } else {
-            None
-        }
-    })
-}
-
-/// The response to a complete request head. Only the request line matters.
-fn respond<F>(head: &[u8], render: &F) -> Response
-where
-    F: Fn() -> String,
-{
-    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-    let Ok(line) = std::str::from_utf8(&head[..line_end]) else {
-        return Response::error(400, "Bad Request");
-    };
-    let mut parts = line.trim_end_matches('\r').split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Response::error(400, "Bad Request");
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Response::error(505, "HTTP Version Not Supported");
-    }
-    let path = target.split_once('?').map_or(target, |(path, _query)| path);
-    if path != METRICS_PATH {
-        return Response::error(404, "Not Found");
-    }
-    match method {
-        "GET" => Response::ok(render(), false),
-        "HEAD" => Response::ok(render(), true),
-        _ => {
-            let mut r = Response::error(405, "Method Not Allowed");
-            r.allow = true;
-            r
-        }
-    }
-}
-
-struct Response {
-    status: u16,
-    reason: &'static str,
-    content_type: &'static str,
-    body: String,
-    head_only: bool,
-    allow: bool,
-}
-
-impl Response {
-    fn ok(body: String, head_only: bool) -> Self {
-        Self {
-            status: 200,
-            reason: "OK",
-            content_type: Format::Text.content_type(),
-            body,
-            head_only,
-            allow: false,
-        }
-    }
-
-    fn error(status: u16, reason: &'static str) -> Self {
-        Self {
-            status,
-            reason,
-            content_type: "text/plain; charset=utf-8",
-            body: format!("{status} {reason}\n"),
-            head_only: false,
-            allow: false,
-        }
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
-        let allow = if self.allow {
-            "Allow: GET, HEAD\r\n"
-        } else {
-            ""
-        };
-        let mut out = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Cache-Control: no-store\r\n\
-             Connection: close\r\n\r\n",
-            self.status,
-            self.reason,
-            self.content_type,
-            self.body.len(),
-        )
-        .into_bytes();
-        if !self.head_only {
-            out.extend_from_slice(self.body.as_bytes());
-        }
-        out
-    }
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let reason = code.canonical_reason().unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(format!(
+        "{} {reason}\n",
+        code.as_u16()
+    ))));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+    use tokio::task::JoinHandle;
 
-    const DOC: &str = "# HELP x X.\n# TYPE x gauge\nx 1\n";
+    use super::*;
+    use crate::metrics::Metrics;
 
-    async fn start(io_timeout: Duration) -> (SocketAddr, CancellationToken) {
-        let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = tcp.local_addr().expect("addr");
-        let stop = CancellationToken::new();
-        tokio::spawn(serve(
-            Listener::Tcp(tcp),
-            || DOC.to_owned(),
-            io_timeout,
-            stop.clone(),
-        ));
-        (addr, stop)
+    /// Generous bound for anything that must happen; the tests never wait for it otherwise.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    struct Server {
+        addr: SocketAddr,
+        stop: CancellationToken,
+        task: JoinHandle<()>,
     }
 
-    async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-        let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(request).await.expect("write");
+    impl Server {
+        async fn start(limits: Limits) -> Self {
+            let tcp = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = tcp.local_addr().expect("addr");
+            let mut registry = Registry::default();
+            let _metrics = Metrics::new(&mut registry, ["z"]);
+            let stop = CancellationToken::new();
+            let task = tokio::spawn(serve(
+                Listener::Tcp(tcp),
+                Arc::new(registry),
+                limits,
+                stop.clone(),
+            ));
+            Self { addr, stop, task }
+        }
+
+        async fn stop(self) {
+            self.stop.cancel();
+            tokio::time::timeout(BOUND, self.task)
+                .await
+                .expect("the server stops")
+                .expect("server task");
+        }
+    }
+
+    /// Limits that never let a connection go on their own.
+    fn patient(max_connections: usize) -> Limits {
+        Limits {
+            max_connections,
+            header_read_timeout: Duration::from_secs(3600),
+        }
+    }
+
+    /// Reads until the server closes the connection.
+    async fn read_to_close<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
         let mut out = Vec::new();
-        s.read_to_end(&mut out).await.expect("read");
-        String::from_utf8(out).expect("utf-8")
+        tokio::time::timeout(BOUND, stream.read_to_end(&mut out))
+            .await
+            .expect("the server closes the connection")
+            .expect("read");
+        out
+    }
+
+    /// Writes `request`, reads until the server closes the connection.
+    async fn exchange<S>(mut stream: S, request: &[u8]) -> String
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        stream.write_all(request).await.expect("write");
+        String::from_utf8(read_to_close(&mut stream).await).expect("utf-8")
+    }
+
+    async fn tcp_exchange(addr: SocketAddr, request: &[u8]) -> String {
+        exchange(TcpStream::connect(addr).await.expect("connect"), request).await
+    }
+
+    /// A connection that was answered once and is kept alive.
+    async fn kept_alive(addr: SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let reply = scrape_keep_alive(&mut stream).await;
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
+        stream
+    }
+
+    /// Sends a kept-alive `GET /metrics` and reads its whole response (head and `content-length` bytes).
+    async fn scrape_keep_alive(stream: &mut TcpStream) -> String {
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut raw = Vec::new();
+        let mut chunk = [0_u8; 4096];
+        let read = async {
+            loop {
+                let n = stream.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "closed before the whole response");
+                raw.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&raw);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .expect("content-length")
+                        .parse()
+                        .expect("length");
+                    if body.len() == length {
+                        return text.into_owned();
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(BOUND, read).await.expect("a response")
+    }
+
+    const GET: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    #[tokio::test]
+    async fn get_serves_the_prometheus_text_format_by_default() {
+        let server = Server::start(Limits::DEFAULT).await;
+        let reply = tcp_exchange(server.addr, GET).await;
+        let (head, body) = reply.split_once("\r\n\r\n").expect("head");
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains("\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\ncache-control: no-store\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())),
+            "{head}"
+        );
+        assert!(
+            body.contains("\n# TYPE mtasts_answers_total counter\n"),
+            "{body}"
+        );
+        server.stop().await;
     }
 
     #[tokio::test]
-    async fn get_metrics_returns_the_document() {
-        let (addr, stop) = start(IO_TIMEOUT).await;
-        let reply = exchange(
-            addr,
-            b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n",
+    async fn openmetrics_is_served_to_who_asks_for_it() {
+        let server = Server::start(Limits::DEFAULT).await;
+        // What Prometheus sends.
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAccept: \
+            application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,\
+            text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n\r\n";
+        let reply = tcp_exchange(server.addr, request).await;
+        assert!(
+            reply.contains(
+                "\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\n"
+            ),
+            "{reply}"
+        );
+        assert!(
+            reply.contains("\n# TYPE mtasts_answers counter\n"),
+            "{reply}"
+        );
+        assert!(reply.ends_with("\n# EOF\n"), "{reply}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn head_and_query_string_are_accepted() {
+        let server = Server::start(Limits::DEFAULT).await;
+        let head = tcp_exchange(
+            server.addr,
+            b"HEAD /metrics HTTP/1.0\r\nConnection: close\r\n\r\n",
         )
         .await;
-        assert_eq!(
-            reply,
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
-                 Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{DOC}",
-                DOC.len()
-            )
-        );
-        stop.cancel();
-    }
-
-    #[tokio::test]
-    async fn head_query_string_and_bare_lf_are_accepted() {
-        let (addr, stop) = start(IO_TIMEOUT).await;
-        let head = exchange(addr, b"HEAD /metrics HTTP/1.0\r\n\r\n").await;
-        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
         assert!(head.ends_with("\r\n\r\n"), "HEAD has no body: {head}");
-        let query = exchange(addr, b"GET /metrics?x=1 HTTP/1.1\n\n").await;
+        let query = tcp_exchange(
+            server.addr,
+            b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
         assert!(query.starts_with("HTTP/1.1 200 OK\r\n"), "{query}");
-        assert!(query.ends_with(DOC), "{query}");
-        stop.cancel();
+        assert!(query.contains("\nmtasts_connections_total 0\n"), "{query}");
+        server.stop().await;
     }
 
     #[tokio::test]
     async fn errors_have_their_status() {
-        let (addr, stop) = start(IO_TIMEOUT).await;
-        let cases: [(&[u8], &str); 6] = [
-            (b"GET / HTTP/1.1\r\n\r\n", "404 Not Found"),
-            (b"POST /metrics HTTP/1.1\r\n\r\n", "405 Method Not Allowed"),
+        let server = Server::start(Limits::DEFAULT).await;
+        let cases: [(&[u8], &str); 4] = [
             (
-                b"GET /metrics HTTP/2.0\r\n\r\n",
-                "505 HTTP Version Not Supported",
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                "404 Not Found",
+            ),
+            (
+                b"POST /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                "405 Method Not Allowed",
             ),
             (b"GET /metrics\r\n\r\n", "400 Bad Request"),
-            (b"GET  /metrics HTTP/1.1\r\n\r\n", "400 Bad Request"),
             (b"\xff\xfe /metrics HTTP/1.1\r\n\r\n", "400 Bad Request"),
         ];
         for (request, status) in cases {
-            let reply = exchange(addr, request).await;
+            let reply = tcp_exchange(server.addr, request).await;
             assert!(
                 reply.starts_with(&format!("HTTP/1.1 {status}\r\n")),
                 "{request:?}: {reply}"
             );
         }
-        let reply = exchange(addr, b"PUT /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(reply.contains("\r\nAllow: GET, HEAD\r\n"), "{reply}");
-        stop.cancel();
+        let reply = tcp_exchange(
+            server.addr,
+            b"PUT /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(reply.contains("\r\nallow: GET, HEAD\r\n"), "{reply}");
+        server.stop().await;
     }
 
     #[tokio::test]
     async fn oversized_head_gets_431() {
-        let (addr, stop) = start(IO_TIMEOUT).await;
-        // Exactly the limit, so that the server has read all of it when it answers (unread input would make
-        // the kernel reset the connection instead of closing it).
+        let server = Server::start(Limits::DEFAULT).await;
         let mut request = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
-        request.resize(MAX_REQUEST_HEAD, b'a');
-        let reply = exchange(addr, &request).await;
+        request.resize(2 * MAX_HEAD, b'a');
+        let reply = tcp_exchange(server.addr, &request).await;
         assert!(
             reply.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
             "{reply}"
         );
-        stop.cancel();
+        server.stop().await;
     }
 
     #[tokio::test]
-    async fn silent_client_gets_408_after_the_timeout() {
-        let (addr, stop) = start(Duration::from_millis(100)).await;
-        let reply = exchange(addr, b"GET /metr").await;
+    async fn a_silent_client_is_closed_after_the_header_timeout() {
+        let server = Server::start(Limits {
+            header_read_timeout: Duration::from_millis(100),
+            ..Limits::DEFAULT
+        })
+        .await;
+        let reply = tcp_exchange(server.addr, b"GET /metr").await;
+        assert!(!reply.contains("200 OK"), "{reply}");
+        // The same once a kept-alive connection has been answered.
+        read_to_close(&mut kept_alive(server.addr).await).await;
+        server.stop().await;
+    }
+
+    /// With every connection slot held by an open connection, a new client is not served until one closes.
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+        let server = Server::start(patient(2)).await;
+        // Answered and kept alive: each holds a slot.
+        let first = kept_alive(server.addr).await;
+        let second = kept_alive(server.addr).await;
+        let mut third = TcpStream::connect(server.addr).await.expect("connect");
+        third.write_all(GET).await.expect("write");
+        let mut byte = [0_u8; 1];
         assert!(
-            reply.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
-            "{reply}"
+            tokio::time::timeout(Duration::from_millis(300), third.read(&mut byte))
+                .await
+                .is_err(),
+            "a third client was served while two connections were open"
         );
-        stop.cancel();
+        drop(first);
+        let reply = read_to_close(&mut third).await;
+        assert!(
+            reply.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "served once a slot is free"
+        );
+        drop(second);
+        server.stop().await;
     }
 
     #[tokio::test]
-    async fn client_closing_early_does_not_stop_the_server() {
-        let (addr, stop) = start(IO_TIMEOUT).await;
-        drop(TcpStream::connect(addr).await.expect("connect"));
-        let mut half = TcpStream::connect(addr).await.expect("connect");
-        half.write_all(b"GET /met").await.expect("write");
-        drop(half);
-        let reply = exchange(addr, b"GET /metrics HTTP/1.1\r\n\r\n").await;
-        assert!(reply.ends_with(DOC), "{reply}");
-        stop.cancel();
+    async fn stop_closes_idle_connections_at_once() {
+        let server = Server::start(patient(4)).await;
+        let mut kept = kept_alive(server.addr).await;
+        let addr = server.addr;
+        server.stop().await;
+        read_to_close(&mut kept).await;
+        assert!(TcpStream::connect(addr).await.is_err(), "still listening");
     }
 
     #[tokio::test]
-    async fn serves_on_a_unix_socket() {
+    async fn serves_on_a_unix_socket_and_removes_it_at_stop() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("metrics.sock");
         let listener = UnixListener::bind(&path).expect("bind");
@@ -368,29 +429,14 @@ mod tests {
                 listener,
                 cleanup: Some(path.clone()),
             },
-            || DOC.to_owned(),
-            IO_TIMEOUT,
+            Arc::new(Registry::default()),
+            Limits::DEFAULT,
             stop.clone(),
         ));
-        let mut s = UnixStream::connect(&path).await.expect("connect");
-        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.expect("read");
-        assert!(
-            out.starts_with("HTTP/1.1 200 OK\r\n") && out.ends_with(DOC),
-            "{out}"
-        );
+        let reply = exchange(UnixStream::connect(&path).await.expect("connect"), GET).await;
+        assert!(reply.starts_with("HTTP/1.1 200 OK\r\n"), "{reply}");
         stop.cancel();
         server.await.expect("server task");
         assert!(!path.exists(), "socket file removed at stop");
-    }
-
-    #[test]
-    fn head_end_finds_the_blank_line() {
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\n\r\nbody", 0), Some(18));
-        assert_eq!(head_end(b"GET / HTTP/1.1\n\n", 0), Some(16));
-        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0), None);
     }
 }

@@ -15,10 +15,16 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::support::*;
 
-/// Sends one `GET /metrics`, checks the response head and returns the body.
-async fn scrape_over<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> String {
+/// Sends one `GET /metrics` with `accept`, checks the response head and returns its content type and the body.
+async fn scrape_as<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    accept: &str,
+) -> (String, String) {
+    let request = format!(
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    );
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: text/plain\r\n\r\n")
+        .write_all(request.as_bytes())
         .await
         .expect("write request");
     let mut raw = Vec::new();
@@ -36,14 +42,25 @@ async fn scrape_over<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) -> String
         .collect();
     let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| *v);
     assert_eq!(
-        header("content-type"),
-        Some("text/plain; version=0.0.4; charset=utf-8")
-    );
-    assert_eq!(
         header("content-length"),
         Some(body.len().to_string().as_str())
     );
-    body.to_owned()
+    let content_type = header("content-type").expect("content-type").to_owned();
+    (content_type, body.to_owned())
+}
+
+/// Sends one `GET /metrics` as a plain client does and returns the body, in the 0.0.4 text format.
+async fn scrape_over<S: AsyncRead + AsyncWrite + Unpin>(stream: S) -> String {
+    let (content_type, body) = scrape_as(stream, "text/plain").await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    body
+}
+
+fn metrics_tcp_addr(daemon: &Running) -> SocketAddr {
+    match daemon.metrics_addr() {
+        Some(LocalAddr::Tcp(addr)) => *addr,
+        other => panic!("metrics on TCP expected, not {other:?}"),
+    }
 }
 
 async fn scrape_tcp(addr: SocketAddr) -> String {
@@ -338,6 +355,59 @@ async fn no_endpoint_unless_configured() {
             .answers(zone, mta_sts_daemon::metrics::AnswerKind::ParentDomain),
         1
     );
+    daemon.shutdown().await;
+}
+
+/// Idle clients (connected, sending nothing) do not delay a scrape: the endpoint serves up to 64 connections
+/// at once, and closes a connection that sends no request within 2 s.
+#[tokio::test]
+async fn scrape_answers_promptly_while_32_clients_idle() {
+    let fixture = Fixture::start().await;
+    let daemon = start(&fixture, METRICS_TCP).await;
+    let addr = metrics_tcp_addr(&daemon);
+    let mut idle = Vec::new();
+    for _ in 0..32 {
+        idle.push(TcpStream::connect(addr).await.expect("connect idle client"));
+    }
+    let started = std::time::Instant::now();
+    let body = scrape_tcp(addr).await;
+    let took = started.elapsed();
+    eprintln!("scrape with 32 idle clients connected: {took:?}");
+    assert!(took < Duration::from_secs(1), "scrape took {took:?}");
+    assert_series(&body, &[("mtasts_connections_open", 0.0)]);
+    // The idle clients are let go after the header read timeout.
+    for client in &mut idle {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), client.read_to_end(&mut rest));
+        read.await.expect("an idle client is closed").expect("read");
+    }
+    daemon.shutdown().await;
+}
+
+/// Prometheus asks for OpenMetrics and gets it: counter families declared without `_total`, `# EOF` at the end.
+#[tokio::test]
+async fn prometheus_gets_openmetrics() {
+    let fixture = Fixture::start().await;
+    let daemon = start(&fixture, METRICS_TCP).await;
+    let stream = TcpStream::connect(metrics_tcp_addr(&daemon))
+        .await
+        .expect("connect");
+    // What Prometheus sends.
+    let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;\
+                  q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (content_type, body) = scrape_as(stream, accept).await;
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    for line in [
+        "# TYPE mtasts_answers counter\n",
+        "# TYPE mtasts_build info\n",
+        "\nmtasts_cache_misses_total 0\n",
+    ] {
+        assert!(body.contains(line), "{line:?} in\n{body}");
+    }
+    assert!(body.ends_with("\n# EOF\n"), "{body}");
     daemon.shutdown().await;
 }
 
