@@ -49,8 +49,11 @@
 //! None.
 
 mod clock;
+mod coalesce;
 mod discover;
 mod engine;
+mod freshness;
+mod proactive;
 mod refresh;
 mod resolution;
 mod stats;
@@ -60,9 +63,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use discover::{Discover, Discovery, DiscoveryError, DiscoveryRequest, NoPolicyReason};
 pub use engine::{
     DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_NEGATIVE_TTL,
-    DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT, Engine, EngineBuilder, refetch_margin,
+    DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT, Engine, EngineBuilder,
 };
+pub use freshness::refetch_margin;
+pub use proactive::RefreshReport;
 pub use prometheus_client;
-pub use refresh::RefreshReport;
 pub use resolution::{Resolution, ResolvedPolicy, Source};
 pub use stats::{Count, EngineStats, Level};

@@ -1,44 +1,325 @@
-//! The proactive refresh report.
+//! The refresh shell: the engine's state, and the I/O of one refresh of a domain (store read, discovery slot,
+//! discovery, memory and store writes, metrics, logs) around the pure rules of [`crate::freshness`].
 
-use crate::engine::Outcome;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
-/// What one [`Engine::refresh_proactively`](crate::Engine::refresh_proactively) pass did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RefreshReport {
-    /// Entries visited (store scan, or the memory front when there is no store).
-    pub scanned: u64,
-    /// Entries old enough (or near enough to expiry) to be refreshed.
-    pub due: u64,
-    /// Due entries found already refreshed meanwhile (by a lookup or another host sharing the store).
-    pub fresh: u64,
-    /// Refreshes that fetched the policy over HTTPS.
-    pub fetched: u64,
-    /// Refreshes that found the TXT id unchanged.
-    pub unchanged: u64,
-    /// Refreshes that found no policy published any more.
-    pub no_policy: u64,
-    /// Refreshes that failed (the cached policy stays in use until it expires).
-    pub failed: u64,
-    /// Refreshes skipped because the domain is backing off after a recent failure.
-    pub backoff: u64,
-    /// Entries that could not be refreshed: undecodable store entries and invalid domain names.
-    pub invalid: u64,
-    /// Store scan errors (a scan error ends the pass early).
-    pub scan_errors: u64,
-    /// Whether the scan reached the end of the store.
-    pub completed: bool,
+use mtasts_cache::lru::ShardedLru;
+use mtasts_cache::{CacheError, PolicyCache};
+use mtasts_core::{PolicyDomain, PolicyId};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::clock::Clock;
+use crate::coalesce::{Flight, Flights};
+use crate::discover::{Discover, Discovery, DiscoveryError, DiscoveryRequest};
+use crate::freshness::{
+    Anomaly, Done, Event, Freshness, FrontEntry, Outcome, Purpose, Step, StoreWrite, Stored,
+    stale_or_none,
+};
+use crate::resolution::{Resolution, Source};
+use crate::stats::EngineStats;
+
+/// How long past its own timeout a discovery may run before the engine cuts it off.
+const DISCOVERY_SLACK: Duration = Duration::from_millis(250);
+/// The longest a discovery task waits on one store operation. Stores bound their operations by their own
+/// timeouts; this only keeps a misbehaving store from pinning a domain's shared discovery (and so every later
+/// lookup of it) forever.
+pub(crate) const STORE_CAP: Duration = Duration::from_secs(15);
+
+/// The engine's state, shared by every handle and every refresh task.
+pub(crate) struct Inner {
+    pub(crate) discoverer: Arc<dyn Discover>,
+    pub(crate) store: Option<Arc<dyn PolicyCache>>,
+    /// The memory front: bounded, sharded (a std `Mutex` per shard, never held across `.await`), O(1) LRU.
+    pub(crate) front: Arc<ShardedLru<Arc<str>, FrontEntry>>,
+    /// Refreshes running now, by domain: lookups of the same domain wait on the same result.
+    pub(crate) flights: Arc<Flights<Done>>,
+    /// Discovery slots for lookups (`max_in_flight`).
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) freshness: Freshness,
+    pub(crate) refresh_timeout: Duration,
+    pub(crate) stats: EngineStats,
+    /// When the last proactive pass finished, when there is no store (0 = never).
+    pub(crate) last_proactive: AtomicU64,
 }
 
-impl RefreshReport {
-    pub(crate) const fn record(&mut self, outcome: Outcome) {
-        match outcome {
-            Outcome::Fresh => self.fresh += 1,
-            Outcome::Fetched => self.fetched += 1,
-            Outcome::Unchanged => self.unchanged += 1,
-            Outcome::NoPolicy => self.no_policy += 1,
-            Outcome::Failed => self.failed += 1,
-            Outcome::Backoff | Outcome::Overloaded => self.backoff += 1,
+impl Inner {
+    /// Joins the refresh running for `domain`, or starts one in its own task. `true` when started here.
+    pub(crate) fn start_or_join(
+        self: &Arc<Self>,
+        domain: &PolicyDomain,
+        timeout: Duration,
+        purpose: Purpose,
+    ) -> (Flight<Done>, bool) {
+        self.flights.join_or_start(domain.as_str(), || {
+            let inner = Arc::clone(self);
+            let domain = domain.clone();
+            async move { inner.refresh(&domain, timeout, purpose).await }
+        })
+    }
+
+    /// One refresh of `domain`: store, back-off, discovery, bookkeeping. Runs in its own task.
+    async fn refresh(&self, domain: &PolicyDomain, timeout: Duration, purpose: Purpose) -> Done {
+        let key = domain.as_str();
+        let deadline = Instant::now() + timeout;
+        let now = self.clock.now();
+        let front = self.front.peek(key);
+        if let (Purpose::Lookup, Some(entry)) = (purpose, &front)
+            // Refreshed since the caller looked (it raced with the end of the previous discovery).
+            && let Some(resolution) = entry.answer(now)
+        {
+            return Done {
+                resolution,
+                outcome: Outcome::Fresh,
+            };
+        }
+
+        // Read-through: the store may hold a newer check, e.g. by another host sharing it.
+        let stored = self.read_store(key).await;
+        let decision = self.freshness.decide(front.as_ref(), stored, now, purpose);
+        if decision.purged {
+            self.stats.store_purged.inc();
+            debug!(
+                domain = key,
+                "policy gone from the store; memory copy dropped"
+            );
+        }
+        let plan = match decision.step {
+            Step::Answer { done, remember } => {
+                if let Some(entry) = remember {
+                    self.remember(key, entry);
+                }
+                self.count(&done);
+                match done.outcome {
+                    Outcome::Backoff => {
+                        debug!(domain = key, "discovery backing off after a failure");
+                    }
+                    _ => debug!(
+                        domain = key,
+                        source = done.resolution.source.as_str(),
+                        "policy checked recently"
+                    ),
+                }
+                return done;
+            }
+            Step::Discover(plan) => plan,
+        };
+
+        let _permit = match purpose {
+            Purpose::Lookup => match self.permit(deadline).await {
+                Some(permit) => Some(permit),
+                None => {
+                    debug!(
+                        domain = key,
+                        "no discovery slot within the timeout (max_in_flight); answering from cache"
+                    );
+                    let done = plan.overloaded(now);
+                    self.count(&done);
+                    return done;
+                }
+            },
+            // The proactive pass bounds its own concurrency.
+            Purpose::Proactive { .. } => None,
+        };
+
+        let started = Instant::now();
+        let discovery = self
+            .discover(domain, plan.known_id.as_ref(), deadline)
+            .await;
+        let duration_ms = millis(started.elapsed());
+        let applied = self.freshness.apply(discovery, plan, self.clock.now());
+        self.count(&applied.done);
+        self.log(key, &applied.event, duration_ms);
+        self.remember(key, applied.front);
+        match applied.store {
+            StoreWrite::Nothing => {}
+            StoreWrite::Set(entry) => {
+                if let Some(store) = &self.store
+                    && let Err(error) = bounded(store.set(key, &entry)).await
+                {
+                    self.store_write_failed(key, "write", &error);
+                }
+            }
+            StoreWrite::Remove => {
+                if let Some(store) = &self.store
+                    && let Err(error) = bounded(store.remove(key)).await
+                {
+                    self.store_write_failed(key, "removal", &error);
+                }
+            }
+        }
+        applied.done
+    }
+
+    /// What the store says about `key`; a read error counts as a miss.
+    async fn read_store(&self, key: &str) -> Stored {
+        let Some(store) = &self.store else {
+            return Stored::Unknown;
+        };
+        match bounded(store.get(key)).await {
+            Ok(Some(entry)) => Stored::Entry(entry),
+            Ok(None) => Stored::Absent,
+            Err(error) => {
+                self.stats.store_read_errors.inc();
+                warn!(domain = key, kind = error.kind(), %error, "policy cache read failed; treated as a miss");
+                Stored::Unknown
+            }
         }
     }
+
+    fn store_write_failed(&self, key: &str, what: &str, error: &CacheError) {
+        self.stats.store_write_errors.inc();
+        warn!(domain = key, kind = error.kind(), %error, "policy cache {what} failed");
+    }
+
+    /// A discovery slot for a lookup, if one frees up before `deadline`.
+    async fn permit(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        match tokio::time::timeout_at(deadline, Arc::clone(&self.permits).acquire_owned()).await {
+            Ok(Ok(permit)) if deadline > Instant::now() => Some(permit),
+            _ => None,
+        }
+    }
+
+    /// Runs the discoverer until `deadline` (plus a little slack); one that overruns is cut off and counts as
+    /// failed.
+    async fn discover(
+        &self,
+        domain: &PolicyDomain,
+        known_id: Option<&PolicyId>,
+        deadline: Instant,
+    ) -> Discovery {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.stats.in_flight.inc();
+        let _in_flight = InFlight(&self.stats);
+        let request = DiscoveryRequest::new(domain, known_id, remaining);
+        tokio::time::timeout(
+            remaining.saturating_add(DISCOVERY_SLACK),
+            self.discoverer.discover(&request),
+        )
+        .await
+        .unwrap_or_else(|_elapsed| {
+            let error = Anomaly::Overran { timeout: remaining };
+            Discovery::Failed(DiscoveryError::new("timeout", error))
+        })
+    }
+
+    /// Counts a refresh's result in the metrics.
+    fn count(&self, done: &Done) {
+        let stats = &self.stats;
+        match done.outcome {
+            Outcome::Fresh if done.resolution.source == Source::Store => stats.store_hits.inc(),
+            Outcome::Fresh => {}
+            Outcome::Fetched => stats.fetched.inc(),
+            Outcome::Unchanged => stats.unchanged.inc(),
+            Outcome::NoPolicy => stats.no_policy.inc(),
+            Outcome::Failed { kind } => stats.failure(kind),
+            Outcome::Backoff => stats.backoff_skips.inc(),
+            Outcome::Overloaded => stats.overloaded.inc(),
+        }
+        if done.outcome != Outcome::Fresh && done.resolution.source == Source::Stale {
+            stats.stale_answers.inc();
+        }
+    }
+
+    /// One info line per discovery.
+    fn log(&self, key: &str, event: &Event, duration_ms: u64) {
+        match event {
+            Event::Fetched {
+                reason,
+                id,
+                mode,
+                max_age,
+            } => info!(
+                domain = key,
+                outcome = "fetched",
+                reason,
+                %id,
+                %mode,
+                max_age,
+                duration_ms,
+                "MTA-STS discovery"
+            ),
+            Event::Unchanged { id } => info!(
+                domain = key,
+                outcome = "unchanged",
+                reason = "id_unchanged",
+                %id,
+                duration_ms,
+                "MTA-STS discovery"
+            ),
+            Event::NoPolicy {
+                reason,
+                kept_cached,
+                ttl,
+            } => info!(
+                domain = key,
+                outcome = "no_policy",
+                reason = reason.kind(),
+                detail = %reason,
+                kept_cached,
+                ttl,
+                duration_ms,
+                "MTA-STS discovery"
+            ),
+            Event::Failed { error, stale } => info!(
+                domain = key,
+                outcome = "failed",
+                reason = error.kind(),
+                error = %error,
+                stale,
+                backoff = self.freshness.failure_backoff,
+                duration_ms,
+                "MTA-STS discovery"
+            ),
+        }
+    }
+
+    /// Stores `entry` in the memory front.
+    fn remember(&self, key: &str, entry: FrontEntry) {
+        self.front.insert(Arc::from(key), entry);
+    }
+
+    /// The answer when a lookup's refresh did not finish in time: the memory front's answer (the discovery may
+    /// have finished and updated memory while its store write is still pending), else the cached policy while
+    /// valid, else none.
+    pub(crate) fn fallback(&self, key: &str, now: u64) -> Resolution {
+        let Some(entry) = self.front.peek(key) else {
+            return Resolution::none(Source::Unavailable);
+        };
+        if let Some(resolution) = entry.answer(now) {
+            return resolution;
+        }
+        let resolution = stale_or_none(entry.valid_policy(now));
+        if resolution.source == Source::Stale {
+            self.stats.stale_answers.inc();
+        }
+        resolution
+    }
+}
+
+/// Decrements the in-flight gauge when a discovery ends.
+struct InFlight<'a>(&'a EngineStats);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
+    }
+}
+
+/// `op`, failing with [`CacheError::Timeout`] after [`STORE_CAP`].
+async fn bounded<T>(op: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
+    tokio::time::timeout(STORE_CAP, op)
+        .await
+        .unwrap_or(Err(CacheError::Timeout {
+            store: "engine",
+            after: STORE_CAP,
+        }))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

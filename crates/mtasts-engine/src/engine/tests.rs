@@ -9,7 +9,7 @@ use mtasts_cache::{CacheEntry, CacheError, MemoryCache, PolicyCache, ScanPage, S
 use mtasts_core::{Policy, PolicyDomain, PolicyId};
 use tokio::sync::watch;
 
-use super::refetch_margin;
+use crate::refetch_margin;
 use crate::{
     Clock, Discover, Discovery, DiscoveryError, DiscoveryRequest, Engine, EngineBuilder,
     ManualClock, NoPolicyReason, Source,
@@ -572,14 +572,7 @@ async fn a_cancelled_lookup_does_not_cancel_the_shared_discovery() {
     // The discovery finished and was cleaned up: memory answers, nothing in flight.
     assert_eq!(resolve(&engine, "example.com").await.0, Source::Memory);
     assert_eq!(engine.stats().in_flight.get(), 0);
-    assert!(
-        engine
-            .inner
-            .inflight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
-    );
+    assert!(engine.inner.flights.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -795,14 +788,7 @@ async fn a_panicking_discovery_leaks_nothing() {
         (Source::Stale, Some("id1".into()))
     );
     assert_eq!(engine.stats().in_flight.get(), 0);
-    assert!(
-        engine
-            .inner
-            .inflight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_empty()
-    );
+    assert!(engine.inner.flights.is_empty());
     assert_eq!(
         engine.inner.permits.available_permits(),
         crate::DEFAULT_MAX_IN_FLIGHT
@@ -869,14 +855,8 @@ async fn a_hanging_store_write_does_not_hold_the_lookup() {
     assert_eq!(s.fake.calls(), 1);
     // The engine gives up on the store write after its cap, ending the shared discovery: the domain can be
     // discovered again.
-    tokio::time::advance(super::STORE_CAP + Duration::from_secs(1)).await;
-    while !engine
-        .inner
-        .inflight
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .is_empty()
-    {
+    tokio::time::advance(crate::refresh::STORE_CAP + Duration::from_secs(1)).await;
+    while !engine.inner.flights.is_empty() {
         tokio::task::yield_now().await;
     }
     assert_eq!(engine.stats().store_write_errors.get(), 1);
