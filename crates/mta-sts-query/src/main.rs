@@ -225,6 +225,7 @@ fn run(args: &Args, domain: &str) -> anyhow::Result<Outcome> {
         anyhow::Ok(fetcher.discover_name(domain, known_id.as_ref()).await)
     })?;
     let outcome = outcome(&discovery);
+    report::leniency_warnings(&mut io::stderr().lock(), domain, &discovery)?;
     let mut stdout = io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut stdout, &report::json(domain, &discovery))?;
@@ -266,6 +267,24 @@ mod report {
             source = cause.source();
         }
         text
+    }
+
+    /// One warning line per deviation from RFC 8461 that the record or policy was accepted through
+    /// (mtasts-core's "Strictness"): the domain's administrator should fix it.
+    pub(crate) fn leniency_warnings(
+        out: &mut impl Write,
+        domain: &str,
+        discovery: &Discovery,
+    ) -> io::Result<()> {
+        if let Discovery::Fetched { policy, .. } = discovery {
+            for leniency in policy.leniencies() {
+                writeln!(
+                    out,
+                    "mta-sts-query: warning: {domain}: accepted only through a leniency: {leniency}"
+                )?;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn text(
@@ -323,6 +342,7 @@ mod report {
         match discovery {
             Discovery::Fetched { id, policy } => json!({
                 "domain": domain, "status": "policy", "id": id, "policy": policy,
+                "leniencies": policy.leniencies(),
             }),
             Discovery::Unchanged { id } => json!({
                 "domain": domain, "status": "unchanged", "id": id,

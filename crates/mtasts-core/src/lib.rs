@@ -46,10 +46,28 @@
 //! - Unknown fields are kept ([`Policy::extensions`], [`TxtRecord::extensions`]) and otherwise
 //!   ignored, but they must follow the extension ABNF.
 //! - Whitespace: exactly where the ABNF allows it (around `;` in TXT records, after `:` and at
-//!   the end of policy lines); the one leniency is that empty policy lines are skipped.
+//!   the end of policy lines), apart from the leniencies below.
 //! - A policy body must be UTF-8; non-ASCII text is allowed only in extension values.
 //! - Record selection follows the published `sts-field-delim`, so `v=STSv1 ;` counts as a
 //!   version field (erratum 6285 discusses this).
+//!
+//! Leniencies — every deviation from the ABNF that is accepted, each unambiguous and deployed
+//! (the Python `postfix-mta-sts-resolver` enforces such records, so rejecting them would switch
+//! enforcement off after a migration). Each is a [`Leniency`], reported by
+//! [`TxtRecord::leniencies`] and [`Policy::leniencies`] so tools can warn about it:
+//! - [`Leniency::TxtTrailingWhitespace`]: spaces or tabs at the end of a TXT record without a
+//!   final `;` (`v=STSv1; id=20160831085700Z   `).
+//! - [`Leniency::TxtEmptyField`]: empty fields between TXT separators (`v=STSv1;; id=1`,
+//!   `v=STSv1; id=20160831085700Z;;;`).
+//! - [`Leniency::PolicyEmptyLine`]: empty lines (or lines of only spaces and tabs) in a policy
+//!   file are skipped.
+//! - [`Leniency::MxTrailingDot`]: an `mx` pattern may end in a dot, which is dropped.
+//!
+//! Nothing ambiguous is accepted: another version (`v=STSv2`), a record that does not begin
+//! with `v=STSv1` and a delimiter, an id outside 1 to 32 letters and digits, line breaks or other
+//! characters in a record, and several `v=STSv1` records all mean no policy (§3.1: "if the
+//! resulting record is syntactically invalid, senders MUST assume the recipient domain does not
+//! have an available MTA-STS Policy").
 //!
 //! # Crate features
 //!
@@ -58,6 +76,7 @@
 mod domain;
 mod error;
 mod id;
+mod leniency;
 mod max_age;
 mod mode;
 mod mx;
@@ -69,6 +88,7 @@ mod txt;
 pub use domain::PolicyDomain;
 pub use error::Error;
 pub use id::PolicyId;
+pub use leniency::Leniency;
 pub use max_age::MaxAge;
 pub use mode::Mode;
 pub use mx::MxPattern;

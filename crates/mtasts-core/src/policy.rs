@@ -3,7 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{Error, MaxAge, Mode, MxPattern, syntax};
+use crate::leniency::Leniencies;
+use crate::{Error, Leniency, MaxAge, Mode, MxPattern, syntax};
 
 /// A parsed MTA-STS policy (RFC 8461 §3.2).
 ///
@@ -16,8 +17,9 @@ use crate::{Error, MaxAge, Mode, MxPattern, syntax};
 ///   is `key:` followed by optional spaces/tabs and a value; spaces/tabs after the value are
 ///   allowed. Whitespace before the key or before the `:` is not. Keys are case-sensitive
 ///   (`Mode: enforce` is an unknown field, not the mode).
-/// - Empty lines are skipped. The ABNF has no place for them, but they carry no field and
-///   deployed policies (and the Python resolver) have them; this is the only leniency.
+/// - Leniencies (reported by [`Policy::leniencies`]): empty lines are skipped (the ABNF has no
+///   place for them, but they carry no field and deployed policies and the Python resolver have
+///   them), and an `mx` pattern may end in a dot, which is dropped. There are no others.
 /// - `version` must be `STSv1`, `mode` one of `enforce`, `testing`, `none`, `max_age` 1 to 10
 ///   digits not above 31 557 600, each `mx` a valid [`MxPattern`].
 /// - **Missing fields are an error** ([`Error::MissingField`], [`Error::MissingMx`]): the ABNF
@@ -54,12 +56,37 @@ use crate::{Error, MaxAge, Mode, MxPattern, syntax};
 /// );
 /// # Ok::<(), mtasts_core::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Equality and hashing compare the policy's meaning (mode, max_age, mx, extensions), not how its
+/// text was spelled ([`Policy::leniencies`]).
+#[derive(Debug, Clone)]
 pub struct Policy {
     mode: Mode,
     max_age: MaxAge,
     mx: Vec<MxPattern>,
     extensions: Vec<(String, String)>,
+    leniencies: Leniencies,
+}
+
+impl Policy {
+    /// The fields that make up the policy's meaning, for equality and hashing.
+    fn meaning(&self) -> (Mode, MaxAge, &[MxPattern], &[(String, String)]) {
+        (self.mode, self.max_age, &self.mx, &self.extensions)
+    }
+}
+
+impl PartialEq for Policy {
+    fn eq(&self, other: &Self) -> bool {
+        self.meaning() == other.meaning()
+    }
+}
+
+impl Eq for Policy {}
+
+impl std::hash::Hash for Policy {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.meaning().hash(state);
+    }
 }
 
 impl Policy {
@@ -82,6 +109,7 @@ impl Policy {
             max_age,
             mx,
             extensions: Vec::new(),
+            leniencies: Leniencies::default(),
         })
     }
 
@@ -174,6 +202,45 @@ impl Policy {
         &self.extensions
     }
 
+    /// The deviations from the RFC 8461 ABNF this policy was accepted through (sorted, each
+    /// once): those of its policy file and, for a policy a discovery returns, those of the TXT
+    /// record that announced it (see [`Policy::with_leniencies`]). Empty for a policy whose text
+    /// follows the ABNF, and for one built with [`Policy::new`] or read back from JSON.
+    ///
+    /// ```
+    /// use mtasts_core::{Leniency, Policy};
+    ///
+    /// let policy: Policy = "version: STSv1\nmode: enforce\nmx: mail.example.com.\nmax_age: 60\n\n".parse()?;
+    /// assert_eq!(policy.leniencies(), &[Leniency::PolicyEmptyLine, Leniency::MxTrailingDot]);
+    /// assert_eq!(policy.mx()[0].as_str(), "mail.example.com");
+    /// # Ok::<(), mtasts_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn leniencies(&self) -> &[Leniency] {
+        self.leniencies.as_slice()
+    }
+
+    /// The same policy, with `leniencies` added to [`Policy::leniencies`]: a discovery notes those
+    /// of the TXT record ([`TxtRecord::leniencies`](crate::TxtRecord::leniencies)) that led to it,
+    /// so one list tells whether the domain's policy was accepted only through a leniency.
+    ///
+    /// ```
+    /// use mtasts_core::{Policy, TxtRecord};
+    ///
+    /// let record: TxtRecord = "v=STSv1; id=1;;".parse()?;
+    /// let policy: Policy = "version: STSv1\nmode: none\nmax_age: 60\n".parse()?;
+    /// let policy = policy.with_leniencies(record.leniencies().iter().copied());
+    /// assert_eq!(policy.leniencies(), record.leniencies());
+    /// # Ok::<(), mtasts_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_leniencies(mut self, leniencies: impl IntoIterator<Item = Leniency>) -> Self {
+        for leniency in leniencies {
+            self.leniencies.add(leniency);
+        }
+        self
+    }
+
     /// Whether MX host `host` matches one of the policy's patterns (RFC 8461 §4.1).
     ///
     /// ```
@@ -199,7 +266,8 @@ impl FromStr for Policy {
         let mut max_age = None;
         let mut mx = Vec::new();
         let mut extensions = Vec::new();
-        for field in syntax::policy_fields(text) {
+        let mut leniencies = Leniencies::default();
+        for field in syntax::policy_fields(text, &mut leniencies) {
             let syntax::PolicyField { line, key, value } = field?;
             let at_line = |e: Error| e.at_line(line);
             // RFC 8461 §3.2: "If any non-repeated field -- i.e., all fields excepting "mx" --
@@ -218,7 +286,12 @@ impl FromStr for Policy {
                     max_age = Some(value.parse::<MaxAge>().map_err(at_line)?);
                 }
                 "version" | "mode" | "max_age" => {}
-                "mx" => mx.push(value.parse::<MxPattern>().map_err(at_line)?),
+                "mx" => {
+                    if value.ends_with('.') {
+                        leniencies.add(Leniency::MxTrailingDot);
+                    }
+                    mx.push(value.parse::<MxPattern>().map_err(at_line)?);
+                }
                 _ => extensions.push((key.to_owned(), value.to_owned())),
             }
         }
@@ -229,6 +302,7 @@ impl FromStr for Policy {
         let max_age = max_age.ok_or(Error::MissingField { field: "max_age" })?;
         let mut policy = Self::new(mode, max_age, mx)?;
         policy.extensions = extensions;
+        policy.leniencies = leniencies;
         Ok(policy)
     }
 }
@@ -357,6 +431,66 @@ mod tests {
 
     fn mx_of(policy: &Policy) -> Vec<&str> {
         policy.mx().iter().map(MxPattern::as_str).collect()
+    }
+
+    #[test]
+    fn leniencies_are_noted_and_do_not_change_the_meaning() {
+        use Leniency::{MxTrailingDot as Dot, PolicyEmptyLine as Empty};
+        let strict = "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 60\n";
+        let cases: &[(&str, &[Leniency])] = &[
+            (strict, &[]),
+            (
+                "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 60",
+                &[],
+            ),
+            (
+                "version: STSv1\r\nmode: enforce\r\nmx: mx.example.com\r\nmax_age: 60\r\n",
+                &[],
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 60\n\n",
+                &[Empty],
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 60\r\n\r\n",
+                &[Empty],
+            ),
+            (
+                "\nversion: STSv1\nmode: enforce\nmx: mx.example.com\nmax_age: 60\n",
+                &[Empty],
+            ),
+            (
+                "version: STSv1\n \t\nmode: enforce\nmx: mx.example.com\nmax_age: 60\n",
+                &[Empty],
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: mx.example.com.\nmax_age: 60\n",
+                &[Dot],
+            ),
+            (
+                "version: STSv1\nmode: enforce\nmx: MX.example.com.\n\nmax_age: 60\n",
+                &[Empty, Dot],
+            ),
+        ];
+        let reference = parse(strict).unwrap();
+        for (text, leniencies) in cases {
+            let policy = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(policy.leniencies(), *leniencies, "{text:?}");
+            assert_eq!(policy, reference, "{text:?}");
+        }
+        // Serde and the canonical text carry the meaning only.
+        let lenient =
+            parse("version: STSv1\nmode: enforce\nmx: mx.example.com.\nmax_age: 60\n\n").unwrap();
+        assert!(
+            lenient
+                .to_string()
+                .parse::<Policy>()
+                .unwrap()
+                .leniencies()
+                .is_empty()
+        );
+        let json = serde_json::to_string(&lenient).unwrap();
+        assert!(!json.contains("lenienc"), "{json}");
     }
 
     /// The examples of RFC 8461 §3.2, with both line ends.

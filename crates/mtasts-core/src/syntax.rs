@@ -8,6 +8,7 @@ use nom::combinator::recognize;
 use nom::{IResult, Parser};
 
 use crate::Error;
+use crate::leniency::{Leniencies, Leniency};
 
 /// `WSP` of RFC 5234: space or horizontal tab.
 fn is_wsp(c: char) -> bool {
@@ -74,7 +75,14 @@ pub(crate) fn starts_with_version(record: &str) -> bool {
 }
 
 /// Splits one TXT record into its `name=value` fields (after the version), checking the ABNF.
-pub(crate) fn txt_fields(text: &str) -> Result<Vec<(&str, &str)>, Error> {
+///
+/// Two unambiguous deviations are accepted and noted in `leniencies` (see [`Leniency`]): spaces
+/// or tabs at the very end after the last field, and empty fields between separators
+/// (`;;`, `; ;`). Nothing else that breaks the ABNF is.
+pub(crate) fn txt_fields<'a>(
+    text: &'a str,
+    leniencies: &mut Leniencies,
+) -> Result<Vec<(&'a str, &'a str)>, Error> {
     let at = |rest: &str, reason| Error::TxtSyntax {
         offset: text.len() - rest.len(),
         reason,
@@ -90,6 +98,11 @@ pub(crate) fn txt_fields(text: &str) -> Result<Vec<(&str, &str)>, Error> {
             }
             return Ok(fields);
         }
+        // Leniency: whitespace after the last field, without the optional final delimiter.
+        if !fields.is_empty() && rest.chars().all(is_wsp) {
+            leniencies.add(Leniency::TxtTrailingWhitespace);
+            return Ok(fields);
+        }
         let Ok((after_delim, _)) = sts_field_delim(rest) else {
             return Err(at(
                 rest,
@@ -97,6 +110,11 @@ pub(crate) fn txt_fields(text: &str) -> Result<Vec<(&str, &str)>, Error> {
             ));
         };
         rest = after_delim;
+        // Leniency: empty fields, i.e. more delimiters right after this one.
+        while let Ok((after_empty, _)) = sts_field_delim(rest) {
+            leniencies.add(Leniency::TxtEmptyField);
+            rest = after_empty;
+        }
         // A trailing delimiter is allowed: `[sts-field-delim]`.
         if rest.is_empty() && !fields.is_empty() {
             return Ok(fields);
@@ -234,19 +252,28 @@ fn policy_line(line_no: usize, line: &str) -> Result<PolicyField<'_>, Error> {
 
 /// Splits a policy file into fields, checking the line-level ABNF.
 ///
-/// Lines end in LF or CRLF (`sts-policy-term`; a bare CR is an error, it is not a terminator).
-/// One deliberate leniency: empty lines (or lines of only spaces and tabs), which the ABNF has
-/// no room for, are skipped — they carry no field, deployed policies end in blank lines, and the
-/// Python daemon accepts them. Everything else follows the ABNF.
-pub(crate) fn policy_fields(text: &str) -> impl Iterator<Item = Result<PolicyField<'_>, Error>> {
-    text.split('\n').enumerate().filter_map(|(index, raw)| {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
-        if line.chars().all(is_wsp) {
-            None
-        } else {
-            Some(policy_line(index + 1, line))
-        }
-    })
+/// Lines end in LF or CRLF (`sts-policy-term`; a bare CR is an error, it is not a terminator),
+/// the last one optionally. One deliberate leniency ([`Leniency::PolicyEmptyLine`], noted in
+/// `leniencies`): empty lines (or lines of only spaces and tabs), which the ABNF has no room
+/// for, are skipped — they carry no field, deployed policies end in blank lines, and the Python
+/// daemon accepts them. Everything else follows the ABNF.
+pub(crate) fn policy_fields<'a>(
+    text: &'a str,
+    leniencies: &mut Leniencies,
+) -> impl Iterator<Item = Result<PolicyField<'a>, Error>> + use<'a> {
+    // `split_terminator`: the terminator of the last line does not start an (empty) line.
+    let lines: Vec<(usize, &str)> = text
+        .split_terminator('\n')
+        .map(|raw| raw.strip_suffix('\r').unwrap_or(raw))
+        .enumerate()
+        .collect();
+    if lines.iter().any(|(_, line)| line.chars().all(is_wsp)) {
+        leniencies.add(Leniency::PolicyEmptyLine);
+    }
+    lines
+        .into_iter()
+        .filter(|(_, line)| !line.chars().all(is_wsp))
+        .map(|(index, line)| policy_line(index + 1, line))
 }
 
 #[cfg(test)]

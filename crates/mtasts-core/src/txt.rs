@@ -3,12 +3,15 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::{Error, PolicyId, syntax};
+use crate::leniency::Leniencies;
+use crate::{Error, Leniency, PolicyId, syntax};
 
 /// One parsed `_mta-sts` TXT record (RFC 8461 §3.1), e.g. `v=STSv1; id=20160831085700Z;`.
 ///
 /// Parse the text of one record (its character-strings concatenated). To pick the record out of
-/// all TXT records of the name, use [`select_record`].
+/// all TXT records of the name, use [`select_record`]. Two unambiguous deviations from the ABNF
+/// are accepted and reported by [`TxtRecord::leniencies`]: whitespace at the end and empty fields
+/// between separators. Equality and hashing compare the id and the extensions only.
 ///
 /// ```
 /// use mtasts_core::TxtRecord;
@@ -18,10 +21,26 @@ use crate::{Error, PolicyId, syntax};
 /// assert_eq!(record.to_string(), "v=STSv1; id=20160831085700Z");
 /// # Ok::<(), mtasts_core::Error>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone)]
 pub struct TxtRecord {
     id: PolicyId,
     extensions: Vec<(String, String)>,
+    leniencies: Leniencies,
+}
+
+impl PartialEq for TxtRecord {
+    /// Same id and extensions; how the text was spelled ([`TxtRecord::leniencies`]) does not count.
+    fn eq(&self, other: &Self) -> bool {
+        (&self.id, &self.extensions) == (&other.id, &other.extensions)
+    }
+}
+
+impl Eq for TxtRecord {}
+
+impl std::hash::Hash for TxtRecord {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (&self.id, &self.extensions).hash(state);
+    }
 }
 
 impl TxtRecord {
@@ -48,6 +67,24 @@ impl TxtRecord {
     pub fn extensions(&self) -> &[(String, String)] {
         &self.extensions
     }
+
+    /// The deviations from the RFC 8461 §3.1 ABNF this record was accepted through (sorted, each
+    /// once); empty for a record that follows the ABNF.
+    ///
+    /// ```
+    /// use mtasts_core::{Leniency, TxtRecord};
+    ///
+    /// let record: TxtRecord = "v=STSv1; id=20160831085700Z   ".parse()?;
+    /// assert_eq!(record.leniencies(), &[Leniency::TxtTrailingWhitespace]);
+    /// let strict: TxtRecord = "v=STSv1; id=20160831085700Z;".parse()?;
+    /// assert!(strict.leniencies().is_empty());
+    /// assert_eq!(record, strict);
+    /// # Ok::<(), mtasts_core::Error>(())
+    /// ```
+    #[must_use]
+    pub fn leniencies(&self) -> &[Leniency] {
+        self.leniencies.as_slice()
+    }
 }
 
 impl FromStr for TxtRecord {
@@ -56,7 +93,8 @@ impl FromStr for TxtRecord {
     fn from_str(text: &str) -> Result<Self, Error> {
         let mut id = None;
         let mut extensions = Vec::new();
-        for (name, value) in syntax::txt_fields(text)? {
+        let mut leniencies = Leniencies::default();
+        for (name, value) in syntax::txt_fields(text, &mut leniencies)? {
             if name == "id" {
                 // RFC 8461 §3.2 (for "TXT records and policy files"): a duplicated
                 // non-repeated field is ignored except for its first entry.
@@ -68,7 +106,11 @@ impl FromStr for TxtRecord {
             }
         }
         let id = id.ok_or(Error::TxtMissingId)?;
-        Ok(Self { id, extensions })
+        Ok(Self {
+            id,
+            extensions,
+            leniencies,
+        })
     }
 }
 
@@ -89,7 +131,8 @@ impl fmt::Display for TxtRecord {
 /// spaces or tabs, then `;` — RFC 8461 §3.1 prose says "v=STSv1;", the ABNF `sts-sep` allows
 /// whitespace before the `;`, see erratum 6285) are discarded, so `v=STSv12; …` does not count.
 /// Exactly one record must remain and it must be valid; otherwise there is no policy:
-/// [`Error::NoRecord`], [`Error::MultipleRecords`], or the record's parse error.
+/// [`Error::NoRecord`], [`Error::MultipleRecords`], or the record's parse error. The record is
+/// parsed as [`TxtRecord`] parses, leniencies included (see [`TxtRecord::leniencies`]).
 ///
 /// ```
 /// use mtasts_core::select_record;
@@ -179,10 +222,13 @@ mod tests {
             ("v=STSv1; ", "txt_syntax", Some(9)),
             ("v=STSv1 id=a", "txt_syntax", Some(7)),
             ("v=STSv12; id=a", "txt_syntax", Some(7)),
-            ("v=STSv1;; id=a", "txt_syntax", Some(8)),
-            ("v=STSv1; id=a;;", "txt_syntax", Some(14)),
-            ("v=STSv1; id=a ", "txt_syntax", Some(13)),
+            ("v=STSv1;;", "txt_syntax", Some(9)),
+            ("v=STSv1; ; ", "txt_syntax", Some(11)),
+            ("v=STSv1 ", "txt_syntax", Some(7)),
             ("v=STSv1; id=a b", "txt_syntax", Some(13)),
+            ("v=STSv1; id=a;; b", "txt_syntax", Some(17)),
+            ("v=STSv1; id=a\n", "txt_syntax", Some(13)),
+            ("v=STSv1; id=a\u{a0}", "txt_syntax", Some(13)),
             ("v=STSv1; id = a", "txt_syntax", Some(11)),
             ("v=STSv1; id=", "txt_syntax", Some(12)),
             ("v=STSv1; id=a=b", "txt_syntax", Some(13)),
@@ -213,6 +259,44 @@ mod tests {
                     "{text:?}: {err:?}"
                 );
             }
+        }
+    }
+
+    /// The unambiguous deviations the Python daemon enforces (issue 14): accepted, each noted.
+    #[test]
+    fn lenient_records() {
+        use Leniency::{TxtEmptyField as Empty, TxtTrailingWhitespace as Trailing};
+        let cases: &[(&str, &str, &[Leniency])] = &[
+            // The two records of the migration report.
+            (
+                "v=STSv1; id=20160831085700Z   ",
+                "20160831085700Z",
+                &[Trailing],
+            ),
+            (
+                "v=STSv1; id=20160831085700Z;;;",
+                "20160831085700Z",
+                &[Empty],
+            ),
+            ("v=STSv1; id=a ", "a", &[Trailing]),
+            ("v=STSv1; id=a\t", "a", &[Trailing]),
+            ("v=STSv1;; id=a", "a", &[Empty]),
+            ("v=STSv1; ; id=a", "a", &[Empty]),
+            ("v=STSv1; id=a;;", "a", &[Empty]),
+            ("v=STSv1; id=a; ;ext=1 ", "a", &[Trailing, Empty]),
+            // Strict records note nothing.
+            ("v=STSv1; id=a;", "a", &[]),
+            ("v=STSv1; id=a ; ", "a", &[]),
+        ];
+        for (text, id, leniencies) in cases {
+            let record: TxtRecord = text.parse().unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(record.id().as_str(), *id, "{text:?}");
+            assert_eq!(record.leniencies(), *leniencies, "{text:?}");
+            let canonical: TxtRecord = record.to_string().parse().expect("canonical form");
+            assert!(canonical.leniencies().is_empty(), "{record}");
+            assert_eq!(canonical, record);
+            let selected = select_record(["v=spf1 -all", text]).expect("selected");
+            assert_eq!(selected.leniencies(), *leniencies, "{text:?}");
         }
     }
 

@@ -254,7 +254,9 @@ impl Fetcher {
         };
         match Policy::parse(&body) {
             Ok(policy) => {
-                tracing::debug!(%domain, %id, mode = %policy.mode(), max_age = %policy.max_age(), "policy parsed");
+                // One list tells whether the record or the policy needed a leniency (mtasts-core "Strictness").
+                let policy = policy.with_leniencies(record.leniencies().iter().copied());
+                tracing::debug!(%domain, %id, mode = %policy.mode(), max_age = %policy.max_age(), leniencies = ?policy.leniencies(), "policy parsed");
                 Discovery::Fetched { id, policy }
             }
             Err(error) => {

@@ -283,3 +283,42 @@ async fn ssl_cert_file_is_honoured() {
     assert_eq!(code, 5, "{stdout}");
     assert!(stdout.contains("failed (tls)"), "{stdout}");
 }
+
+/// The sloppy records the Python daemon enforces (issue 14): accepted, with a warning line on stderr and a
+/// `leniencies` list in the JSON; a strict record has neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_accepted_through_a_leniency_are_flagged() {
+    let f = fixture().await;
+    for (record, leniency) in [
+        ("v=STSv1; id=20160831085700Z   ", "txt_trailing_whitespace"),
+        ("v=STSv1; id=20160831085700Z;;;", "txt_empty_field"),
+    ] {
+        f.dns().set_txt("_mta-sts.example.com", [record]);
+        f.serve(DOMAIN, PolicyResponse::policy(ENFORCE));
+        let (code, stdout, stderr) = run(query(&f).arg(DOMAIN)).await;
+        assert_eq!(code, 0, "{record:?}: {stdout}{stderr}");
+        assert!(stdout.contains("id:           20160831085700Z"), "{stdout}");
+        let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("warning")).collect();
+        assert_eq!(warnings.len(), 1, "{record:?}: {stderr}");
+        assert!(
+            warnings[0].contains("example.com: accepted only through a leniency: the TXT record"),
+            "{stderr}"
+        );
+        let (code, stdout, _) = run(query(&f).arg("--json").arg(DOMAIN)).await;
+        assert_eq!(code, 0);
+        let value: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+        assert_eq!(
+            value["leniencies"],
+            serde_json::json!([leniency]),
+            "{record:?}"
+        );
+        assert_eq!(value["policy"]["mode"], "enforce");
+    }
+    f.dns()
+        .set_txt("_mta-sts.example.com", ["v=STSv1; id=20160831085700Z;"]);
+    let (code, stdout, stderr) = run(query(&f).arg("--json").arg(DOMAIN)).await;
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    assert_eq!(value["leniencies"], serde_json::json!([]));
+}
