@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use socketmap_proto::Connection;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -31,15 +32,6 @@ pub enum Listener {
         /// The socket file to remove at stop (None for a socket passed by systemd).
         cleanup: Option<PathBuf>,
     },
-}
-
-/// An accepted client.
-#[derive(Debug)]
-pub enum Stream {
-    /// TCP.
-    Tcp(TcpStream),
-    /// UNIX.
-    Unix(UnixStream),
 }
 
 /// Where a listener listens, for logs and tests.
@@ -115,15 +107,15 @@ impl Listener {
     }
 
     /// Accepts one client.
-    pub async fn accept(&self) -> io::Result<Stream> {
+    pub async fn accept(&self) -> io::Result<Connection> {
         match self {
             Self::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 // Replies are small and latency matters.
                 let _ = s.set_nodelay(true);
-                Ok(Stream::Tcp(s))
+                Ok(Connection::Tcp(s))
             }
-            Self::Unix { listener, .. } => listener.accept().await.map(|(s, _)| Stream::Unix(s)),
+            Self::Unix { listener, .. } => listener.accept().await.map(|(s, _)| s.into()),
         }
     }
 
@@ -134,7 +126,7 @@ impl Listener {
         &self,
         permits: &Arc<Semaphore>,
         stop: &CancellationToken,
-    ) -> Option<(Stream, OwnedSemaphorePermit)> {
+    ) -> Option<(Connection, OwnedSemaphorePermit)> {
         let permit = tokio::select! {
             () = stop.cancelled() => return None,
             permit = Arc::clone(permits).acquire_owned() => permit.ok()?,
@@ -207,50 +199,4 @@ fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<Listener> {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
     }
     Ok(listener)
-}
-
-impl tokio::io::AsyncRead for Stream {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl tokio::io::AsyncWrite for Stream {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Self::Unix(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-        }
-    }
 }

@@ -12,7 +12,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use mtasts_engine::Engine;
 use prometheus_client::registry::Registry;
-use socketmap_proto::{Reply, Request, ServerCodec};
+use socketmap_proto::{Connection, Reply, Request, ServerCodec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::answer::{AnswerKind, Key, normalize_key, reply_for};
 use crate::config::{Config, LimitsConfig, ZoneConfig};
-use crate::listen::{Listener, Stream};
+use crate::listen::Listener;
 use crate::metrics::Metrics;
 
 /// Answers socketmap requests: zone selection, key normalization, the engine lookup, the reply text.
@@ -107,7 +107,7 @@ pub async fn serve(
     stop: CancellationToken,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let (accepted_tx, mut accepted) = mpsc::channel::<(Stream, OwnedSemaphorePermit)>(1);
+    let (accepted_tx, mut accepted) = mpsc::channel::<(Connection, OwnedSemaphorePermit)>(1);
     let mut acceptors = JoinSet::new();
     for listener in listeners {
         acceptors.spawn(accept_loop(
@@ -171,7 +171,7 @@ pub async fn serve(
 async fn accept_loop(
     listener: Listener,
     permits: Arc<Semaphore>,
-    accepted: mpsc::Sender<(Stream, OwnedSemaphorePermit)>,
+    accepted: mpsc::Sender<(Connection, OwnedSemaphorePermit)>,
     stop: CancellationToken,
 ) {
     while let Some(client) = listener.accept_permitted(&permits, &stop).await {
@@ -196,13 +196,13 @@ async fn answer(handler: Arc<Handler>, request: Option<Request>) -> Reply {
 
 /// Serves one client connection until it closes, sends a bad netstring, or `stop` is cancelled.
 pub async fn serve_connection(
-    stream: Stream,
+    stream: Connection,
     handler: Arc<Handler>,
     limits: &LimitsConfig,
     stop: CancellationToken,
 ) {
     let _open = handler.metrics().connection();
-    let (read, write) = tokio::io::split(stream);
+    let (read, write) = stream.into_split();
     let codec = ServerCodec::new().with_max_request_len(limits.max_request_size);
     let mut requests = FramedRead::new(read, codec.clone());
     let mut replies = FramedWrite::new(write, codec);

@@ -9,69 +9,12 @@ use std::{
 
 use bytes::BytesMut;
 use tokio::{
-    io::{AsyncRead, AsyncWrite, ReadBuf},
+    io::{AsyncRead, AsyncWrite},
     net::{TcpStream, ToSocketAddrs},
 };
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::{ClientCodec, ProtoError, Reply, Request};
-
-/// A connection to a socketmap server, over TCP or a UNIX socket.
-///
-/// It implements [`AsyncRead`] and [`AsyncWrite`], so it also works with `tokio_util`'s `Framed`.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Connection {
-    /// A TCP connection.
-    Tcp(TcpStream),
-    /// A UNIX stream socket connection.
-    #[cfg(unix)]
-    Unix(tokio::net::UnixStream),
-}
-
-impl AsyncRead for Connection {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            #[cfg(unix)]
-            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Connection {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            #[cfg(unix)]
-            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-            #[cfg(unix)]
-            Self::Unix(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            #[cfg(unix)]
-            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+use crate::{ClientCodec, Connection, ProtoError, Reply, Request};
 
 /// An async socketmap client: sends requests, reads replies in order.
 ///

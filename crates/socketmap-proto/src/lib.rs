@@ -30,6 +30,8 @@
 //! * [`ServerCodec`] — decodes [`Request`]s, encodes [`Reply`]s (for the daemon).
 //! * [`ClientCodec`] — encodes [`Request`]s, decodes [`Reply`]s (for clients and tests).
 //! * [`SocketmapClient`] — a small async client over TCP or a UNIX socket, with pipelining.
+//! * [`Connection`] — a TCP or UNIX stream socket for either side, splittable into owned halves
+//!   ([`OwnedReadHalf`], [`OwnedWriteHalf`]) that need no lock between them.
 //! * [`ProtoError`] — the one error type; [`ProtoError::is_fatal`] tells framing errors (close the
 //!   connection) from per-request ones (answer and read on).
 //!
@@ -72,9 +74,10 @@
 //!
 //! # Crate features
 //!
-//! None. UNIX socket support in [`SocketmapClient`] is available on Unix platforms.
+//! None. UNIX socket support in [`Connection`] and [`SocketmapClient`] is available on Unix platforms.
 
 mod client;
+mod connection;
 mod error;
 mod netstring;
 mod socketmap;
@@ -83,7 +86,8 @@ pub use bytes::{Bytes, BytesMut};
 pub use tokio_util::codec::{Decoder, Encoder};
 
 pub use crate::{
-    client::{Connection, SocketmapClient},
+    client::SocketmapClient,
+    connection::{Connection, OwnedReadHalf, OwnedWriteHalf},
     error::ProtoError,
     netstring::{DEFAULT_MAX_LEN, NetstringCodec},
     socketmap::{
