@@ -54,61 +54,73 @@ impl fmt::Display for Proxy {
 impl std::str::FromStr for Proxy {
     type Err = BuildError;
 
-    fn from_str(url: &str) -> Result<Self, Self::Err> {
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         let invalid = |reason| BuildError::InvalidProxy {
-            url: redact(url),
+            url: redact(text),
             reason,
         };
-        let rest = match url.split_once("://") {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some(_) => return Err(invalid("only http:// proxies (HTTP CONNECT) are supported")),
-            None => url,
-        };
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((userinfo, hostport)) => (Some(userinfo), hostport),
-            None => (None, authority),
-        };
-        let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
-            let (host, after) = bracketed
-                .split_once(']')
-                .ok_or_else(|| invalid("unterminated IPv6 address"))?;
-            (host, after.strip_prefix(':'))
+        // http::Uri rather than url::Url: the WHATWG parser drops a port equal to the scheme's default, so
+        // `http://proxy:80` could not be told from `http://proxy`, whose port is curl's 1080.
+        let uri = if text.contains("://") {
+            text.parse::<http::Uri>()
         } else {
-            match hostport.rsplit_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (hostport, None),
-            }
-        };
+            // curl lets the scheme be left out.
+            format!("http://{text}").parse()
+        }
+        .map_err(|_| invalid("not a valid URL"))?;
+        if !uri
+            .scheme_str()
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("http"))
+        {
+            return Err(invalid("only http:// proxies (HTTP CONNECT) are supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| invalid("missing host"))?;
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|v6| v6.strip_suffix(']'))
+            .unwrap_or(host);
         if host.is_empty() {
             return Err(invalid("missing host"));
         }
-        let port = match port {
+        // http::Uri reads no port from `h:notaport` rather than refusing it: what follows the host must be
+        // nothing, `:` or `:<u16>`.
+        let (userinfo, host_port) = match authority.as_str().rsplit_once('@') {
+            Some((userinfo, host_port)) => (Some(userinfo), host_port),
+            None => (None, authority.as_str()),
+        };
+        let port = match host_port[authority.host().len()..].strip_prefix(':') {
             None | Some("") => 1080,
             Some(port) => port.parse().map_err(|_| invalid("invalid port"))?,
         };
-        let authorization = userinfo.map(|userinfo| {
-            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-            let user = percent_decode_str(user).decode_utf8_lossy();
-            let password = percent_decode_str(password).decode_utf8_lossy();
-            let token =
-                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-            format!("Basic {token}")
-        });
         Ok(Self {
             host: host.to_ascii_lowercase(),
             port,
-            authorization,
+            authorization: userinfo.map(basic_authorization),
         })
     }
 }
 
-/// Removes userinfo from a URL before it appears in an error.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(start), Some(at)) if at > start => format!("{}***{}", &url[..start + 3], &url[at..]),
-        (None, Some(at)) => format!("***{}", &url[at..]),
-        _ => url.to_owned(),
+/// `Basic …` for percent-encoded `user[:password]` (RFC 7617).
+fn basic_authorization(userinfo: &str) -> String {
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let user = percent_decode_str(user).decode_utf8_lossy();
+    let password = percent_decode_str(password).decode_utf8_lossy();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// A proxy URL for an error message: scheme, host and port, never the userinfo (a text that does not parse
+/// shows its scheme only).
+fn redact(text: &str) -> String {
+    let scheme = text.split_once("://").map_or("http", |(scheme, _)| scheme);
+    let parsed = text.parse::<http::Uri>().ok();
+    match parsed.as_ref().and_then(http::Uri::authority) {
+        Some(authority) => {
+            let host_port = authority.as_str().rsplit('@').next().unwrap_or_default();
+            format!("{scheme}://{host_port}")
+        }
+        None => format!("{scheme}://…"),
     }
 }
 
@@ -290,12 +302,33 @@ mod tests {
     }
 
     #[test]
+    fn explicit_default_ports_are_kept() {
+        for (text, port) in [
+            ("http://proxy.example:80", 80),
+            ("http://proxy.example", 1080),
+            ("proxy.example:80", 80),
+            ("HTTP://u@proxy.example:8080/", 8080),
+        ] {
+            let p: Proxy = text.parse().unwrap();
+            assert_eq!((p.host(), p.port()), ("proxy.example", port), "{text}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_proxy_urls_without_leaking_credentials() {
-        let err = "socks5://u:secret@h:1".parse::<Proxy>().unwrap_err();
-        assert_eq!(err.kind(), "invalid_proxy");
-        assert!(!err.to_string().contains("secret"), "{err}");
-        assert!("http://h:notaport".parse::<Proxy>().is_err());
-        assert!("http://:80".parse::<Proxy>().is_err());
+        for (text, shown) in [
+            ("socks5://u:secret@h:1", "socks5://h:1"),
+            ("http://u:secret@h:notaport", "http://h:notaport"),
+            ("http://u:secret@[::1:80", "http://…"),
+            ("http://u:secret@:80", "http://:80"),
+            ("u:secret@", "http://…"),
+        ] {
+            let err = text.parse::<Proxy>().unwrap_err();
+            assert_eq!(err.kind(), "invalid_proxy");
+            let message = err.to_string();
+            assert!(!message.contains("secret"), "{message}");
+            assert!(message.contains(shown), "{text}: {message}");
+        }
     }
 
     #[test]
