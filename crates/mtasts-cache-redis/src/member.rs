@@ -29,7 +29,6 @@ use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use mtasts_cache::{CacheEntry, CacheError, compat};
-use mtasts_core::{Policy, PolicyId};
 
 /// Length of the prefix before the JSON.
 pub(crate) const PREFIX_LEN: usize = 16;
@@ -97,17 +96,8 @@ pub(crate) fn decode(domain: &str, member: &[u8], score: f64) -> Result<CacheEnt
                 format!("member is not a JSON [pol_id, pol_body] pair: {e}"),
             )
         })?;
-    let policy_id: PolicyId = pol_id.parse().map_err(|e: mtasts_core::Error| {
-        CacheError::corrupt(domain, format!("invalid pol_id {pol_id:?}: {e}"))
-    })?;
-    let policy: Policy = serde_json::from_value(pol_body)
-        .map_err(|e| CacheError::corrupt(domain, format!("invalid pol_body: {e}")))?;
-    Ok(CacheEntry {
-        checked_at,
-        fetched_at,
-        policy_id,
-        policy,
-    })
+    let policy = serde_json::from_value(pol_body);
+    compat::decode_parts(domain, checked_at, fetched_at, &pol_id, policy)
 }
 
 /// A sorted-set score as Unix seconds: the Python daemon writes `time.time()` (fractional); we floor it.

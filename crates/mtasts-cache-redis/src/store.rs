@@ -89,9 +89,7 @@ impl RedisCache {
     /// # }
     /// ```
     pub async fn connect(options: RedisOptions) -> Result<Self, CacheError> {
-        let cache = Self::connect_lazy(options)?;
-        cache.ping().await?;
-        Ok(cache)
+        Self::connect_lazy(options)?.answering().await
     }
 
     /// Like [`RedisCache::connect`], but opens no connection until the first call: the store can be set up
@@ -140,9 +138,7 @@ impl RedisCache {
     /// # }
     /// ```
     pub async fn sentinel(options: SentinelOptions) -> Result<Self, CacheError> {
-        let cache = Self::sentinel_lazy(options)?;
-        cache.ping().await?;
-        Ok(cache)
+        Self::sentinel_lazy(options)?.answering().await
     }
 
     /// Like [`RedisCache::sentinel`], but opens no connection until the first call.
@@ -199,6 +195,12 @@ impl RedisCache {
             response_timeout: server.response_timeout,
             target,
         }
+    }
+
+    /// This store once its server has answered.
+    async fn answering(self) -> Result<Self, CacheError> {
+        self.ping().await?;
+        Ok(self)
     }
 
     /// Checks that the server answers (`PING`).

@@ -53,12 +53,31 @@ pub fn decode_entry(
             .map_err(|_| CacheError::corrupt(domain, format!("negative fetched_at {f}")))?,
     };
     let pol_id = pol_id.ok_or_else(|| CacheError::corrupt(domain, "missing pol_id"))?;
+    let body = pol_body.ok_or_else(|| CacheError::corrupt(domain, "missing pol_body"))?;
+    decode_parts(
+        domain,
+        checked_at,
+        fetched_at,
+        pol_id,
+        serde_json::from_str(body),
+    )
+}
+
+/// An entry from its parts once the timestamps are known: `pol_id` must be a valid policy id (RFC 8461 §3.1)
+/// and `pol_body`, the policy as deserialized from its JSON, a valid policy (§3.2); else a
+/// [`CacheError::Corrupt`] naming `domain`.
+pub fn decode_parts(
+    domain: &str,
+    checked_at: u64,
+    fetched_at: u64,
+    pol_id: &str,
+    pol_body: Result<Policy, serde_json::Error>,
+) -> Result<CacheEntry, CacheError> {
     let policy_id: PolicyId = pol_id.parse().map_err(|e: mtasts_core::Error| {
         CacheError::corrupt(domain, format!("invalid pol_id {pol_id:?}: {e}"))
     })?;
-    let body = pol_body.ok_or_else(|| CacheError::corrupt(domain, "missing pol_body"))?;
-    let policy: Policy = serde_json::from_str(body)
-        .map_err(|e| CacheError::corrupt(domain, format!("invalid pol_body: {e}")))?;
+    let policy =
+        pol_body.map_err(|e| CacheError::corrupt(domain, format!("invalid pol_body: {e}")))?;
     Ok(CacheEntry {
         checked_at,
         fetched_at,

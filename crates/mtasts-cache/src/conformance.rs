@@ -74,6 +74,12 @@ pub trait Harness: Sized + Send + Sync {
     /// A new store over this storage with the harness's usual options.
     async fn store(&self) -> Arc<dyn PolicyCache>;
 
+    /// What writes undecodable entries into this storage, for [`corrupt_entries`]. Default: none (a
+    /// `corrupt_entries` test of this harness fails saying so).
+    fn injector(&self) -> Option<&dyn CorruptInjector> {
+        None
+    }
+
     /// Cleans up after a test that passed (drops a schema, flushes a database). Default: nothing.
     async fn finish(self) {}
 }
@@ -97,8 +103,8 @@ pub trait Networked: Harness {
 /// [`Harness::finish`].
 ///
 /// The list names the functions to run; `basic` stands for [`get_set`], [`newer_wins`],
-/// [`concurrent_writers`], [`paging`], [`remove_clear`] and [`proactive_ts`]. [`corrupt_entries`] needs the
-/// harness to be a [`CorruptInjector`]; [`unreachable()`] (with a 1 s timeout) and [`outage_and_recovery`]
+/// [`concurrent_writers`], [`paging`], [`remove_clear`] and [`proactive_ts`]. [`corrupt_entries`] needs
+/// [`Harness::injector`]; [`unreachable()`] (with a 1 s timeout) and [`outage_and_recovery`]
 /// (through a [`TcpProxy`]) need it to be [`Networked`]. The calling crate needs tokio's `macros` feature.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -108,17 +114,53 @@ macro_rules! conformance_tests {
         );
     };
     (@test $h:ty, $test:ident) => {
-        #[tokio::test(flavor = "multi_thread")]
-        async fn $test() {
-            let Some(harness) = <$h as $crate::conformance::Harness>::create().await else {
-                return;
-            };
-            $crate::conformance::run::$test(&harness).await;
-            $crate::conformance::Harness::finish(harness).await;
-        }
+        $crate::harness_tests!(@one [$crate::conformance::run::] $h, $test);
     };
     ($harness:ty: $($test:ident),+ $(,)?) => {
         $($crate::conformance_tests!(@test $harness, $test);)+
+    };
+}
+
+/// Writes one `#[tokio::test(flavor = "multi_thread")]` per named function of `module`, each an
+/// `async fn(&H)` run on fresh storage of the [`Harness`] `H` from [`Harness::create`] (returning early when it
+/// is `None`), followed by [`Harness::finish`].
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use mtasts_cache::conformance::Harness;
+/// # use mtasts_cache::{async_trait, MemoryCache, PolicyCache};
+/// # struct Memory(Arc<dyn PolicyCache>);
+/// # #[async_trait]
+/// # impl Harness for Memory {
+/// #     async fn create() -> Option<Self> { Some(Self(Arc::new(MemoryCache::new(10)))) }
+/// #     async fn store(&self) -> Arc<dyn PolicyCache> { Arc::clone(&self.0) }
+/// # }
+/// mod cases {
+///     use mtasts_cache::conformance::Harness;
+///
+///     /// A store starts empty.
+///     pub(super) async fn starts_empty(memory: &super::Memory) {
+///         assert!(memory.store().await.get("example.com").await.unwrap().is_none());
+///     }
+/// }
+///
+/// mtasts_cache::harness_tests!(Memory, cases: starts_empty);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! harness_tests {
+    (@one [$($call:tt)*] $harness:ty, $test:ident) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $test() {
+            let Some(harness) = <$harness as $crate::conformance::Harness>::create().await else {
+                return;
+            };
+            $($call)*$test(&harness).await;
+            $crate::conformance::Harness::finish(harness).await;
+        }
+    };
+    ($harness:ty, $module:ident: $($test:ident),+ $(,)?) => {
+        $($crate::harness_tests!(@one [$module::] $harness, $test);)+
     };
 }
 
@@ -129,7 +171,7 @@ pub mod run {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{CorruptInjector, Harness, Networked, TcpProxy};
+    use super::{Harness, Networked, TcpProxy};
     use crate::PolicyCache;
 
     macro_rules! on_one_store {
@@ -160,10 +202,13 @@ pub mod run {
         b.close().await;
     }
 
-    /// [`super::corrupt_entries`] with `harness` as the injector.
-    pub async fn corrupt_entries<H: Harness + CorruptInjector>(harness: &H) {
+    /// [`super::corrupt_entries`] with the harness's [injector](Harness::injector).
+    pub async fn corrupt_entries<H: Harness>(harness: &H) {
+        let injector = harness
+            .injector()
+            .unwrap_or_else(|| panic!("this harness cannot corrupt its storage"));
         let store = harness.store().await;
-        super::corrupt_entries(&store, harness).await;
+        super::corrupt_entries(&store, injector).await;
         store.close().await;
     }
 
@@ -227,6 +272,12 @@ pub fn sample_entry(checked_at: u64) -> CacheEntry {
 
 fn ok<T, E: Debug>(what: &str, r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
+/// Stores `entry` for `domain`, panicking unless the store wrote it (an error, or an entry as new kept).
+pub async fn must_set(store: &dyn PolicyCache, domain: &str, entry: &CacheEntry) {
+    let written = ok(&format!("set {domain}"), store.set(domain, entry).await);
+    assert!(written, "set {domain}: a newer entry was kept");
 }
 
 /// get on a missing key, set, get back exactly (both timestamps, id, every policy shape), keys independent.

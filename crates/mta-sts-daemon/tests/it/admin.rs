@@ -11,11 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mta_sts_daemon::Running;
-use mtasts_test_support::{Fixture, skip_or_fail};
+use mtasts_test_support::Fixture;
 use tokio::process::Command;
 use tokio::time::Instant;
 
-use crate::stores::{authority, service, unique};
+use crate::stores::{postgres_yaml, redis_yaml, sentinel_yaml, unique};
 use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_mta-sts-daemon");
@@ -262,53 +262,29 @@ async fn sqlite_purge_reaches_a_running_daemon() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_commands_and_purge_reaching_a_running_daemon() {
-    let Some(url) = service("REDIS_URL", "redis://127.0.0.1:6379/0", authority, "Redis").await
-    else {
-        return;
-    };
-    let yaml = format!("cache:\n  type: redis\n  options:\n    url: \"{url}\"\n");
-    check_commands(&yaml, &unique("admin-redis")).await;
-    check_purge_reaches_running_daemon(&yaml, &unique("purge-redis")).await;
+    if let Some(yaml) = redis_yaml().await {
+        check_commands(&yaml, &unique("admin-redis")).await;
+        check_purge_reaches_running_daemon(&yaml, &unique("purge-redis")).await;
+    }
 }
 
 /// Through Sentinel when MTASTS_TEST_SENTINEL=host:port[,master_name] names one (CI starts one).
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_sentinel_commands_and_purge_reaching_a_running_daemon() {
-    let Ok(spec) = std::env::var("MTASTS_TEST_SENTINEL") else {
-        skip_or_fail(
-            "MTASTS_TEST_SENTINEL is not set",
-            "start a Redis Sentinel and set MTASTS_TEST_SENTINEL=host:port[,master] (see .ci/run)",
-        );
-        return;
-    };
-    let (hostport, master) = spec.split_once(',').unwrap_or((&spec, "mymaster"));
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .expect("MTASTS_TEST_SENTINEL=host:port");
-    let yaml = format!(
-        "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"{master}\"\n    sentinels:\n      - [\"{host}\", {port}]\n"
-    );
-    check_commands(&yaml, &unique("admin-sentinel")).await;
-    check_purge_reaches_running_daemon(&yaml, &unique("purge-sentinel")).await;
+    if let Some(yaml) = sentinel_yaml() {
+        check_commands(&yaml, &unique("admin-sentinel")).await;
+        check_purge_reaches_running_daemon(&yaml, &unique("purge-sentinel")).await;
+    }
 }
 
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_commands_and_purge_reaching_a_running_daemon() {
-    let Some(dsn) = service(
-        "POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-        authority,
-        "PostgreSQL",
-    )
-    .await
-    else {
-        return;
-    };
-    let yaml = format!("cache:\n  type: postgres\n  options:\n    dsn: \"{dsn}\"\n");
-    check_commands(&yaml, &unique("admin-pg")).await;
-    check_purge_reaches_running_daemon(&yaml, &unique("purge-pg")).await;
+    if let Some(yaml) = postgres_yaml().await {
+        check_commands(&yaml, &unique("admin-pg")).await;
+        check_purge_reaches_running_daemon(&yaml, &unique("purge-pg")).await;
+    }
 }
 
 /// `internal`: the policies live only in a daemon's memory; every command says so and exits 69.

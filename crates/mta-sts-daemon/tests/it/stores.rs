@@ -10,15 +10,10 @@ use mtasts_test_support::{Fixture, skip_or_fail};
 
 use crate::support::*;
 
-/// `url` if the service answers a TCP connect; otherwise [`skip_or_fail`] (None).
-pub(crate) async fn service(
-    env: &str,
-    default: &str,
-    host_port: impl Fn(&str) -> String,
-    what: &str,
-) -> Option<String> {
+/// `url` if the service answers a TCP connect; otherwise fail under CI, skip (None) elsewhere.
+async fn service(env: &str, default: &str, what: &str) -> Option<String> {
     let url = std::env::var(env).unwrap_or_else(|_| default.to_owned());
-    let target = host_port(&url);
+    let target = authority(&url);
     if tokio::net::TcpStream::connect(&target).await.is_ok() {
         return Some(url);
     }
@@ -29,11 +24,56 @@ pub(crate) async fn service(
     None
 }
 
-pub(crate) fn authority(url: &str) -> String {
+fn authority(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let rest = rest.split('/').next().unwrap_or(rest);
     let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
     hostport.to_owned()
+}
+
+/// The `cache` section for the shared Redis (`REDIS_URL`), or `None` when the test is skipped.
+pub(crate) async fn redis_yaml() -> Option<String> {
+    let url = service("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis").await?;
+    Some(format!(
+        "cache:\n  type: redis\n  options:\n    url: \"{url}\"\n    max_connections: 4\n"
+    ))
+}
+
+/// The `cache` section for the Sentinel named by `MTASTS_TEST_SENTINEL=host:port[,master_name]`.
+fn sentinel_yaml_from_env() -> Option<String> {
+    let spec = std::env::var("MTASTS_TEST_SENTINEL").ok()?;
+    let (hostport, master) = spec.split_once(',').unwrap_or((&spec, "mymaster"));
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .expect("MTASTS_TEST_SENTINEL=host:port");
+    Some(format!(
+        "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"{master}\"\n    sentinels:\n      - [\"{host}\", {port}]\n"
+    ))
+}
+
+/// [`sentinel_yaml_from_env`], or `None` when the test is skipped (CI starts a Sentinel).
+pub(crate) fn sentinel_yaml() -> Option<String> {
+    let yaml = sentinel_yaml_from_env();
+    if yaml.is_none() {
+        skip_or_fail(
+            "MTASTS_TEST_SENTINEL is not set",
+            "start a Redis Sentinel and set MTASTS_TEST_SENTINEL=host:port[,master] (see .ci/run)",
+        );
+    }
+    yaml
+}
+
+/// The `cache` section for the shared PostgreSQL (`POSTGRES_URL`), or `None` when the test is skipped.
+pub(crate) async fn postgres_yaml() -> Option<String> {
+    let dsn = service(
+        "POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+        "PostgreSQL",
+    )
+    .await?;
+    Some(format!(
+        "cache:\n  type: postgres\n  options:\n    dsn: \"{dsn}\"\n"
+    ))
 }
 
 /// Starts a daemon with `cache_yaml`, checks answers, restarts it on the same store and checks that the
@@ -109,15 +149,9 @@ async fn sqlite_cache() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn redis_cache() {
-    let Some(url) = service("REDIS_URL", "redis://127.0.0.1:6379/0", authority, "Redis").await
-    else {
-        return;
-    };
-    check_store(
-        &format!("cache:\n  type: redis\n  options:\n    url: \"{url}\"\n    max_connections: 4\n"),
-        &unique("redis"),
-    )
-    .await;
+    if let Some(yaml) = redis_yaml().await {
+        check_store(&yaml, &unique("redis")).await;
+    }
 }
 
 #[cfg(feature = "redis")]
@@ -126,18 +160,8 @@ async fn redis_sentinel_cache() {
     // A Sentinel deployment is tested when MTASTS_TEST_SENTINEL=host:port[,master_name] names one. Without it,
     // the same YAML points at a Sentinel that is down: the daemon must start and keep answering from the
     // network (store errors count as misses, RFC 8461 §3.3 delivery is never blocked by the cache).
-    if let Ok(spec) = std::env::var("MTASTS_TEST_SENTINEL") {
-        let (hostport, master) = spec.split_once(',').unwrap_or((&spec, "mymaster"));
-        let (host, port) = hostport
-            .rsplit_once(':')
-            .expect("MTASTS_TEST_SENTINEL=host:port");
-        check_store(
-            &format!(
-                "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"{master}\"\n    sentinels:\n      - [\"{host}\", {port}]\n"
-            ),
-            &unique("sentinel"),
-        )
-        .await;
+    if let Some(yaml) = sentinel_yaml_from_env() {
+        check_store(&yaml, &unique("sentinel")).await;
         return;
     }
     let fixture = Fixture::start().await;
@@ -164,21 +188,9 @@ async fn redis_sentinel_cache() {
 #[cfg(feature = "postgres")]
 #[tokio::test]
 async fn postgres_cache() {
-    let Some(dsn) = service(
-        "POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-        authority,
-        "PostgreSQL",
-    )
-    .await
-    else {
-        return;
-    };
-    check_store(
-        &format!("cache:\n  type: postgres\n  options:\n    dsn: \"{dsn}\"\n"),
-        &unique("pg"),
-    )
-    .await;
+    if let Some(yaml) = postgres_yaml().await {
+        check_store(&yaml, &unique("pg")).await;
+    }
 }
 
 /// Proactive fetching: at start (no pass recorded in the store) the daemon refreshes cached policies that would

@@ -9,13 +9,15 @@
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, Value};
-use mtasts_cache::{CacheEntry, CacheError};
+use std::sync::Arc;
+
+use mtasts_cache::conformance::{Harness, must_set};
+use mtasts_cache::{CacheEntry, CacheError, PolicyCache};
 use mtasts_cache_redis::{METADATA_KEY, PROACTIVE_FETCH_FIELD};
 use mtasts_core::Mode;
 use serde_json::json;
 
-use crate::conformance::UUID4;
-use crate::support::{SharedDb, cmd};
+use crate::support::{SharedDb, UUID4, cmd};
 
 fn entry(checked_at: u64, fetched_at: u64, id: &str) -> CacheEntry {
     let policy = "version: STSv1\nmode: enforce\nmax_age: 604800\nmx: mail.example.com\nmx: *.backup.example.net\n"
@@ -77,16 +79,32 @@ async fn python_get(
     Some((json, score))
 }
 
+/// Python's `set_proactive_fetch_ts`: `HSET _metadata proactive_fetch_ts str(time.time())`.
+async fn python_set_proactive(conn: &mut MultiplexedConnection, text: &str) {
+    let hset = redis::cmd("HSET")
+        .arg(METADATA_KEY)
+        .arg(PROACTIVE_FETCH_FIELD)
+        .arg(text)
+        .clone();
+    cmd::<()>(conn, &hset).await;
+}
+
+/// A leased database, a store on it and a raw connection to it; `None` when the test is skipped.
+async fn setup() -> Option<(SharedDb, Arc<dyn PolicyCache>, MultiplexedConnection)> {
+    let db = SharedDb::lease().await?;
+    let store = db.store().await;
+    let conn = db.raw().await;
+    Some((db, store, conn))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_what_python_wrote() {
-    let Some(db) = SharedDb::lease().await else {
+    let Some((_db, store, mut conn)) = setup().await else {
         return;
     };
-    let mut conn = db.raw().await;
     // json.dumps output of the Python daemon: its own key order, max_age as a number, an unknown key kept.
     let text = r#"["20240101T000000", {"version": "STSv1", "mode": "testing", "mx": ["mail.example.com", "*.example.net"], "max_age": 86400, "future": "x"}]"#;
     python_set(&mut conn, "python.example", 1_700_000_123.456_789, text).await;
-    let store = db.store().await;
     let got = store
         .get("python.example")
         .await
@@ -118,28 +136,23 @@ async fn reads_what_python_wrote() {
             .await
             .expect("set")
     );
-    assert!(
-        store
-            .set(
-                "python.example",
-                &entry(1_700_000_124, 1_700_000_000, "ours")
-            )
-            .await
-            .expect("set")
-    );
+    must_set(
+        &*store,
+        "python.example",
+        &entry(1_700_000_124, 1_700_000_000, "ours"),
+    )
+    .await;
     let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg("python.example")).await;
     assert_eq!(card, 1, "older members trimmed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_reads_what_we_wrote() {
-    let Some(db) = SharedDb::lease().await else {
+    let Some((_db, store, mut conn)) = setup().await else {
         return;
     };
-    let store = db.store().await;
-    let mut conn = db.raw().await;
     let ours = entry(1_700_000_500, 1_700_000_000, "abc123");
-    assert!(store.set("ours.example", &ours).await.expect("set"));
+    must_set(&*store, "ours.example", &ours).await;
     let (json, score) = python_get(&mut conn, "ours.example")
         .await
         .expect("member present");
@@ -156,15 +169,12 @@ async fn python_reads_what_we_wrote() {
     );
     // Overwrites keep one member, as Python's ZREMRANGEBYRANK does.
     for ts in 1..=5 {
-        assert!(
-            store
-                .set(
-                    "ours.example",
-                    &entry(1_700_000_500 + ts, 1_700_000_000, "abc123")
-                )
-                .await
-                .expect("set")
-        );
+        must_set(
+            &*store,
+            "ours.example",
+            &entry(1_700_000_500 + ts, 1_700_000_000, "abc123"),
+        )
+        .await;
     }
     let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg("ours.example")).await;
     assert_eq!(card, 1);
@@ -176,17 +186,15 @@ async fn python_reads_what_we_wrote() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_write_after_ours_wins_and_has_no_fetched_at() {
-    let Some(db) = SharedDb::lease().await else {
+    let Some((_db, store, mut conn)) = setup().await else {
         return;
     };
-    let store = db.store().await;
-    let mut conn = db.raw().await;
-    assert!(
-        store
-            .set("mixed.example", &entry(1_700_000_100, 1_700_000_000, "one"))
-            .await
-            .expect("set")
-    );
+    must_set(
+        &*store,
+        "mixed.example",
+        &entry(1_700_000_100, 1_700_000_000, "one"),
+    )
+    .await;
     assert_eq!(
         store
             .get("mixed.example")
@@ -213,24 +221,17 @@ async fn python_write_after_ours_wins_and_has_no_fetched_at() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_scan_can_read_every_key_we_create() {
-    let Some(db) = SharedDb::lease().await else {
+    let Some((_db, store, mut conn)) = setup().await else {
         return;
     };
-    let store = db.store().await;
     let domains: Vec<String> = (0..20).map(|i| format!("scan{i}.example")).collect();
     for (i, d) in (0u64..).zip(&domains) {
-        assert!(
-            store
-                .set(d, &entry(1_700_000_000 + i, 1_699_999_000, "id1"))
-                .await
-                .expect("set")
-        );
+        must_set(&*store, d, &entry(1_700_000_000 + i, 1_699_999_000, "id1")).await;
     }
     store
         .set_proactive_fetch_ts(1_700_000_000)
         .await
         .expect("set ts");
-    let mut conn = db.raw().await;
     // Python's scan: every key except `_metadata` goes through `get`; one unreadable key would stop it.
     let mut cursor = 0u64;
     let mut seen = Vec::new();
@@ -262,19 +263,10 @@ async fn python_scan_can_read_every_key_we_create() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proactive_fetch_ts_in_python_format() {
-    let Some(db) = SharedDb::lease().await else {
+    let Some((_db, store, mut conn)) = setup().await else {
         return;
     };
-    let store = db.store().await;
-    let mut conn = db.raw().await;
-    cmd::<()>(
-        &mut conn,
-        redis::cmd("HSET")
-            .arg(METADATA_KEY)
-            .arg(PROACTIVE_FETCH_FIELD)
-            .arg("1700000000.987654"),
-    )
-    .await;
+    python_set_proactive(&mut conn, "1700000000.987654").await;
     assert_eq!(
         store.proactive_fetch_ts().await.expect("get ts"),
         Some(1_700_000_000)
@@ -295,14 +287,7 @@ async fn proactive_fetch_ts_in_python_format() {
         Some(1_700_000_001.0),
         "Python reads it with float(): {text:?}"
     );
-    cmd::<()>(
-        &mut conn,
-        redis::cmd("HSET")
-            .arg(METADATA_KEY)
-            .arg(PROACTIVE_FETCH_FIELD)
-            .arg("garbage"),
-    )
-    .await;
+    python_set_proactive(&mut conn, "garbage").await;
     let err = store
         .proactive_fetch_ts()
         .await
@@ -315,22 +300,20 @@ async fn proactive_fetch_ts_in_python_format() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn foreign_keys_and_metadata_are_left_alone() {
-    let Some(db) = SharedDb::lease().await else {
+    let Some((_db, store, mut conn)) = setup().await else {
         return;
     };
-    let store = db.store().await;
-    let mut conn = db.raw().await;
     cmd::<()>(
         &mut conn,
         redis::cmd("SET").arg("string.example").arg("not ours"),
     )
     .await;
-    assert!(
-        store
-            .set("real.example", &entry(1_700_000_000, 1_700_000_000, "id1"))
-            .await
-            .expect("set")
-    );
+    must_set(
+        &*store,
+        "real.example",
+        &entry(1_700_000_000, 1_700_000_000, "id1"),
+    )
+    .await;
     store
         .set_proactive_fetch_ts(1_700_000_000)
         .await

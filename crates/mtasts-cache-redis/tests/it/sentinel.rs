@@ -3,26 +3,21 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use deadpool_redis::redis;
-use mtasts_cache::conformance;
-use mtasts_cache::{CacheEntry, PolicyCache};
+use deadpool_redis::redis::{self, Value};
+use mtasts_cache::PolicyCache;
+use mtasts_cache::conformance::{self, must_set, sample_entry as entry};
 use mtasts_cache_redis::{RedisCache, SentinelOptions};
 
-use crate::conformance::Injector;
-use crate::support::{MASTER_NAME, SentinelSetup, TIMEOUT, cmd, raw, sentinel_options, wait_for};
+use crate::support::{
+    Database, MASTER_NAME, SentinelSetup, TIMEOUT, cmd, sentinel_options, wait_for, wait_for_reply,
+    writes_into,
+};
 
 async fn store(setup: &SentinelSetup, db: u8) -> Arc<dyn PolicyCache> {
     let store = RedisCache::sentinel(sentinel_options(setup.sentinel.port(), i64::from(db)))
         .await
         .expect("connect through the sentinel");
     Arc::new(store)
-}
-
-fn entry(checked_at: u64) -> CacheEntry {
-    let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n"
-        .parse()
-        .expect("policy");
-    CacheEntry::new(checked_at, "id1".parse().expect("id"), policy)
 }
 
 /// The whole store suite through one sentinel setup, each function on its own database of the master.
@@ -37,7 +32,7 @@ async fn conformance_through_sentinel() {
     conformance::paging(&store(&setup, 4).await).await;
     conformance::remove_clear(&store(&setup, 5).await).await;
     conformance::proactive_ts(&store(&setup, 6).await).await;
-    let injector = Injector {
+    let injector = Database {
         url: setup.master.url(7),
     };
     conformance::corrupt_entries(&store(&setup, 7).await, &injector).await;
@@ -76,24 +71,15 @@ async fn follows_a_failover() {
     let replica = setup.replica.as_ref().expect("replica started");
     let store = store(&setup, 0).await;
     for i in 0..10 {
-        assert!(
-            store
-                .set(&format!("f{i}.example"), &entry(1_700_000_000 + i))
-                .await
-                .expect("set before failover")
-        );
+        must_set(&*store, &format!("f{i}.example"), &entry(1_700_000_000 + i)).await;
     }
     // Let the replica catch up before promoting it.
-    let replica_url = replica.url(0);
-    wait_for("replication of the entries", || {
-        let url = replica_url.clone();
-        async move {
-            // A new connection each time: a server changing role drops its clients.
-            let conn = &mut raw(&url).await.ok()?;
-            let n: u64 = redis::cmd("DBSIZE").query_async(conn).await.ok()?;
-            (n == 10).then_some(())
-        }
-    })
+    wait_for_reply(
+        "replication of the entries",
+        &replica.url(0),
+        &redis::cmd("DBSIZE"),
+        |n: &u64| *n == 10,
+    )
     .await;
 
     let mut sentinel = setup.sentinel.raw().await;
@@ -106,17 +92,14 @@ async fn follows_a_failover() {
         (setup.master_port().await == replica.port()).then_some(())
     })
     .await;
-    let old_master_url = setup.master.url(0);
-    wait_for("the old master to become a replica", || {
-        let url = old_master_url.clone();
-        async move {
-            // A new connection each time: a server changing role drops its clients.
-            let conn = &mut raw(&url).await.ok()?;
-            // Parsed by hand: the replica's link state may still be "connect".
-            let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(conn).await.ok()?;
-            (role.first()? == &redis::Value::BulkString(b"slave".to_vec())).then_some(())
-        }
-    })
+    // Parsed by hand: the replica's link state may still be "connect".
+    let slave = Value::BulkString(b"slave".to_vec());
+    wait_for_reply(
+        "the old master to become a replica",
+        &setup.master.url(0),
+        &redis::cmd("ROLE"),
+        |role: &Vec<Value>| role.first() == Some(&slave),
+    )
     .await;
 
     // The same store, not restarted: reads and writes go to the new master.
@@ -127,18 +110,8 @@ async fn follows_a_failover() {
             .expect("get after failover");
         assert_eq!(got, Some(entry(1_700_000_000 + i)));
     }
-    assert!(
-        store
-            .set("after.example", &entry(1_700_000_100))
-            .await
-            .expect("set after failover")
-    );
-    assert!(
-        store
-            .set("f0.example", &entry(1_700_000_200))
-            .await
-            .expect("newer set after failover")
-    );
+    must_set(&*store, "after.example", &entry(1_700_000_100)).await;
+    must_set(&*store, "f0.example", &entry(1_700_000_200)).await;
     let mut new_master = replica.raw().await;
     let card: u64 = cmd(&mut new_master, redis::cmd("ZCARD").arg("after.example")).await;
     assert_eq!(card, 1, "written on the new master");
@@ -155,20 +128,8 @@ async fn master_password_and_database() {
     let store = RedisCache::sentinel(options)
         .await
         .expect("connect with the master's password");
-    assert!(
-        store
-            .set("pw.example", &entry(1_700_000_000))
-            .await
-            .expect("set")
-    );
-    assert_eq!(
-        store.get("pw.example").await.expect("get"),
-        Some(entry(1_700_000_000))
-    );
     let url = format!("redis://:s3cret@127.0.0.1:{}/5", setup.master.port());
-    let mut conn = raw(&url).await.expect("raw connect");
-    let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg("pw.example")).await;
-    assert_eq!(card, 1, "written to database 5 of the master");
+    writes_into(&store, "pw.example", &url).await;
     assert!(!format!("{store:?}").contains("s3cret"));
 
     let without = sentinel_options(setup.sentinel.port(), 5);

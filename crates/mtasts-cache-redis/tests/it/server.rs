@@ -3,22 +3,16 @@
 use std::time::Duration;
 
 use deadpool_redis::redis;
-use mtasts_cache::{CacheEntry, CacheError, PolicyCache};
+use mtasts_cache::conformance::{must_set, sample_entry as entry};
+use mtasts_cache::{CacheError, PolicyCache};
 use mtasts_cache_redis::{RedisCache, RedisOptions};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::support::{RedisProcess, TIMEOUT, cmd, options, raw, wait_for};
+use crate::support::{RedisProcess, TIMEOUT, is_empty, options, wait_for_reply, writes_into};
 
 /// Scheduling slack on top of a configured limit.
 const SLACK: Duration = Duration::from_secs(1);
-
-fn entry(checked_at: u64) -> CacheEntry {
-    let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n"
-        .parse()
-        .expect("policy");
-    CacheEntry::new(checked_at, "id1".parse().expect("id"), policy)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_port_fails_fast_with_unavailable() {
@@ -85,12 +79,7 @@ async fn recovers_after_a_server_restart() {
     let store = RedisCache::connect(options(&server.url(2)))
         .await
         .expect("connect");
-    assert!(
-        store
-            .set("kept.example", &entry(1_700_000_000))
-            .await
-            .expect("set")
-    );
+    must_set(&store, "kept.example", &entry(1_700_000_000)).await;
 
     server.shutdown().await;
     let started = Instant::now();
@@ -108,12 +97,7 @@ async fn recovers_after_a_server_restart() {
         store.get("kept.example").await.expect("get after restart"),
         Some(entry(1_700_000_000))
     );
-    assert!(
-        store
-            .set("new.example", &entry(1_700_000_001))
-            .await
-            .expect("set after restart")
-    );
+    must_set(&store, "new.example", &entry(1_700_000_001)).await;
     let page = store.scan(None, 10).await.expect("scan after restart");
     assert_eq!(page.entries.len(), 2);
 }
@@ -130,20 +114,21 @@ async fn password_and_database_come_from_the_url() {
     let store = RedisCache::connect(options(&url))
         .await
         .expect("connect with password");
-    assert!(
-        store
-            .set("db3.example", &entry(1_700_000_000))
-            .await
-            .expect("set")
-    );
-    let mut conn = raw(&url).await.expect("raw connect");
-    let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg("db3.example")).await;
-    assert_eq!(card, 1, "written to database 3");
-    let mut db0 = raw(&format!("redis://:s3cret@127.0.0.1:{port}/0"))
+    writes_into(&store, "db3.example", &url).await;
+    is_empty(&format!("redis://:s3cret@127.0.0.1:{port}/0")).await;
+    // The same through the options, over a URL without them.
+    let plain = options(&format!("redis://127.0.0.1:{port}/0"))
+        .password("s3cret")
+        .db(4);
+    let via_options = RedisCache::connect(plain)
         .await
-        .expect("raw connect");
-    let size: u64 = cmd(&mut db0, &redis::cmd("DBSIZE")).await;
-    assert_eq!(size, 0, "nothing in database 0");
+        .expect("connect with the password option");
+    writes_into(
+        &via_options,
+        "db4.example",
+        &format!("redis://:s3cret@127.0.0.1:{port}/4"),
+    )
+    .await;
 
     for bad in [
         format!("redis://:wrong@127.0.0.1:{port}/0"),
@@ -208,25 +193,15 @@ async fn a_read_only_replica_serves_reads_and_refuses_writes() {
     let on_master = RedisCache::connect(options(&master.url(0)))
         .await
         .expect("connect master");
-    assert!(
-        on_master
-            .set("r.example", &entry(1_700_000_000))
-            .await
-            .expect("set on master")
-    );
+    must_set(&on_master, "r.example", &entry(1_700_000_000)).await;
     let replica_url = replica.url(0);
-    wait_for("replication to the replica", || {
-        let url = replica_url.clone();
-        async move {
-            let conn = &mut raw(&url).await.ok()?;
-            let n: u64 = redis::cmd("ZCARD")
-                .arg("r.example")
-                .query_async(conn)
-                .await
-                .ok()?;
-            (n == 1).then_some(())
-        }
-    })
+    let card = redis::cmd("ZCARD").arg("r.example").clone();
+    wait_for_reply(
+        "replication to the replica",
+        &replica_url,
+        &card,
+        |n: &u64| *n == 1,
+    )
     .await;
     let on_replica = RedisCache::connect(options(&replica_url))
         .await
@@ -262,22 +237,6 @@ async fn unix_socket_url() {
     let store = RedisCache::connect(options(&url))
         .await
         .expect("connect over the UNIX socket");
-    assert!(
-        store
-            .set("unix.example", &entry(1_700_000_000))
-            .await
-            .expect("set")
-    );
-    assert_eq!(
-        store.get("unix.example").await.expect("get"),
-        Some(entry(1_700_000_000))
-    );
-    let mut conn = raw(&url).await.expect("raw connect");
-    let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg("unix.example")).await;
-    assert_eq!(card, 1, "in database 4");
-    let mut db0 = raw(&format!("redis+unix://{}?db=0", path.display()))
-        .await
-        .expect("raw connect");
-    let size: u64 = cmd(&mut db0, &redis::cmd("DBSIZE")).await;
-    assert_eq!(size, 0, "nothing in database 0");
+    writes_into(&store, "unix.example", &url).await;
+    is_empty(&format!("redis+unix://{}?db=0", path.display())).await;
 }

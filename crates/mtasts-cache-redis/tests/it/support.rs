@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
 use deadpool_redis::redis::{self, AsyncConnectionConfig, Client, FromRedisValue};
-use mtasts_cache::PolicyCache;
+use mtasts_cache::conformance::{CorruptInjector, Harness, Networked, must_set, sample_entry};
+use mtasts_cache::{CacheError, PolicyCache, async_trait};
 use mtasts_cache_redis::{RedisCache, RedisOptions, SentinelOptions};
 use mtasts_test_support::skip_or_fail;
 use tempfile::TempDir;
@@ -28,7 +29,7 @@ const POLL: Duration = Duration::from_millis(20);
 pub(crate) const MASTER_NAME: &str = "mtasts";
 
 /// A missing service: fails the test under CI, otherwise prints why it is skipped ([`skip_or_fail`]).
-pub(crate) fn missing(what: &str) {
+fn missing(what: &str) {
     skip_or_fail(
         what,
         "start redis-server on 127.0.0.1:6379 (or set MTASTS_TEST_REDIS_URL) and put redis-server in PATH",
@@ -82,6 +83,23 @@ pub(crate) async fn cmd<T: FromRedisValue>(
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
 }
 
+/// Writes an entry for `domain` through `store`, reads it back, and checks that it is in the database at `url`.
+pub(crate) async fn writes_into(store: &dyn PolicyCache, domain: &str, url: &str) {
+    let entry = sample_entry(1_700_000_000);
+    must_set(store, domain, &entry).await;
+    assert_eq!(store.get(domain).await.expect("get"), Some(entry));
+    let mut conn = raw(url).await.expect("raw connect");
+    let card: u64 = cmd(&mut conn, redis::cmd("ZCARD").arg(domain)).await;
+    assert_eq!(card, 1, "{domain} written to {url}");
+}
+
+/// Checks that the database at `url` holds no key.
+pub(crate) async fn is_empty(url: &str) {
+    let mut conn = raw(url).await.expect("raw connect");
+    let size: u64 = cmd(&mut conn, &redis::cmd("DBSIZE")).await;
+    assert_eq!(size, 0, "nothing in {url}");
+}
+
 /// Databases 1–15 of the shared server, leased to one test at a time (database 0 is left alone).
 static DB_PERMITS: Semaphore = Semaphore::const_new(15);
 static FREE_DBS: Mutex<Vec<u8>> = Mutex::new(Vec::new());
@@ -90,7 +108,7 @@ static DBS_INIT: std::sync::Once = std::sync::Once::new();
 /// One empty database of the shared Redis, for one test.
 pub(crate) struct SharedDb {
     index: u8,
-    url: String,
+    db: Database,
     _permit: SemaphorePermit<'static>,
 }
 
@@ -126,13 +144,13 @@ impl SharedDb {
         cmd::<()>(&mut conn, &redis::cmd("FLUSHDB")).await;
         Some(Self {
             index,
-            url,
+            db: Database { url },
             _permit: permit,
         })
     }
 
     pub(crate) fn url(&self) -> &str {
-        &self.url
+        &self.db.url
     }
 
     /// The URL of this database through another address (a proxy in front of the server).
@@ -152,16 +170,85 @@ impl SharedDb {
     }
 
     pub(crate) async fn raw(&self) -> MultiplexedConnection {
-        raw(&self.url).await.expect("connect to leased database")
+        raw(self.url()).await.expect("connect to leased database")
+    }
+}
+
+#[async_trait]
+impl Harness for SharedDb {
+    async fn create() -> Option<Self> {
+        Self::lease().await
     }
 
     /// A store on this database with the test timeouts.
-    pub(crate) async fn store(&self) -> Arc<dyn PolicyCache> {
-        Arc::new(
-            RedisCache::connect(options(&self.url))
-                .await
-                .expect("connect store"),
+    async fn store(&self) -> Arc<dyn PolicyCache> {
+        let store = RedisCache::connect(options(self.url())).await;
+        Arc::new(store.expect("connect store"))
+    }
+
+    fn injector(&self) -> Option<&dyn CorruptInjector> {
+        Some(&self.db)
+    }
+}
+
+#[async_trait]
+impl Networked for SharedDb {
+    async fn server_addr(&self) -> SocketAddr {
+        self.socket_addr().await
+    }
+
+    async fn open_at(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> Result<Arc<dyn PolicyCache>, CacheError> {
+        let options = options(&self.url_via(addr))
+            .connect_timeout(timeout)
+            .response_timeout(timeout);
+        Ok(Arc::new(RedisCache::connect(options).await?))
+    }
+}
+
+/// The 16 bytes a Python daemon would put first (a UUIDv4).
+pub(crate) const UUID4: [u8; 16] =
+    *b"\x12\x34\x56\x78\x9a\xbc\x4d\xef\x8f\xed\xcb\xa9\x87\x65\x43\x21";
+
+/// One database of a Redis server, by URL; as a [`CorruptInjector`] it writes undecodable members in it, as a
+/// broken writer or a bug would.
+pub(crate) struct Database {
+    pub(crate) url: String,
+}
+
+#[async_trait]
+impl CorruptInjector for Database {
+    fn variants(&self) -> usize {
+        5
+    }
+
+    async fn inject(&self, domain: &str, ts: u64, variant: usize) {
+        let with_prefix = |json: &str| [UUID4.as_slice(), json.as_bytes()].concat();
+        let valid = r#"{"version": "STSv1", "mode": "none", "max_age": 86400}"#;
+        let (member, score): (Vec<u8>, f64) = match variant {
+            0 => (b"short".to_vec(), ts as f64),
+            1 => (with_prefix("[\"id1\", {not json"), ts as f64),
+            2 => (
+                with_prefix(r#"["id1", {"version": "STSv1", "mode": "bogus", "max_age": 1}]"#),
+                ts as f64,
+            ),
+            3 => (
+                with_prefix(&format!(r#"["not valid!", {valid}]"#)),
+                ts as f64,
+            ),
+            // A negative score is no timestamp.
+            _ => (with_prefix(&format!(r#"["id1", {valid}]"#)), -5.0),
+        };
+        let mut conn = raw(&self.url).await.expect("connect injector");
+        cmd::<()>(&mut conn, redis::cmd("DEL").arg(domain)).await;
+        cmd::<()>(
+            &mut conn,
+            redis::cmd("ZADD").arg(domain).arg(score).arg(member),
         )
+        .await;
     }
 }
 
@@ -414,6 +501,22 @@ where
     }
 }
 
+/// Polls until `check` accepts the reply to `cmd` on `url`, panicking with `what` after [`READY_WITHIN`]. Each
+/// attempt opens a new connection: a server changing role drops its clients.
+pub(crate) async fn wait_for_reply<T: FromRedisValue>(
+    what: &str,
+    url: &str,
+    cmd: &redis::Cmd,
+    check: impl Fn(&T) -> bool,
+) {
+    wait_for(what, || async {
+        let conn = &mut raw(url).await.ok()?;
+        let reply: T = cmd.query_async(conn).await.ok()?;
+        check(&reply).then_some(())
+    })
+    .await;
+}
+
 /// A master, optionally a replica, and one sentinel, all on spare loopback ports.
 pub(crate) struct SentinelSetup {
     pub(crate) master: RedisProcess,
@@ -445,20 +548,13 @@ impl SentinelSetup {
                 master.port().to_string(),
             ];
             let replica = RedisProcess::server(&replica_of).await?;
-            let url = replica.url(0);
-            wait_for("replica link up", || {
-                let url = url.clone();
-                async move {
-                    // A new connection each time: a server changing role drops its clients.
-                    let conn = &mut raw(&url).await.ok()?;
-                    let info: String = redis::cmd("INFO")
-                        .arg("replication")
-                        .query_async(conn)
-                        .await
-                        .ok()?;
-                    info.contains("master_link_status:up").then_some(())
-                }
-            })
+            let info = redis::cmd("INFO").arg("replication").clone();
+            wait_for_reply(
+                "replica link up",
+                &replica.url(0),
+                &info,
+                |info: &String| info.contains("master_link_status:up"),
+            )
             .await;
             Some(replica)
         } else {
@@ -477,42 +573,31 @@ impl SentinelSetup {
     /// Waits until the sentinel reports the master (and replica, if any) as up.
     async fn wait_healthy(&self) {
         let url = self.sentinel.url(0);
-        wait_for("sentinel sees the master up", || {
-            let url = url.clone();
-            async move {
-                // A new connection each time: a server changing role drops its clients.
-                let conn = &mut raw(&url).await.ok()?;
-                let fields: Vec<String> = redis::cmd("SENTINEL")
-                    .arg("MASTER")
-                    .arg(MASTER_NAME)
-                    .query_async(conn)
-                    .await
-                    .ok()?;
-                (field(&fields, "flags")? == "master").then_some(())
-            }
-        })
+        let master = redis::cmd("SENTINEL")
+            .arg("MASTER")
+            .arg(MASTER_NAME)
+            .clone();
+        wait_for_reply(
+            "sentinel sees the master up",
+            &url,
+            &master,
+            |fields: &Vec<String>| field(fields, "flags") == Some("master"),
+        )
         .await;
         if self.replica.is_some() {
-            wait_for("sentinel sees the replica up", || {
-                let url = url.clone();
-                async move {
-                    // A new connection each time: a server changing role drops its clients.
-                    let conn = &mut raw(&url).await.ok()?;
-                    let replicas: Vec<Vec<String>> = redis::cmd("SENTINEL")
-                        .arg("REPLICAS")
-                        .arg(MASTER_NAME)
-                        .query_async(conn)
-                        .await
-                        .ok()?;
-                    replicas
-                        .iter()
-                        .any(|r| {
-                            field(r, "flags") == Some("slave")
-                                && field(r, "master-link-status") == Some("ok")
-                        })
-                        .then_some(())
-                }
-            })
+            let replicas = redis::cmd("SENTINEL")
+                .arg("REPLICAS")
+                .arg(MASTER_NAME)
+                .clone();
+            let up = |r: &Vec<String>| {
+                field(r, "flags") == Some("slave") && field(r, "master-link-status") == Some("ok")
+            };
+            wait_for_reply(
+                "sentinel sees the replica up",
+                &url,
+                &replicas,
+                |rs: &Vec<Vec<String>>| rs.iter().any(up),
+            )
             .await;
         }
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mtasts_cache::conformance::must_set;
 use mtasts_cache::{CacheEntry, PolicyCache};
 use serde_json::{Value, json};
 
@@ -85,7 +86,7 @@ pub(crate) async fn writes_rows_python_can_read<D: SqlDb>(db: &D) {
     let policy =
         "version: STSv1\nmode: enforce\nmx: mail.example.com\nmx: *.example.net\nmax_age: 86400\n";
     let ours = entry(1_700_000_100, 1_700_000_000, "abc123", policy);
-    assert!(store.set("example.com", &ours).await.expect("set"));
+    must_set(&*store, "example.com", &ours).await;
     store
         .set_proactive_fetch_ts(1_700_000_200)
         .await
@@ -124,7 +125,7 @@ pub(crate) async fn python_updates_keep_fetch_time_only_for_the_same_policy_id<D
     let store = db.open(Duration::from_secs(5)).await;
     let policy = "version: STSv1\nmode: testing\nmx: mx.example.org\nmax_age: 86400\n";
     let ours = entry(1_700_000_100, 1_700_000_000, "v1", policy);
-    assert!(store.set("example.org", &ours).await.expect("set"));
+    must_set(&*store, "example.org", &ours).await;
     // Python confirms the same id later: it rewrites the same pol_id and body with a newer ts.
     let (_, _, body) = db.python_get("example.org").await.expect("python get");
     db.python_set("example.org", 1_700_000_900, "v1", &body)

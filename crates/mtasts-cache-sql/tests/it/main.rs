@@ -19,23 +19,14 @@ mod support;
 
 /// The tests every database runs: the conformance suite and the compatibility tests, on a fresh `$db` each.
 macro_rules! sql_tests {
-    (@each $db:ty: $($module:ident::$test:ident),+) => {$(
-        #[tokio::test(flavor = "multi_thread")]
-        async fn $test() {
-            let Some(db) = <$db as mtasts_cache::conformance::Harness>::create().await else {
-                return;
-            };
-            $crate::$module::$test(&db).await;
-            mtasts_cache::conformance::Harness::finish(db).await;
-        }
-    )+};
     ($db:ty) => {
+        use $crate::compat;
         $crate::support::corrupt_injector!($db);
         mtasts_cache::conformance_tests!($db: basic, shared_storage, corrupt_entries);
-        $crate::sql_tests!(@each $db:
-            compat::reads_tables_written_by_python,
-            compat::writes_rows_python_can_read,
-            compat::python_updates_keep_fetch_time_only_for_the_same_policy_id
+        mtasts_cache::harness_tests!($db, compat:
+            reads_tables_written_by_python,
+            writes_rows_python_can_read,
+            python_updates_keep_fetch_time_only_for_the_same_policy_id
         );
     };
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mtasts_cache::conformance::{Harness, Networked, sample_entry};
+use mtasts_cache::conformance::{CorruptInjector, Harness, Networked, must_set, sample_entry};
 use mtasts_cache::{CacheError, PolicyCache, async_trait};
 use mtasts_cache_sql::{PostgresCache, PostgresOptions};
 use mtasts_test_support::skip_or_fail;
@@ -114,6 +114,10 @@ impl Harness for Schema {
         self.open(Duration::from_secs(5)).await
     }
 
+    fn injector(&self) -> Option<&dyn CorruptInjector> {
+        Some(self)
+    }
+
     async fn finish(self) {
         self.raw.close().await;
         let sql = format!("DROP SCHEMA {} CASCADE", self.name);
@@ -184,18 +188,6 @@ impl SqlDb for Schema {
 crate::sql_tests!(Schema);
 mtasts_cache::conformance_tests!(Schema: unreachable, outage_and_recovery);
 
-/// Each test's body on a fresh schema.
-macro_rules! with_schema {
-    ($(async fn $name:ident($schema:ident: &Schema) $body:block)+) => {$(
-        #[tokio::test(flavor = "multi_thread")]
-        async fn $name() {
-            let Some($schema) = Schema::create().await else { return };
-            $body
-            $schema.finish().await;
-        }
-    )+};
-}
-
 #[tokio::test]
 async fn malformed_dsn_and_zero_pool_are_config_errors() {
     let err = PostgresCache::connect(PostgresOptions::new("not a url"))
@@ -209,37 +201,67 @@ async fn malformed_dsn_and_zero_pool_are_config_errors() {
     assert_eq!(err.kind(), "config", "{err:?}");
 }
 
-with_schema! {
-    async fn the_tables_have_the_python_column_types(schema: &Schema) {
+mtasts_cache::harness_tests!(Schema, cases:
+    the_tables_have_the_python_column_types,
+    unknown_database_is_a_config_error,
+    recovers_after_backends_are_terminated
+);
+#[cfg(feature = "tls")]
+mtasts_cache::harness_tests!(Schema, cases: tls_with_sslmode_require);
+
+/// Tests on a fresh schema each.
+mod cases {
+    use super::*;
+
+    pub(super) async fn the_tables_have_the_python_column_types(schema: &Schema) {
         // So that either daemon may create the tables.
         schema.open(Duration::from_secs(5)).await.close().await;
         let sql = "SELECT column_name::text || ' ' || data_type::text FROM information_schema.columns \
              WHERE table_schema = current_schema() AND table_name = 'sts_policy_cache' ORDER BY ordinal_position";
-        let types: Vec<String> = sqlx::query_scalar(sql).fetch_all(&schema.raw).await.expect("types");
-        let want = ["id integer", "domain text", "ts integer", "pol_id text", "pol_body jsonb", "fetched_at bigint",
-            "fetched_pol_id text"];
+        let types: Vec<String> = sqlx::query_scalar(sql)
+            .fetch_all(&schema.raw)
+            .await
+            .expect("types");
+        let want = [
+            "id integer",
+            "domain text",
+            "ts integer",
+            "pol_id text",
+            "pol_body jsonb",
+            "fetched_at bigint",
+            "fetched_pol_id text",
+        ];
         assert_eq!(types, want);
     }
 
-    async fn unknown_database_is_a_config_error(schema: &Schema) {
+    pub(super) async fn unknown_database_is_a_config_error(schema: &Schema) {
         // Swap the database name in the path for one that does not exist.
         let dsn = schema.dsn(None);
         let (head, query) = dsn.split_once('?').expect("dsn has a query");
         let base = &head[..head.rfind('/').expect("dsn has a path")];
         let dsn = format!("{base}/mtasts_no_such_database?{query}");
-        let err = schema.connect(dsn, Duration::from_secs(2)).await.expect_err("no such database");
+        let err = schema
+            .connect(dsn, Duration::from_secs(2))
+            .await
+            .expect_err("no such database");
         assert_eq!(err.kind(), "config", "{err:?}");
     }
 
-    async fn recovers_after_backends_are_terminated(schema: &Schema) {
+    pub(super) async fn recovers_after_backends_are_terminated(schema: &Schema) {
         let app = format!("mtasts_term_{}", std::process::id());
         let dsn = format!("{}&application_name={app}", schema.dsn(None));
-        let store = schema.connect(dsn, Duration::from_secs(2)).await.expect("connect");
-        assert!(store.set("example.com", &sample_entry(1_700_000_000)).await.expect("set"));
+        let store = schema
+            .connect(dsn, Duration::from_secs(2))
+            .await
+            .expect("connect");
+        must_set(&store, "example.com", &sample_entry(1_700_000_000)).await;
 
         let sql = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1";
-        let terminated: i64 =
-            sqlx::query_scalar(sql).bind(&app).fetch_one(&schema.raw).await.expect("terminate");
+        let terminated: i64 = sqlx::query_scalar(sql)
+            .bind(&app)
+            .fetch_one(&schema.raw)
+            .await
+            .expect("terminate");
         assert!(terminated >= 1, "the store had a connection to terminate");
 
         // The pool notices dead connections (tested before use) and reconnects; allow one failed attempt per
@@ -258,27 +280,40 @@ with_schema! {
                 }
             }
         }
-        assert!(last.is_none(), "no recovery after pg_terminate_backend: {last:?}");
+        assert!(
+            last.is_none(),
+            "no recovery after pg_terminate_backend: {last:?}"
+        );
         let set = store.set("example.com", &sample_entry(1_700_000_001)).await;
         assert!(set.expect("set after recovery"));
         store.close().await;
     }
-}
 
-// With the `tls` feature, `sslmode=require` connects over TLS (skipped if the server has TLS turned off).
-#[cfg(feature = "tls")]
-with_schema! {
-    async fn tls_with_sslmode_require(schema: &Schema) {
-        let ssl: String = sqlx::query_scalar("SHOW ssl").fetch_one(&schema.raw).await.expect("show ssl");
+    /// With the `tls` feature, `sslmode=require` connects over TLS (skipped if the server has TLS turned off).
+    #[cfg(feature = "tls")]
+    pub(super) async fn tls_with_sslmode_require(schema: &Schema) {
+        let ssl: String = sqlx::query_scalar("SHOW ssl")
+            .fetch_one(&schema.raw)
+            .await
+            .expect("show ssl");
         if ssl == "on" {
             let app = format!("mtasts_tls_{}", std::process::id());
-            let dsn = format!("{}&sslmode=require&application_name={app}", schema.dsn(None));
-            let store = schema.connect(dsn, Duration::from_secs(5)).await.expect("connect with TLS");
-            assert!(store.set("example.com", &sample_entry(1_700_000_000)).await.expect("set"));
+            let dsn = format!(
+                "{}&sslmode=require&application_name={app}",
+                schema.dsn(None)
+            );
+            let store = schema
+                .connect(dsn, Duration::from_secs(5))
+                .await
+                .expect("connect with TLS");
+            must_set(&store, "example.com", &sample_entry(1_700_000_000)).await;
             let sql = "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
                        WHERE application_name = $1 AND ssl";
-            let encrypted: i64 =
-                sqlx::query_scalar(sql).bind(&app).fetch_one(&schema.raw).await.expect("pg_stat_ssl");
+            let encrypted: i64 = sqlx::query_scalar(sql)
+                .bind(&app)
+                .fetch_one(&schema.raw)
+                .await
+                .expect("pg_stat_ssl");
             assert!(encrypted >= 1, "the store's connection uses TLS");
             store.close().await;
         } else {

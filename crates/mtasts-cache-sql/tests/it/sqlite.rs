@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mtasts_cache::conformance::{Harness, failure_bound, sample_entry};
+use mtasts_cache::conformance::{CorruptInjector, Harness, failure_bound, must_set, sample_entry};
 use mtasts_cache::{PolicyCache, async_trait};
 use mtasts_cache_sql::{SqliteCache, SqliteOptions};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -55,6 +55,10 @@ impl Harness for TempDb {
 
     async fn store(&self) -> Arc<dyn PolicyCache> {
         self.open(Duration::from_secs(5)).await
+    }
+
+    fn injector(&self) -> Option<&dyn CorruptInjector> {
+        Some(self)
     }
 }
 
@@ -148,12 +152,7 @@ async fn writes_time_out_while_another_process_holds_the_lock_then_recover() {
     let db = TempDb::new();
     let timeout = Duration::from_millis(300);
     let store = db.cache(timeout).await;
-    assert!(
-        store
-            .set("example.com", &sample_entry(1_700_000_000))
-            .await
-            .expect("set")
-    );
+    must_set(&store, "example.com", &sample_entry(1_700_000_000)).await;
 
     let mut locker = db.connection().await;
     let mut tx = locker
@@ -181,12 +180,7 @@ async fn writes_time_out_while_another_process_holds_the_lock_then_recover() {
     assert!(read.is_some());
 
     tx.rollback().await.expect("release the lock");
-    assert!(
-        store
-            .set("example.com", &sample_entry(1_700_000_001))
-            .await
-            .expect("set after release")
-    );
+    must_set(&store, "example.com", &sample_entry(1_700_000_001)).await;
 }
 
 #[tokio::test]
