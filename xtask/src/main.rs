@@ -12,6 +12,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 // The repository's one definition of "under CI", shared with the tests' skip-or-fail rule without making
 // xtask depend on the test fixtures.
 // reason: xtask uses `is_ci` only; the file's other item and its `pub` serve mtasts-test-support.
@@ -30,6 +31,8 @@ commands:
   dist      release tarball: binaries, man pages, completions, examples, units, docs, SHA-256 sums
   deb       Debian package (needs dpkg-deb)
   deb-check build the .deb, install it with dpkg -i, query the installed daemon with postmap, dpkg -r it
+  bench     load generator on the release daemon vs a bare netstring server (docs/performance.md);
+            [--baseline-rev REV] also measures the daemon of REV; `cargo xtask bench --help` for flags
 ";
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn run() -> Result<()> {
         Some("dist") => dist::dist(&root).map(|_| ()),
         Some("deb") => dist::deb(&root).map(|_| ()),
         Some("deb-check") => dist::deb_check(&root),
+        Some("bench") => bench::bench(&root, &args[1..]),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())
