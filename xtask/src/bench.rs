@@ -31,6 +31,11 @@ pub(crate) fn bench(root: &Path, args: &[String]) -> Result<()> {
             rest.push(arg.clone());
         }
     }
+    // The baseline first: it has a target directory of its own, so it can build while another run holds
+    // the workspace's.
+    let baseline = baseline_rev
+        .map(|rev| Ok::<_, anyhow::Error>((build_revision(root, &rev)?, describe(root, &rev)?)))
+        .transpose()?;
     let build = [
         "build",
         "--release",
@@ -50,13 +55,12 @@ pub(crate) fn bench(root: &Path, args: &[String]) -> Result<()> {
         .arg(describe(root, "HEAD")?)
         .arg("--bare")
         .arg(release.join("bare-netstring-server"));
-    if let Some(rev) = baseline_rev {
-        let binary = build_revision(root, &rev)?;
+    if let Some((binary, label)) = baseline {
         command
             .arg("--baseline")
             .arg(binary)
             .arg("--baseline-label")
-            .arg(describe(root, &rev)?);
+            .arg(label);
     }
     let status = command
         .args(&rest)
