@@ -274,6 +274,18 @@ fn ok<T, E: Debug>(what: &str, r: Result<T, E>) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e:?}"))
 }
 
+/// Stores `sample_entry(T0 + i)` for `{prefix}{i}.example`, `i` in `0..n`.
+async fn fill(store: &Arc<dyn PolicyCache>, prefix: &str, n: u64) {
+    for i in 0..n {
+        must_set(
+            &**store,
+            &format!("{prefix}{i}.example"),
+            &sample_entry(T0 + i),
+        )
+        .await;
+    }
+}
+
 /// Stores `entry` for `domain`, panicking unless the store wrote it (an error, or an entry as new kept).
 pub async fn must_set(store: &dyn PolicyCache, domain: &str, entry: &CacheEntry) {
     let written = ok(&format!("set {domain}"), store.set(domain, entry).await);
@@ -467,14 +479,7 @@ pub async fn paging(store: &Arc<dyn PolicyCache>) {
 
 /// remove (present / absent), clear (count; proactive timestamp kept), empty scan afterwards.
 pub async fn remove_clear(store: &Arc<dyn PolicyCache>) {
-    for i in 0..3 {
-        assert!(ok(
-            "set",
-            store
-                .set(&format!("rm{i}.example"), &sample_entry(T0 + i))
-                .await
-        ));
-    }
+    fill(store, "rm", 3).await;
     ok(
         "set_proactive_fetch_ts",
         store.set_proactive_fetch_ts(T0).await,
@@ -607,14 +612,7 @@ pub trait CorruptInjector: Send + Sync {
 /// returns every good entry once, `remove` deletes one, and a newer `set` replaces one.
 pub async fn corrupt_entries(store: &Arc<dyn PolicyCache>, injector: &dyn CorruptInjector) {
     let variants = injector.variants().max(1);
-    for i in 0..5 {
-        assert!(ok(
-            "set",
-            store
-                .set(&format!("good{i}.example"), &sample_entry(T0 + i))
-                .await
-        ));
-    }
+    fill(store, "good", 5).await;
     let bad: Vec<String> = (0..variants).map(|v| format!("bad{v}.example")).collect();
     for (v, domain) in bad.iter().enumerate() {
         injector.inject(domain, T0, v).await;

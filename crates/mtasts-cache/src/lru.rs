@@ -260,15 +260,21 @@ where
 
     fn unlink(&mut self, index: usize) {
         let (prev, next) = (self.slots[index].prev, self.slots[index].next);
+        self.point_neighbours(prev, next, next, prev);
+    }
+
+    /// Makes the node before a node (`prev`, or the head if none) point forward to `forward`, and the node
+    /// after it (`next`, or the tail if none) point back to `back`.
+    fn point_neighbours(&mut self, prev: usize, next: usize, forward: usize, back: usize) {
         if prev == NIL {
-            self.head = next;
+            self.head = forward;
         } else {
-            self.slots[prev].next = next;
+            self.slots[prev].next = forward;
         }
         if next == NIL {
-            self.tail = prev;
+            self.tail = back;
         } else {
-            self.slots[next].prev = prev;
+            self.slots[next].prev = back;
         }
     }
 
@@ -297,16 +303,7 @@ where
         if index != last {
             // Relink the node that is about to move from `last` to `index`.
             let (prev, next) = (self.slots[last].prev, self.slots[last].next);
-            if prev == NIL {
-                self.head = index;
-            } else {
-                self.slots[prev].next = index;
-            }
-            if next == NIL {
-                self.tail = index;
-            } else {
-                self.slots[next].prev = index;
-            }
+            self.point_neighbours(prev, next, index, index);
             if let Some(i) = self.map.get_mut(&self.slots[last].key) {
                 *i = index;
             }
