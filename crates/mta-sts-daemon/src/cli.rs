@@ -3,37 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub use mtasts_cli::{Generate, Verbosity};
 
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, Diagnostics};
 use crate::exit;
-
-/// Log verbosity (`-v`), as in the Python daemon.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Verbosity {
-    /// Everything, including each request.
-    Debug,
-    /// Discoveries, start and stop (default).
-    Info,
-    /// Problems only.
-    Warn,
-    /// Errors only.
-    Error,
-    /// Only what stops the daemon.
-    Fatal,
-}
-
-impl Verbosity {
-    /// The most detailed tracing level shown.
-    pub fn level(self) -> tracing::Level {
-        match self {
-            Self::Debug => tracing::Level::DEBUG,
-            Self::Info => tracing::Level::INFO,
-            Self::Warn => tracing::Level::WARN,
-            // tracing has no level above ERROR.
-            Self::Error | Self::Fatal => tracing::Level::ERROR,
-        }
-    }
-}
 
 /// `mta-sts-daemon` flags.
 #[derive(Debug, Clone, Parser)]
@@ -163,63 +136,22 @@ pub enum LogFormat {
     Json,
 }
 
-/// What `--generate` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Generate {
-    /// The man page, mta-sts-daemon(8), in roff.
-    Man,
-    /// bash completions.
-    CompleteBash,
-    /// zsh completions.
-    CompleteZsh,
-    /// fish completions.
-    CompleteFish,
-}
-
-impl Generate {
-    /// Writes what `self` names to `out`.
-    ///
-    /// # Errors
-    ///
-    /// Writing to `out` failed.
-    pub fn write(self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        use clap::CommandFactory as _;
-        use clap_complete::Shell;
-
-        let mut command = Cli::command();
-        let shell = match self {
-            Self::Man => {
-                return clap_mangen::Man::new(command)
-                    .section("8")
-                    .manual("System Manager's Manual")
-                    .render(out);
-            }
-            Self::CompleteBash => Shell::Bash,
-            Self::CompleteZsh => Shell::Zsh,
-            Self::CompleteFish => Shell::Fish,
-        };
-        clap_complete::generate(shell, &mut command, "mta-sts-daemon", out);
-        out.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn generates_a_section_8_man_page_and_completions() {
+    fn generates_a_section_8_man_page_with_the_exit_codes() {
+        use clap::CommandFactory as _;
+
         let cli = Cli::try_parse_from(["mta-sts-daemon", "--generate", "man"]).unwrap();
         assert_eq!(cli.generate, Some(Generate::Man));
         let mut page = Vec::new();
-        Generate::Man.write(&mut page).unwrap();
+        Generate::Man.write(Cli::command(), "8", &mut page).unwrap();
         let page = String::from_utf8(page).unwrap();
         assert!(page.contains(".TH mta-sts-daemon 8"), "{page}");
         assert!(page.contains("disable\\-uvloop"), "{page}");
         assert!(page.contains("Exit status"), "{page}");
-        let mut bash = Vec::new();
-        Generate::CompleteBash.write(&mut bash).unwrap();
-        assert!(String::from_utf8(bash).unwrap().contains("complete -F"));
     }
 
     #[test]

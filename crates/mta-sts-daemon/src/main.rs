@@ -8,10 +8,9 @@ use mta_sts_daemon::exit::Exit;
 fn main() -> ExitCode {
     let cli = mta_sts_daemon::cli::Cli::parse();
     if let Some(kind) = cli.generate {
-        return match kind.write(&mut std::io::stdout().lock()) {
+        use clap::CommandFactory as _;
+        return match kind.print(mta_sts_daemon::cli::Cli::command(), "8") {
             Ok(()) => Exit::Success.into(),
-            // A closed pipe (e.g. `| head`) is not an error worth reporting.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Success.into(),
             Err(e) => {
                 eprintln!("mta-sts-daemon: {e}");
                 Exit::Failure.into()

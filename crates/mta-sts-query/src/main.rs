@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use mtasts_cli::{Generate, Verbosity};
 use mtasts_core::PolicyId;
 use mtasts_fetch::{Discovery, Fetcher};
 
@@ -38,41 +39,6 @@ enum Outcome {
     Unchanged = 4,
     /// 5: discovery failed.
     Failed = 5,
-}
-
-/// Log verbosity, as the Python tool names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Verbosity {
-    Debug,
-    Info,
-    Warn,
-    Error,
-    Fatal,
-}
-
-impl Verbosity {
-    fn level(self) -> &'static str {
-        match self {
-            Self::Debug => "debug",
-            Self::Info => "info",
-            Self::Warn => "warn",
-            // tracing has no "fatal"; errors are the closest.
-            Self::Error | Self::Fatal => "error",
-        }
-    }
-}
-
-/// What to generate with `--generate` (release packaging).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Generate {
-    /// The man page (roff), section 1.
-    Man,
-    /// bash completions.
-    CompleteBash,
-    /// zsh completions.
-    CompleteZsh,
-    /// fish completions.
-    CompleteFish,
 }
 
 /// Query the MTA-STS policy of a domain (RFC 8461): TXT record, then the HTTPS policy file.
@@ -137,7 +103,12 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     let result = match (args.generate, args.domain.as_deref()) {
-        (Some(kind), _) => generate(kind).map(|()| Outcome::Policy),
+        (Some(kind), _) => {
+            use clap::CommandFactory as _;
+            kind.print(Args::command(), "1")
+                .map(|()| Outcome::Policy)
+                .map_err(anyhow::Error::from)
+        }
         (None, Some(domain)) => {
             init_logging(args.verbosity);
             run(&args, domain)
@@ -166,7 +137,7 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 fn init_logging(verbosity: Verbosity) {
     let level = verbosity.level();
     let filter = tracing_subscriber::EnvFilter::try_from_env("MTASTS_LOG").unwrap_or_else(|_| {
-        let others = if level == "error" { "error" } else { "warn" };
+        let others = tracing::Level::WARN.min(level);
         tracing_subscriber::EnvFilter::new(format!(
             "{others},mtasts_fetch={level},mtasts_core={level},mta_sts_query={level}"
         ))
@@ -177,26 +148,6 @@ fn init_logging(verbosity: Verbosity) {
         .with_ansi(io::stderr().is_terminal())
         .with_target(false)
         .init();
-}
-
-/// Writes the man page or a completion script to stdout.
-fn generate(kind: Generate) -> anyhow::Result<()> {
-    use clap::CommandFactory as _;
-    use clap_complete::Shell;
-
-    let mut command = Args::command();
-    let mut stdout = io::stdout().lock();
-    let shell = match kind {
-        Generate::Man => {
-            clap_mangen::Man::new(command).render(&mut stdout)?;
-            return Ok(stdout.flush()?);
-        }
-        Generate::CompleteBash => Shell::Bash,
-        Generate::CompleteZsh => Shell::Zsh,
-        Generate::CompleteFish => Shell::Fish,
-    };
-    clap_complete::generate(shell, &mut command, "mta-sts-query", &mut stdout);
-    Ok(stdout.flush()?)
 }
 
 fn run(args: &Args, domain: &str) -> anyhow::Result<Outcome> {
@@ -431,7 +382,7 @@ mod tests {
         assert_eq!(args.known_version.as_deref(), Some("v1"));
         let args =
             Args::try_parse_from(["mta-sts-query", "-v", "fatal", "example.com"]).expect("parses");
-        assert_eq!(args.verbosity.level(), "error");
+        assert_eq!(args.verbosity.level(), tracing::Level::ERROR);
         assert!(Args::try_parse_from(["mta-sts-query", "-v", "loud", "example.com"]).is_err());
         assert!(
             Args::try_parse_from(["mta-sts-query"]).is_err(),
