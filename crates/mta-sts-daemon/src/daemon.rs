@@ -1,9 +1,8 @@
 //! Wiring: configuration → fetcher, store, engine, listener, server, proactive refresh.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use mtasts_engine::{Clock, Engine, SystemClock};
+use mtasts_engine::{Clock, Engine};
 use mtasts_fetch::Fetcher;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
@@ -11,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::StartError;
-use crate::config::{Config, ListenConfig, ProactiveConfig, ProxySetting};
+use crate::config::{Config, ListenConfig, ProxySetting};
 use crate::listen::{Listener, LocalAddr};
 use crate::metrics::{self, Metrics, TimedDiscover};
 use crate::server::{Handler, serve};
@@ -124,12 +123,14 @@ impl Bound {
             stop.clone(),
         ));
         let proactive = config.proactive.enabled.then(|| {
-            tokio::spawn(proactive_loop(
-                engine.clone(),
-                config.proactive.clone(),
-                Arc::clone(&metrics),
-                stop.clone(),
-            ))
+            let metrics = Arc::clone(&metrics);
+            let cfg = &config.proactive;
+            engine.spawn_proactive(
+                cfg.interval,
+                cfg.grace_ratio,
+                cfg.concurrency_limit,
+                move |report| metrics.record_refresh(report, report.finished_at),
+            )
         });
         for addr in &local_addrs {
             info!(listen = %addr, cache = config.cache.type_name(), "mta-sts-daemon serving");
@@ -206,6 +207,9 @@ impl Running {
     /// `shutdown_timeout` passes. Returns immediately; see [`Running::wait`].
     pub fn stop(&self) {
         self.stop.cancel();
+        if let Some(proactive) = &self.proactive {
+            proactive.abort();
+        }
     }
 
     /// Waits until the server has stopped (after [`Running::stop`]).
@@ -264,46 +268,4 @@ fn build_fetcher(config: &Config) -> Result<Fetcher, StartError> {
         }
     }
     builder.build().map_err(StartError::Fetcher)
-}
-
-/// Every `interval`, refreshes cached policies (RFC 8461 §3.3). The time of the last pass comes from the store,
-/// so a restart (or another host sharing the store) does not cause an early pass.
-async fn proactive_loop(
-    engine: Engine,
-    cfg: ProactiveConfig,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    loop {
-        let last = engine.last_proactive_refresh().await.unwrap_or(0);
-        let due = last.saturating_add(cfg.interval.as_secs());
-        let now = SystemClock.now();
-        if now < due {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(due - now)) => continue,
-            }
-        }
-        info!("proactive policy refresh starting");
-        let report = tokio::select! {
-            () = stop.cancelled() => return,
-            report = engine.refresh_proactively(cfg.interval, cfg.grace_ratio, cfg.concurrency_limit) => report,
-        };
-        metrics.record_refresh(&report, SystemClock.now());
-        info!(
-            scanned = report.scanned,
-            due = report.due,
-            fetched = report.fetched,
-            unchanged = report.unchanged,
-            no_policy = report.no_policy,
-            failed = report.failed,
-            completed = report.completed,
-            "proactive policy refresh done"
-        );
-        // At least one interval between passes, even if the store could not record this one.
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(cfg.interval) => {}
-        }
-    }
 }

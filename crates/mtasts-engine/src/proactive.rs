@@ -1,12 +1,13 @@
 //! The proactive refresh (RFC 8461 §3.3: "senders ... should proactively refresh"): a pass over the cached
-//! policies that refreshes them before they are needed.
+//! policies that refreshes them before they are needed ([`Engine::refresh_proactively`]), and the loop that runs
+//! a pass every interval on the engine's clock ([`Engine::spawn_proactive`]).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mtasts_cache::ScanToken;
 use mtasts_core::PolicyDomain;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -44,6 +45,9 @@ pub struct RefreshReport {
     pub scan_errors: u64,
     /// Whether the scan reached the end of the store.
     pub completed: bool,
+    /// When the pass finished (Unix seconds, on the engine's [`Clock`](crate::Clock)); the time recorded with
+    /// [`PolicyCache::set_proactive_fetch_ts`](mtasts_cache::PolicyCache::set_proactive_fetch_ts).
+    pub finished_at: u64,
 }
 
 impl RefreshReport {
@@ -142,6 +146,7 @@ impl Engine {
         }
 
         let finished = inner.clock.now();
+        report.finished_at = finished;
         if let Some(store) = &inner.store
             && let Err(error) = store.set_proactive_fetch_ts(finished).await
         {
@@ -156,10 +161,82 @@ impl Engine {
             unchanged = report.unchanged,
             no_policy = report.no_policy,
             failed = report.failed,
+            completed = report.completed,
             duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "proactive refresh pass done"
         );
         report
+    }
+
+    /// Runs [`Engine::refresh_proactively`] every `interval` in a task of its own, until the returned handle is
+    /// aborted; `on_pass` sees each pass's report (e.g. to count it in metrics).
+    ///
+    /// A pass runs when `interval` has passed since the last recorded one ([`Engine::last_proactive_refresh`]:
+    /// from the store when there is one, so a restart, or another host sharing the store, does not cause an
+    /// early pass); the first one at once when none is recorded. Passes are at least `interval` apart even when
+    /// the store cannot record them. Time is the engine's [`Clock`](crate::Clock); the waits are tokio timers,
+    /// so tests run them with paused time. An `interval` under one second is taken as one second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mtasts_engine::{Discover, Discovery, DiscoveryRequest, Engine, NoPolicyReason, async_trait};
+    ///
+    /// struct Nothing;
+    ///
+    /// #[async_trait]
+    /// impl Discover for Nothing {
+    ///     async fn discover(&self, _: &DiscoveryRequest<'_>) -> Discovery {
+    ///         Discovery::NoPolicy { reason: NoPolicyReason::NxDomain, negative_ttl: None }
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let engine = Engine::builder(Nothing).build();
+    /// let (passes, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    /// let proactive = engine.spawn_proactive(Duration::from_secs(86_400), 2.0, 10, move |report| {
+    ///     let _ = passes.send(report.clone());
+    /// });
+    /// // Nothing recorded yet: the first pass runs at once.
+    /// let first = reports.recv().await.expect("a pass");
+    /// assert!(first.completed);
+    /// proactive.abort();
+    /// # }
+    /// ```
+    pub fn spawn_proactive(
+        &self,
+        interval: Duration,
+        grace_ratio: f64,
+        concurrency: usize,
+        mut on_pass: impl FnMut(&RefreshReport) + Send + 'static,
+    ) -> JoinHandle<()> {
+        let engine = self.clone();
+        let interval = interval.max(Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                let wait = engine.until_next_pass(interval).await;
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                    // Look again: another host sharing the store may have run a pass meanwhile.
+                    continue;
+                }
+                info!("proactive refresh pass starting");
+                let report = engine
+                    .refresh_proactively(interval, grace_ratio, concurrency)
+                    .await;
+                on_pass(&report);
+                // At least one interval between passes, even if the store could not record this one.
+                tokio::time::sleep(interval).await;
+            }
+        })
+    }
+
+    /// How long until the next proactive pass is due: `interval` after the last recorded pass, on the engine's
+    /// clock (zero when none is recorded).
+    async fn until_next_pass(&self, interval: Duration) -> Duration {
+        let last = self.last_proactive_refresh().await.unwrap_or(0);
+        let due = last.saturating_add(interval.as_secs());
+        Duration::from_secs(due.saturating_sub(self.inner.clock.now()))
     }
 
     async fn schedule(

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::refetch_margin;
 use crate::{
     Clock, Discover, Discovery, DiscoveryError, DiscoveryRequest, Engine, EngineBuilder,
-    ManualClock, NoPolicyReason, Source,
+    ManualClock, NoPolicyReason, RefreshReport, Source,
 };
 
 const T0: u64 = 1_700_000_000;
@@ -870,4 +870,89 @@ async fn a_hanging_store_write_does_not_hold_the_lookup() {
         Some("id2".to_owned())
     );
     assert_eq!(s.fake.calls(), 2);
+}
+
+/// A wall clock that moves with tokio's time (paused in these tests): T0 when created.
+#[derive(Debug)]
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now(&self) -> u64 {
+        T0 + self.0.elapsed().as_secs()
+    }
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// An engine on `fake` and `store` whose clock follows tokio's time.
+fn engine_on_tokio_time(fake: &Arc<Fake>, store: Arc<dyn PolicyCache>) -> Engine {
+    Engine::builder(Arc::clone(fake))
+        .clock(Arc::new(TokioClock(tokio::time::Instant::now())))
+        .store(store)
+        .build()
+}
+
+/// Starts the daily proactive loop and returns when its first two passes finished (Unix seconds), with the
+/// first pass's report. Fails if a pass follows the previous one within a day.
+async fn first_two_passes(engine: &Engine) -> (RefreshReport, u64) {
+    let (passes, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let mut previous: Option<u64> = None;
+    let mut task = engine.spawn_proactive(DAY, 2.0, 4, move |report| {
+        // Checked here, in the loop's task: passes back to back would never let the test's task run.
+        if let Some(previous) = previous {
+            assert!(
+                report.finished_at >= previous + DAY.as_secs(),
+                "a pass at {} followed the one at {previous} within a day",
+                report.finished_at
+            );
+        }
+        previous = Some(report.finished_at);
+        let _ = passes.send(report.clone());
+    });
+    let mut next = async || match reports.recv().await {
+        Some(report) => report,
+        None => match (&mut task).await {
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            other => panic!("the proactive loop ended: {other:?}"),
+        },
+    };
+    let first = next().await;
+    let second = next().await.finished_at;
+    task.abort();
+    (first, second)
+}
+
+/// With a pass recorded an hour ago (by this host before a restart, or by another host sharing the store), the
+/// next one waits until the recorded one is a day old; then one runs every day.
+#[tokio::test(start_paused = true)]
+async fn the_proactive_loop_waits_until_the_recorded_pass_is_an_interval_old() {
+    let fake = Fake::new();
+    fake.publish("example.com", "id1", 31_557_600);
+    let store = Arc::new(MemoryCache::new(100));
+    let engine = engine_on_tokio_time(&fake, Arc::clone(&store) as Arc<dyn PolicyCache>);
+    resolve(&engine, "example.com").await;
+    assert!(store.set_proactive_fetch_ts(T0 - 3_600).await.is_ok());
+
+    let (first, second) = first_two_passes(&engine).await;
+    assert_eq!(
+        first.finished_at,
+        T0 + 23 * 3_600,
+        "the first pass did not wait"
+    );
+    assert_eq!((first.due, first.unchanged), (1, 1));
+    assert_eq!(second, first.finished_at + DAY.as_secs());
+    assert_eq!(fake.calls(), 3);
+}
+
+/// A store that cannot record passes (it always says "never") does not make the passes run back to back.
+#[tokio::test(start_paused = true)]
+async fn proactive_passes_stay_an_interval_apart_when_the_store_cannot_record_them() {
+    let fake = Fake::new();
+    let engine = engine_on_tokio_time(&fake, Arc::new(BrokenStore));
+    let (first, second) = first_two_passes(&engine).await;
+    assert_eq!(
+        first.finished_at, T0,
+        "nothing recorded: the first pass runs at once"
+    );
+    assert_eq!(second, T0 + DAY.as_secs());
 }
