@@ -27,11 +27,22 @@
 //! ```
 //!
 //! `ts` is [`CacheEntry::checked_at`](mtasts_cache::CacheEntry::checked_at) and `pol_body` the policy as JSON
-//! (see [`mtasts_cache::compat`]). Tables and indexes are created if missing. Two nullable columns the Python
-//! daemon never reads are added if missing: `fetched_at` (the HTTPS fetch time) and `fetched_pol_id` (the
-//! `pol_id` it belongs to). A row whose `pol_id` differs from `fetched_pol_id` was rewritten by the Python
-//! daemon, and its `fetched_at` is taken to be `ts`. Like the Python daemon's, `ts` is a 32-bit `integer` in
-//! PostgreSQL (good until 2038).
+//! (see [`mtasts_cache::compat`]). Tables and indexes are created where missing. Like the Python daemon's, `ts`
+//! is a 32-bit `integer` in PostgreSQL (good until 2038).
+//!
+//! The Python daemon's tables are never altered. Our one addition, the HTTPS fetch time
+//! ([`CacheEntry::fetched_at`](mtasts_cache::CacheEntry::fetched_at)), lives in a table of our own, joined on
+//! the domain:
+//!
+//! ```text
+//! mtasts_fetch_meta(domain text primary key, fetched_at bigint, pol_id text)
+//! ```
+//!
+//! It is written in the same transaction as the entry and only when the entry was written (newer wins), and
+//! removed with it. `pol_id` names the entry it belongs to: a row the Python daemon rewrote with another id was
+//! fetched at its `ts`. Where the table cannot be created (a PostgreSQL login without CREATE), the store warns
+//! once and runs without it (`fetched_at` = `ts`). The columns `fetched_at`/`fetched_pol_id` that earlier
+//! versions added to `sts_policy_cache` are copied into it where it has no row yet.
 //!
 //! # Example
 //!

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mtasts_cache::CacheError;
-use sqlx::Pool;
-use sqlx::postgres::{PgConnectOptions, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgQueryResult};
+use sqlx::{Connection, Pool};
 
 use crate::store::sealed::{self, Class};
-use crate::store::{Dialect, SqlCache, config};
+use crate::store::{Dialect, MIGRATE_OLD_COLUMNS, SqlCache, config};
 
 /// The PostgreSQL database (marker for [`SqlCache`]).
 #[derive(Debug, Clone, Copy)]
@@ -76,22 +76,67 @@ impl Dialect for Postgres {}
 /// Serializes schema setup between daemons starting together (an arbitrary constant lock key).
 const SCHEMA_LOCK: i64 = 0x6d74_6173_7473; // "mtasts"
 
-const SCHEMA: [&str; 6] = [
-    // Exactly the Python daemon's tables and indexes.
-    "CREATE TABLE IF NOT EXISTS proactive_fetch_ts (id serial primary key, last_fetch_ts integer)",
-    "CREATE TABLE IF NOT EXISTS sts_policy_cache \
-     (id serial primary key, domain text, ts integer, pol_id text, pol_body jsonb)",
-    "CREATE UNIQUE INDEX IF NOT EXISTS sts_policy_domain ON sts_policy_cache (domain)",
-    "CREATE INDEX IF NOT EXISTS sts_policy_domain_ts ON sts_policy_cache (domain, ts)",
-    // Ours; the Python daemon names its columns and never sees these.
-    "ALTER TABLE sts_policy_cache ADD COLUMN IF NOT EXISTS fetched_at bigint",
-    "ALTER TABLE sts_policy_cache ADD COLUMN IF NOT EXISTS fetched_pol_id text",
+/// Exactly the Python daemon's tables and indexes, each created only where missing (`CREATE … IF NOT EXISTS`
+/// needs the CREATE privilege even when the table exists, which a shared database may not grant).
+const PYTHON_TABLES: [(&str, &[&str]); 2] = [
+    (
+        "proactive_fetch_ts",
+        &[
+            "CREATE TABLE IF NOT EXISTS proactive_fetch_ts (id serial primary key, last_fetch_ts integer)",
+        ],
+    ),
+    (
+        "sts_policy_cache",
+        &[
+            "CREATE TABLE IF NOT EXISTS sts_policy_cache \
+             (id serial primary key, domain text, ts integer, pol_id text, pol_body jsonb)",
+            "CREATE UNIQUE INDEX IF NOT EXISTS sts_policy_domain ON sts_policy_cache (domain)",
+            "CREATE INDEX IF NOT EXISTS sts_policy_domain_ts ON sts_policy_cache (domain, ts)",
+        ],
+    ),
 ];
+
+/// Ours, which the Python daemon never sees.
+const META_TABLE: &str = "CREATE TABLE IF NOT EXISTS mtasts_fetch_meta \
+     (domain text primary key, fetched_at bigint, pol_id text)";
+
+/// SQLSTATE insufficient_privilege.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+async fn exists(conn: &mut PgConnection, table: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(table)
+        .fetch_one(conn)
+        .await
+}
+
+async fn has_old_columns(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND table_name = 'sts_policy_cache' AND column_name = 'fetched_pol_id')",
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Creates our side table unless it exists; `Ok(false)` if we may not.
+async fn create_meta_table(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    if exists(conn, "mtasts_fetch_meta").await? {
+        return Ok(true);
+    }
+    let mut savepoint = conn.begin().await?;
+    match sqlx::query(META_TABLE).execute(&mut *savepoint).await {
+        Ok(_) => savepoint.commit().await.map(|()| true),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(INSUFFICIENT_PRIVILEGE) => {
+            savepoint.rollback().await.map(|()| false)
+        }
+        Err(e) => Err(e),
+    }
+}
 
 impl sealed::Dialect for Postgres {
     type Db = sqlx::Postgres;
     const STORE: &'static str = "postgres";
-    const BODY: &'static str = "pol_body::text";
     const BODY_PARAM: &'static str = "$4::jsonb";
     const TS_UNUSABLE: &'static str = "sts_policy_cache.ts IS NULL";
 
@@ -99,16 +144,29 @@ impl sealed::Dialect for Postgres {
         format!("{column}::bigint")
     }
 
-    async fn create_schema(pool: &Pool<sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    fn text(column: &str) -> String {
+        format!("{column}::text")
+    }
+
+    async fn create_schema(pool: &Pool<sqlx::Postgres>) -> Result<bool, sqlx::Error> {
         let mut tx = pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(SCHEMA_LOCK)
             .execute(&mut *tx)
             .await?;
-        for statement in SCHEMA {
-            sqlx::query(statement).execute(&mut *tx).await?;
+        for (table, statements) in PYTHON_TABLES {
+            if !exists(&mut tx, table).await? {
+                for statement in statements.iter().copied() {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+            }
         }
-        tx.commit().await
+        let fetch_meta = create_meta_table(&mut tx).await?;
+        if fetch_meta && has_old_columns(&mut tx).await? {
+            sqlx::query(MIGRATE_OLD_COLUMNS).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(fetch_meta)
     }
 
     fn rows_affected(done: &PgQueryResult) -> u64 {
@@ -126,6 +184,7 @@ impl sealed::Dialect for Postgres {
             }
             // invalid_catalog_name (no such database); class 28 authorization failures.
             c if c == "3D000" || c.starts_with("28") => Class::Config("database or login rejected"),
+            INSUFFICIENT_PRIVILEGE => Class::Config("permission denied"),
             _ => Class::Query,
         }
     }

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult, S
 use sqlx::{Pool, Row};
 
 use crate::store::sealed::{self, Class};
-use crate::store::{Dialect, SqlCache};
+use crate::store::{Dialect, MIGRATE_OLD_COLUMNS, SqlCache};
 
 /// The SQLite database (marker for [`SqlCache`]).
 #[derive(Debug, Clone, Copy)]
@@ -78,54 +78,40 @@ impl SqlCache<Sqlite> {
 
 impl Dialect for Sqlite {}
 
-const SCHEMA: [&str; 4] = [
+const SCHEMA: [&str; 5] = [
     // Exactly the Python daemon's tables and indexes.
     "CREATE TABLE IF NOT EXISTS proactive_fetch_ts (id integer primary key, last_fetch_ts integer)",
     "CREATE TABLE IF NOT EXISTS sts_policy_cache (domain text, ts integer, pol_id text, pol_body text)",
     "CREATE UNIQUE INDEX IF NOT EXISTS sts_policy_domain ON sts_policy_cache (domain)",
     "CREATE INDEX IF NOT EXISTS sts_policy_domain_ts ON sts_policy_cache (domain, ts)",
-];
-
-/// Our extra columns and the statements adding them when missing.
-const EXTRA_COLUMNS: [(&str, &str); 2] = [
-    (
-        "fetched_at",
-        "ALTER TABLE sts_policy_cache ADD COLUMN fetched_at integer",
-    ),
-    (
-        "fetched_pol_id",
-        "ALTER TABLE sts_policy_cache ADD COLUMN fetched_pol_id text",
-    ),
+    // Ours, which the Python daemon never sees.
+    "CREATE TABLE IF NOT EXISTS mtasts_fetch_meta (domain text primary key, fetched_at integer, pol_id text)",
 ];
 
 impl sealed::Dialect for Sqlite {
     type Db = sqlx::Sqlite;
     const STORE: &'static str = "sqlite";
-    // A `ts` that is not an integer must stay visible as such (a corrupt row), so no cast.
-    const BODY: &'static str = "pol_body";
     const BODY_PARAM: &'static str = "$4";
     const TS_UNUSABLE: &'static str = "typeof(sts_policy_cache.ts) != 'integer'";
 
+    // A `ts` that is not an integer must stay visible as such (a corrupt row), so no cast.
     fn int8(column: &str) -> String {
         column.to_owned()
     }
 
-    async fn create_schema(pool: &Pool<sqlx::Sqlite>) -> Result<(), sqlx::Error> {
+    fn text(column: &str) -> String {
+        column.to_owned()
+    }
+
+    async fn create_schema(pool: &Pool<sqlx::Sqlite>) -> Result<bool, sqlx::Error> {
         for statement in SCHEMA {
             sqlx::query(statement).execute(pool).await?;
         }
-        for (column, alter) in EXTRA_COLUMNS {
-            if has_column(pool, column).await? {
-                continue;
-            }
-            if let Err(e) = sqlx::query(alter).execute(pool).await {
-                // Another process may have added it meanwhile.
-                if !has_column(pool, column).await? {
-                    return Err(e);
-                }
-            }
+        if has_column(pool, "fetched_pol_id").await? {
+            sqlx::query(MIGRATE_OLD_COLUMNS).execute(pool).await?;
         }
-        Ok(())
+        // Whoever may write the file may create tables in it.
+        Ok(true)
     }
 
     fn rows_affected(done: &SqliteQueryResult) -> u64 {

@@ -11,6 +11,7 @@ use mtasts_cache::compat::{decode_entry, policy_json, ts_to_i64};
 use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken};
 use sqlx::error::DatabaseError;
 use sqlx::pool::PoolOptions;
+use sqlx::query::Query;
 use sqlx::{
     AssertSqlSafe, ColumnIndex, Connection, Database, Decode, Encode, Executor, IntoArguments,
     Pool, Row, Type,
@@ -34,16 +35,17 @@ pub(crate) mod sealed {
         const STORE: &'static str;
         /// `column` as a 64-bit integer expression (the Python tables use 32-bit `integer` columns).
         fn int8(column: &str) -> String;
-        /// `pol_body` as text.
-        const BODY: &'static str;
+        /// `pol_body` (in `column`) as text.
+        fn text(column: &str) -> String;
         /// The `pol_body` value of an insert from parameter `$4` (text).
         const BODY_PARAM: &'static str;
         /// When a stored row's `ts` is unusable, so that any write replaces it.
         const TS_UNUSABLE: &'static str;
-        /// Creates the Python daemon's tables and ours where missing.
+        /// Creates the Python daemon's tables where missing, and our side table `mtasts_fetch_meta` where
+        /// missing and allowed; moves our old extra columns' data into it. `Ok(false)`: no side table.
         fn create_schema(
             pool: &Pool<Self::Db>,
-        ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+        ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
         /// Rows an `INSERT`/`DELETE` touched.
         fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
         /// What a database error code (SQLSTATE, or SQLite's result code) means for the caller.
@@ -93,54 +95,73 @@ impl<D: Dialect> fmt::Debug for SqlCache<D> {
     }
 }
 
-/// The statements of one store, built once from its dialect.
+/// The statements of one store, built once from its dialect and whether the side table is there.
 struct Statements {
     get: Arc<str>,
     set: Arc<str>,
     scan_first: Arc<str>,
     scan_after: Arc<str>,
     proactive_get: Arc<str>,
+    /// Our side table `mtasts_fetch_meta` is usable.
+    fetch_meta: bool,
 }
+
+/// Copies what our old extra columns of `sts_policy_cache` (`fetched_at`, `fetched_pol_id`, added by earlier
+/// versions) hold into the side table, where it has no row yet.
+pub(crate) const MIGRATE_OLD_COLUMNS: &str = "INSERT INTO mtasts_fetch_meta (domain, fetched_at, pol_id) \
+     SELECT domain, fetched_at, fetched_pol_id FROM sts_policy_cache \
+     WHERE domain IS NOT NULL AND fetched_at IS NOT NULL ON CONFLICT (domain) DO NOTHING";
 
 const REMOVE: &str = "DELETE FROM sts_policy_cache WHERE domain = $1";
 const CLEAR: &str = "DELETE FROM sts_policy_cache";
+const META_SET: &str = "INSERT INTO mtasts_fetch_meta (domain, fetched_at, pol_id) VALUES ($1, $2, $3) \
+     ON CONFLICT (domain) DO UPDATE SET fetched_at = EXCLUDED.fetched_at, pol_id = EXCLUDED.pol_id";
+const META_REMOVE: &str = "DELETE FROM mtasts_fetch_meta WHERE domain = $1";
+const META_CLEAR: &str = "DELETE FROM mtasts_fetch_meta";
 const PROACTIVE_SET: &str = "INSERT INTO proactive_fetch_ts (id, last_fetch_ts) VALUES (1, $1) \
      ON CONFLICT (id) DO UPDATE SET last_fetch_ts = EXCLUDED.last_fetch_ts";
 
 impl Statements {
-    fn new<D: Dialect>() -> Self {
-        // `fetched_at` only counts for the `pol_id` it was recorded with.
+    fn new<D: Dialect>(fetch_meta: bool) -> Self {
+        // Our fetch time only counts for the `pol_id` it was recorded with: a row the Python daemon rewrote with
+        // another id was fetched at its `ts`.
+        let (fetched_at, from) = if fetch_meta {
+            (
+                "CASE WHEN m.pol_id = c.pol_id THEN m.fetched_at END",
+                "sts_policy_cache c LEFT JOIN mtasts_fetch_meta m ON m.domain = c.domain",
+            )
+        } else {
+            ("CAST(NULL AS BIGINT)", "sts_policy_cache c")
+        };
         let select = format!(
-            "SELECT domain, {} AS ts, pol_id, {} AS pol_body, \
-             CASE WHEN fetched_pol_id = pol_id THEN fetched_at END AS fetched_at FROM sts_policy_cache",
-            D::int8("ts"),
-            D::BODY
+            "SELECT c.domain AS domain, {} AS ts, c.pol_id AS pol_id, {} AS pol_body, {fetched_at} AS fetched_at \
+             FROM {from}",
+            D::int8("c.ts"),
+            D::text("c.pol_body")
         );
         let arc = |s: String| Arc::<str>::from(s);
         Self {
-            get: arc(format!("{select} WHERE domain = $1")),
+            get: arc(format!("{select} WHERE c.domain = $1")),
             // Newer wins atomically (also against the Python daemon); a row with an unusable ts is replaced.
             set: arc(format!(
-                "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body, fetched_at, fetched_pol_id) \
-                 VALUES ($1, $2, $3, {}, $5, $3) \
+                "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body) VALUES ($1, $2, $3, {}) \
                  ON CONFLICT (domain) DO UPDATE SET ts = EXCLUDED.ts, pol_id = EXCLUDED.pol_id, \
-                 pol_body = EXCLUDED.pol_body, fetched_at = EXCLUDED.fetched_at, \
-                 fetched_pol_id = EXCLUDED.fetched_pol_id \
-                 WHERE {} OR sts_policy_cache.ts < EXCLUDED.ts",
+                 pol_body = EXCLUDED.pol_body WHERE {} OR sts_policy_cache.ts < EXCLUDED.ts",
                 D::BODY_PARAM,
                 D::TS_UNUSABLE
             )),
             // Keyset paging on the unique domain index; the token is the last domain returned.
             scan_first: arc(format!(
-                "{select} WHERE domain IS NOT NULL ORDER BY domain LIMIT $1"
+                "{select} WHERE c.domain IS NOT NULL ORDER BY c.domain LIMIT $1"
             )),
             scan_after: arc(format!(
-                "{select} WHERE domain > $1 ORDER BY domain LIMIT $2"
+                "{select} WHERE c.domain > $1 ORDER BY c.domain LIMIT $2"
             )),
             proactive_get: arc(format!(
                 "SELECT {} FROM proactive_fetch_ts WHERE id = 1",
                 D::int8("last_fetch_ts")
             )),
+            fetch_meta,
         }
     }
 }
@@ -161,13 +182,26 @@ impl<D: Dialect> SqlCache<D> {
             .acquire_timeout(timeout)
             .test_before_acquire(true)
             .connect_lazy_with(connect);
-        let cache = Self {
+        let mut cache = Self {
             pool,
             timeout,
-            sql: Arc::new(Statements::new::<D>()),
+            sql: Arc::new(Statements::new::<D>(false)),
         };
-        cache.run(D::create_schema(&cache.pool)).await?;
-        tracing::debug!(store = D::STORE, max_connections, "cache opened");
+        let fetch_meta = cache.run(D::create_schema(&cache.pool)).await?;
+        if !fetch_meta {
+            tracing::warn!(
+                store = D::STORE,
+                "cannot create the table mtasts_fetch_meta (no CREATE privilege): running without it, so \
+                 policies read from the store count as fetched when last checked"
+            );
+        }
+        cache.sql = Arc::new(Statements::new::<D>(fetch_meta));
+        tracing::debug!(
+            store = D::STORE,
+            max_connections,
+            fetch_meta,
+            "cache opened"
+        );
         Ok(cache)
     }
 
@@ -252,6 +286,25 @@ where
     )
 }
 
+/// Runs `meta` (our side table's rows) and `main` (the entries) in one transaction; `main`'s result.
+async fn delete<DB: Database>(
+    pool: &Pool<DB>,
+    meta: Option<Query<'_, DB, DB::Arguments>>,
+    main: Query<'_, DB, DB::Arguments>,
+) -> Result<DB::QueryResult, sqlx::Error>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    let mut tx = pool.begin().await?;
+    if let Some(meta) = meta {
+        meta.execute(&mut *tx).await?;
+    }
+    let done = main.execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
 fn sql(statement: &Arc<str>) -> AssertSqlSafe<Arc<str>> {
     AssertSqlSafe(Arc::clone(statement))
 }
@@ -274,14 +327,30 @@ where
 
     async fn set(&self, domain: &str, entry: &CacheEntry) -> Result<bool, CacheError> {
         let body = policy_json(&entry.policy);
-        let query = sqlx::query(sql(&self.sql.set))
-            .bind(domain)
-            .bind(ts_to_i64(entry.checked_at))
-            .bind(entry.policy_id.as_str())
-            .bind(body.as_str())
-            .bind(ts_to_i64(entry.fetched_at));
-        let done = self.run(query.execute(&self.pool)).await?;
-        Ok(D::rows_affected(&done) > 0)
+        let policy_id = entry.policy_id.as_str();
+        let write = async {
+            let mut tx = self.pool.begin().await?;
+            let done = sqlx::query(sql(&self.sql.set))
+                .bind(domain)
+                .bind(ts_to_i64(entry.checked_at))
+                .bind(policy_id)
+                .bind(body.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let written = D::rows_affected(&done) > 0;
+            // Under the same row lock as the entry: our fetch time can only belong to the entry that won.
+            if written && self.sql.fetch_meta {
+                sqlx::query(META_SET)
+                    .bind(domain)
+                    .bind(ts_to_i64(entry.fetched_at))
+                    .bind(policy_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(written)
+        };
+        self.run(write).await
     }
 
     async fn scan(
@@ -315,14 +384,20 @@ where
     }
 
     async fn remove(&self, domain: &str) -> Result<bool, CacheError> {
-        let done = self
-            .run(sqlx::query(REMOVE).bind(domain).execute(&self.pool))
-            .await?;
+        let meta = self
+            .sql
+            .fetch_meta
+            .then(|| sqlx::query(META_REMOVE).bind(domain));
+        let main = sqlx::query(REMOVE).bind(domain);
+        let done = self.run(delete(&self.pool, meta, main)).await?;
         Ok(D::rows_affected(&done) > 0)
     }
 
     async fn clear(&self) -> Result<u64, CacheError> {
-        let done = self.run(sqlx::query(CLEAR).execute(&self.pool)).await?;
+        let meta = self.sql.fetch_meta.then(|| sqlx::query(META_CLEAR));
+        let done = self
+            .run(delete(&self.pool, meta, sqlx::query(CLEAR)))
+            .await?;
         Ok(D::rows_affected(&done))
     }
 

@@ -74,10 +74,51 @@ pub(crate) async fn reads_tables_written_by_python<D: SqlDb>(db: &D) {
     let page = store.scan(None, 10).await.expect("scan");
     assert_eq!(page.entries.len(), 3);
     assert!(page.corrupt.is_empty());
-    // Our columns come after the Python daemon's, which are untouched.
-    let mut want = python_columns;
-    want.extend(["fetched_at".to_owned(), "fetched_pol_id".to_owned()]);
-    assert_eq!(db.columns().await, want);
+    // The Python daemon's table is untouched: our data lives in a table of our own.
+    assert_eq!(db.columns().await, python_columns);
+    store.close().await;
+}
+
+/// What earlier versions of ours wrote into columns added to the Python daemon's table is still read, and the
+/// row's id still decides whether it counts.
+pub(crate) async fn reads_the_columns_earlier_versions_added<D: SqlDb>(db: &D) {
+    db.execute(D::PYTHON_SCHEMA).await;
+    db.execute(
+        "ALTER TABLE sts_policy_cache ADD COLUMN fetched_at BIGINT; \
+         ALTER TABLE sts_policy_cache ADD COLUMN fetched_pol_id TEXT",
+    )
+    .await;
+    db.python_set("kept.example", 1_700_000_100, "v1", PY_NONE)
+        .await;
+    db.python_set("rewritten.example", 1_700_000_100, "v2", PY_NONE)
+        .await;
+    db.execute(
+        "UPDATE sts_policy_cache SET fetched_at = 1700000000, fetched_pol_id = 'v1' \
+         WHERE domain IN ('kept.example', 'rewritten.example')",
+    )
+    .await;
+    let store = db.open(Duration::from_secs(5)).await;
+    assert_eq!(
+        stamps(&store, "kept.example").await,
+        (1_700_000_100, 1_700_000_000, "v1".to_owned())
+    );
+    assert_eq!(
+        stamps(&store, "rewritten.example").await,
+        (1_700_000_100, 1_700_000_100, "v2".to_owned()),
+        "fetched_pol_id names another id: fetched at ts"
+    );
+    // Our writes go to the side table from now on.
+    let newer = entry(
+        1_700_000_200,
+        1_700_000_150,
+        "v3",
+        "version: STSv1\nmode: none\nmax_age: 1\n",
+    );
+    must_set(&*store, "kept.example", &newer).await;
+    assert_eq!(
+        stamps(&store, "kept.example").await,
+        (1_700_000_200, 1_700_000_150, "v3".to_owned())
+    );
     store.close().await;
 }
 
@@ -118,6 +159,9 @@ pub(crate) async fn writes_rows_python_can_read<D: SqlDb>(db: &D) {
     );
     // And our older write loses to Python's newer one.
     assert!(!store.set("example.com", &ours).await.expect("set"));
+    // Our row of the side table goes with the entry.
+    assert!(store.remove("example.com").await.expect("remove"));
+    assert_eq!(db.meta_rows().await, 0);
     store.close().await;
 }
 

@@ -26,6 +26,7 @@ macro_rules! sql_tests {
         mtasts_cache::harness_tests!($db, compat:
             reads_tables_written_by_python,
             writes_rows_python_can_read,
+            reads_the_columns_earlier_versions_added,
             python_updates_keep_fetch_time_only_for_the_same_policy_id
         );
     };

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mtasts_cache::conformance::{CorruptInjector, Harness, Networked, must_set, sample_entry};
-use mtasts_cache::{CacheError, PolicyCache, async_trait};
+use mtasts_cache::{CacheEntry, CacheError, PolicyCache, async_trait};
 use mtasts_cache_sql::{PostgresCache, PostgresOptions};
 use mtasts_test_support::skip_or_fail;
 use sqlx::postgres::PgConnectOptions;
@@ -203,6 +203,7 @@ async fn malformed_dsn_and_zero_pool_are_config_errors() {
 
 mtasts_cache::harness_tests!(Schema, cases:
     the_tables_have_the_python_column_types,
+    runs_without_the_side_table_where_create_is_not_granted,
     unknown_database_is_a_config_error,
     recovers_after_backends_are_terminated
 );
@@ -228,10 +229,65 @@ mod cases {
             "ts integer",
             "pol_id text",
             "pol_body jsonb",
-            "fetched_at bigint",
-            "fetched_pol_id text",
         ];
         assert_eq!(types, want);
+    }
+
+    /// A login that may use the Python daemon's tables but create nothing (PostgreSQL 15 no longer grants
+    /// CREATE on `public`): the store runs without its side table, and with it once an owner created it.
+    pub(super) async fn runs_without_the_side_table_where_create_is_not_granted(schema: &Schema) {
+        schema.execute(Schema::PYTHON_SCHEMA).await;
+        let role = format!("{}_user", schema.name);
+        let grant = format!(
+            "CREATE ROLE {role} LOGIN; GRANT USAGE ON SCHEMA {0} TO {role}; \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {0} TO {role}; \
+             GRANT USAGE ON ALL SEQUENCES IN SCHEMA {0} TO {role}",
+            schema.name
+        );
+        schema.execute(&grant).await;
+        let mut dsn = url::Url::parse(&schema.dsn(None)).expect("dsn is a URL");
+        dsn.set_username(&role).expect("a URL with a user");
+        let fetched_earlier = CacheEntry {
+            fetched_at: 1_699_000_000,
+            ..sample_entry(1_700_000_000)
+        };
+
+        let store = schema
+            .connect(dsn.to_string(), Duration::from_secs(5))
+            .await;
+        let store = store.expect("connect without CREATE");
+        must_set(&store, "example.com", &fetched_earlier).await;
+        let got = store
+            .get("example.com")
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(
+            got.fetched_at, got.checked_at,
+            "no side table: fetched at ts"
+        );
+        store.close().await;
+
+        schema.execute(&format!(
+            "CREATE TABLE mtasts_fetch_meta (domain text primary key, fetched_at bigint, pol_id text); \
+             GRANT SELECT, INSERT, UPDATE, DELETE ON mtasts_fetch_meta TO {role}"
+        ))
+        .await;
+        let store = schema
+            .connect(dsn.to_string(), Duration::from_secs(5))
+            .await;
+        let store = store.expect("connect without CREATE, side table present");
+        must_set(&store, "example.org", &fetched_earlier).await;
+        let got = store
+            .get("example.org")
+            .await
+            .expect("get")
+            .expect("present");
+        assert_eq!(got, fetched_earlier, "the side table is used");
+        store.close().await;
+        schema
+            .execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+            .await;
     }
 
     pub(super) async fn unknown_database_is_a_config_error(schema: &Schema) {

@@ -78,9 +78,9 @@ impl SqlDb for TempDb {
         "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body) VALUES ('{domain}', {ts}, 'abc', '{not json')",
         "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body) VALUES ('{domain}', 'yesterday', 'abc', \
          '{\"version\": \"STSv1\", \"mode\": \"none\", \"max_age\": 1, \"mx\": []}')",
-        "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body, fetched_at, fetched_pol_id) VALUES \
-         ('{domain}', {ts}, 'abc', '{\"version\": \"STSv1\", \"mode\": \"none\", \"max_age\": 1, \"mx\": []}', \
-         'soon', 'abc')",
+        "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body) VALUES ('{domain}', {ts}, 'abc', \
+         '{\"version\": \"STSv1\", \"mode\": \"none\", \"max_age\": 1, \"mx\": []}'); \
+         INSERT INTO mtasts_fetch_meta (domain, fetched_at, pol_id) VALUES ('{domain}', 'soon', 'abc')",
     ];
 
     fn raw(&self) -> &AnyPool {

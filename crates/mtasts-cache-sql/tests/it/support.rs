@@ -101,6 +101,14 @@ pub(crate) trait SqlDb: Harness {
             .unwrap_or_else(|e| panic!("python proactive ts: {e}"))
     }
 
+    /// How many rows our side table `mtasts_fetch_meta` holds.
+    async fn meta_rows(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM mtasts_fetch_meta")
+            .fetch_one(self.raw())
+            .await
+            .expect("count mtasts_fetch_meta")
+    }
+
     /// How many rows the Python daemon's `scan()` sees (it walks the row ids of the first 100).
     async fn python_scan(&self) -> usize;
 
