@@ -20,6 +20,7 @@ mod bench;
 #[path = "../../crates/mtasts-test-support/src/ci.rs"]
 mod ci;
 mod dist;
+mod fuzz;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -33,6 +34,7 @@ commands:
   deb-check build the .deb, install it with dpkg -i, query the installed daemon with postmap, dpkg -r it
   bench     load generator on the release daemon vs a bare netstring server (docs/performance.md);
             [--baseline-rev REV] also measures the daemon of REV; `cargo xtask bench --help` for flags
+  fuzz [S]  run every fuzz target with cargo-fuzz for S seconds each (default: 5 min shared out, >= 30 s)
 ";
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn run() -> Result<()> {
         Some("deb") => dist::deb(&root).map(|_| ()),
         Some("deb-check") => dist::deb_check(&root),
         Some("bench") => bench::bench(&root, &args[1..]),
+        Some("fuzz") => fuzz::fuzz(&root, args.get(1).map(|s| s.parse()).transpose()?),
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             Ok(())

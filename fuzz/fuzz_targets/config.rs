@@ -1,0 +1,4 @@
+//! libFuzzer entry point of [`mtasts_fuzz::config`] (the check lives in the library so seeds replay on stable).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mtasts_fuzz::config(data));
