@@ -12,27 +12,6 @@
 //! reported (the others are still listed), output that cannot be written; 2 bad command line or DOMAIN; 69 the
 //! store cannot be reached, there is none, or the SQLite file does not exist (it is not created); 78 invalid
 //! configuration (also a `-c` file that does not exist).
-//!
-//! ```
-//! use std::sync::Arc;
-//! use mtasts_cache::{CacheEntry, MemoryCache, PolicyCache};
-//! use mta_sts_daemon::admin::execute;
-//! use mta_sts_daemon::cli::CacheCommand;
-//! use mta_sts_daemon::exit::Exit;
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store: Arc<dyn PolicyCache> = Arc::new(MemoryCache::new(10));
-//! let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n".parse()?;
-//! store.set("example.com", &CacheEntry::new(1_700_000_000, "20240101".parse()?, policy)).await?;
-//!
-//! let (mut out, mut err) = (Vec::new(), Vec::new());
-//! let code = execute(Some(&store), &CacheCommand::Export, &mut out, &mut err).await;
-//! assert_eq!(code, Exit::Success);
-//! assert!(String::from_utf8(out)?.starts_with(r#"{"domain":"example.com","policy_id":"20240101""#));
-//! # Ok(())
-//! # }
-//! ```
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -54,7 +33,7 @@ const PAGE_SIZE: usize = 256;
 /// Runs a `cache` command against the store configured by `cli` (`-c`); returns the process exit code.
 ///
 /// Messages and errors go to standard error, results to standard output.
-pub fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
+pub(crate) fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
     let (config, diagnostics) = match cli.load_config() {
         Ok(c) => c,
         Err(e) => {
@@ -112,20 +91,6 @@ pub fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
         code
     });
     code.into()
-}
-
-/// Runs `command` against `store` (`None` = `cache.type: internal`), writing results to `out` and messages to
-/// `err`; returns the exit code (see the [module docs](self)).
-pub async fn execute(
-    store: Option<&Arc<dyn PolicyCache>>,
-    command: &CacheCommand,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Exit {
-    match Action::from_command(command, err) {
-        Ok(action) => perform(store, &action, out, err).await,
-        Err(code) => code,
-    }
 }
 
 /// A `cache` command with its DOMAIN checked.
@@ -445,12 +410,16 @@ mod tests {
         store
     }
 
+    /// Runs `cmd` against `store` (`None` = `cache.type: internal`): exit code, standard output and error.
     async fn exec(
         store: Option<&Arc<dyn PolicyCache>>,
         cmd: CacheCommand,
     ) -> (Exit, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = execute(store, &cmd, &mut out, &mut err).await;
+        let code = match Action::from_command(&cmd, &mut err) {
+            Ok(action) => perform(store, &action, &mut out, &mut err).await,
+            Err(code) => code,
+        };
         (
             code,
             String::from_utf8(out).expect("utf-8"),

@@ -21,7 +21,7 @@ use crate::config::ZoneConfig;
 
 /// What a socketmap key asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Key {
+pub(crate) enum Key {
     /// A domain to look up.
     Domain(PolicyDomain),
     /// A key answered `NOTFOUND ` without any lookup, and why.
@@ -31,7 +31,7 @@ pub enum Key {
 /// Why a key gets `NOTFOUND ` without a lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SkipReason {
+pub(crate) enum SkipReason {
     /// `.example.com`: Postfix's parent-domain lookup; RFC 8461 §3.4 forbids parent policies.
     ParentDomain,
     /// `[192.0.2.1]`, `2001:db8::1`: an address has no MTA-STS policy.
@@ -42,7 +42,7 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// A stable label for logs.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::ParentDomain => "parent_domain",
             Self::IpLiteral => "ip_literal",
@@ -116,14 +116,7 @@ impl From<SkipReason> for AnswerKind {
 /// Normalizes a socketmap key as the Python daemon's `filter_domain` does, then canonicalizes it:
 /// `[host]`, `[host]:port`, `host:port`, surrounding blanks, a trailing dot and upper case all give `host`;
 /// U-labels become A-labels.
-///
-/// ```
-/// use mta_sts_daemon::answer::{normalize_key, Key, SkipReason};
-/// assert!(matches!(normalize_key("[MX.Example.COM.]:25"), Key::Domain(d) if d.as_str() == "mx.example.com"));
-/// assert_eq!(normalize_key(".example.com"), Key::Skip(SkipReason::ParentDomain));
-/// assert_eq!(normalize_key("[192.0.2.1]"), Key::Skip(SkipReason::IpLiteral));
-/// ```
-pub fn normalize_key(key: &str) -> Key {
+pub(crate) fn normalize_key(key: &str) -> Key {
     let key = key.trim();
     let host = if let Some(rest) = key.strip_prefix('[') {
         // `[host]` or `[host]:port` (socketmap_table(5) next-hop forms).
@@ -158,21 +151,7 @@ fn is_ip(text: &str) -> bool {
 }
 
 /// The reply for `policy` (the engine's answer; `None` = no policy) under `zone`'s settings, and its kind.
-///
-/// ```
-/// use mta_sts_daemon::answer::{AnswerKind, reply_for};
-/// use mta_sts_daemon::config::ZoneConfig;
-/// use mtasts_engine::ResolvedPolicy;
-/// let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: *.example.com\n".parse()?;
-/// let resolved = ResolvedPolicy::new("id1".parse()?, policy, 0);
-/// let domain = mtasts_core::PolicyDomain::parse("example.com")?;
-/// let (reply, kind) = reply_for(&ZoneConfig::default(), &domain, Some(&resolved));
-/// assert_eq!(reply.to_string(), "OK secure match=.example.com servername=hostname");
-/// assert_eq!(kind, AnswerKind::Secure);
-/// assert_eq!(reply_for(&ZoneConfig::default(), &domain, None).1, AnswerKind::NoPolicy);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn reply_for(
+pub(crate) fn reply_for(
     zone: &ZoneConfig,
     domain: &PolicyDomain,
     policy: Option<&ResolvedPolicy>,

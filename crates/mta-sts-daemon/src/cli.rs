@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub use mtasts_cli::{Generate, Verbosity};
+pub(crate) use mtasts_cli::{Generate, Verbosity};
 
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH, Diagnostics};
 use crate::exit;
@@ -16,44 +16,44 @@ use crate::exit;
     about = "MTA-STS socketmap daemon for Postfix",
     after_long_help = exit::HELP
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Logging verbosity.
     #[arg(short = 'v', long, value_enum, default_value = "info")]
-    pub verbosity: Verbosity,
+    pub(crate) verbosity: Verbosity,
     /// Configuration file (YAML) [default: /etc/mta-sts-daemon.yml, all defaults when it does not exist].
     /// A file given here must exist.
     #[arg(short = 'c', long, value_name = "FILE", global = true)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Log to this file instead of standard error.
     #[arg(short = 'l', long)]
-    pub logfile: Option<PathBuf>,
+    pub(crate) logfile: Option<PathBuf>,
     /// Log line format: `text` for people, `json` for log shippers (one JSON object per line).
     /// Under systemd (JOURNAL_STREAM set) text lines carry no timestamp: the journal adds its own.
     #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// Write the process id to this file (removed at exit).
     #[arg(short = 'p', long)]
-    pub pidfile: Option<PathBuf>,
+    pub(crate) pidfile: Option<PathBuf>,
     /// Switch to this user (name or uid) after binding the socket.
     #[arg(short = 'u', long)]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Switch to this group (name or gid) after binding the socket.
     #[arg(short = 'g', long)]
-    pub group: Option<String>,
+    pub(crate) group: Option<String>,
     /// Accepted for compatibility with the Python daemon; has no effect.
     #[arg(long)]
-    pub disable_uvloop: bool,
+    pub(crate) disable_uvloop: bool,
     /// Print the man page or a shell completion script on standard output and exit (release packaging).
     #[arg(long, value_enum, value_name = "KIND")]
-    pub generate: Option<Generate>,
+    pub(crate) generate: Option<Generate>,
     /// Without a subcommand, run the daemon; `cache …` administers the configured policy store instead.
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 /// Subcommands of `mta-sts-daemon`; without one, it runs the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Administer the configured policy cache (store) without a running daemon.
     ///
     /// Running daemons that share the store answer from their memory copy of a purged policy for at most
@@ -67,7 +67,7 @@ pub enum Command {
 
 /// `mta-sts-daemon cache …`.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
-pub enum CacheCommand {
+pub(crate) enum CacheCommand {
     /// List cached policies, one tab-separated line per domain.
     ///
     /// A header line, then per domain: domain, policy id, mode, max_age, checked at, expires at (times in UTC,
@@ -97,17 +97,17 @@ pub enum CacheCommand {
 /// What `cache purge` removes: one DOMAIN or `--all`.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[group(required = true, multiple = false)]
-pub struct PurgeArgs {
+pub(crate) struct PurgeArgs {
     /// The policy domain to forget (normalised like the daemon does).
-    pub domain: Option<String>,
+    pub(crate) domain: Option<String>,
     /// Remove every cached policy.
     #[arg(long)]
-    pub all: bool,
+    pub(crate) all: bool,
 }
 
 impl Cli {
     /// The configuration file: `-c FILE`, else [`DEFAULT_CONFIG_PATH`].
-    pub fn config_path(&self) -> &Path {
+    pub(crate) fn config_path(&self) -> &Path {
         self.config
             .as_deref()
             .unwrap_or_else(|| Path::new(DEFAULT_CONFIG_PATH))
@@ -119,7 +119,7 @@ impl Cli {
     /// # Errors
     ///
     /// The file cannot be read (or, given with `-c`, does not exist) or is invalid.
-    pub fn load_config(&self) -> Result<(Config, Diagnostics), ConfigError> {
+    pub(crate) fn load_config(&self) -> Result<(Config, Diagnostics), ConfigError> {
         match &self.config {
             Some(path) => Config::load(path),
             None => Config::load_or_default(Path::new(DEFAULT_CONFIG_PATH)),
@@ -129,7 +129,7 @@ impl Cli {
 
 /// Log line format (`--log-format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines.
     Text,
     /// One JSON object per line (JSON Lines), for log shippers.

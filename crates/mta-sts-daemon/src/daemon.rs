@@ -166,7 +166,7 @@ impl Running {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), mta_sts_daemon::StartError> {
-    /// let (cfg, _) = mta_sts_daemon::config::Config::parse("port: 0\n")?;
+    /// let (cfg, _) = mta_sts_daemon::Config::parse("port: 0\n")?;
     /// let running = mta_sts_daemon::Running::start(cfg).await?;
     /// println!("listening on {}", running.local_addr());
     /// running.shutdown().await;

@@ -11,13 +11,6 @@
 //! | 78 | [`Config`](Exit::Config) | configuration error: the file is invalid, the file given with `-c` does not exist, the CA file, proxy URL or DNS configuration cannot be used |
 //!
 //! A store that fails while the daemon runs never makes it exit: lookups then answer from memory and discovery.
-//!
-//! ```
-//! use std::process::ExitCode;
-//! use mta_sts_daemon::exit::Exit;
-//! assert_eq!(Exit::Config.code(), 78);
-//! let _: ExitCode = Exit::Unavailable.into();
-//! ```
 
 use std::process::ExitCode;
 
@@ -26,7 +19,7 @@ use crate::StartError;
 /// A process exit status of `mta-sts-daemon` (see the [module docs](self) for when each is used).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Exit {
+pub(crate) enum Exit {
     /// 0: done.
     Success,
     /// 1: any other runtime failure.
@@ -43,7 +36,8 @@ pub enum Exit {
 
 impl Exit {
     /// Every status, in code order.
-    pub const ALL: [Self; 6] = [
+    #[cfg(test)]
+    const ALL: [Self; 6] = [
         Self::Success,
         Self::Failure,
         Self::Usage,
@@ -54,7 +48,7 @@ impl Exit {
 
     /// The numeric status.
     #[must_use]
-    pub const fn code(self) -> u8 {
+    pub(crate) const fn code(self) -> u8 {
         match self {
             Self::Success => 0,
             Self::Failure => 1,
@@ -67,7 +61,7 @@ impl Exit {
 
     /// The status a start-up failure exits with.
     #[must_use]
-    pub fn of(error: &StartError) -> Self {
+    pub(crate) fn of(error: &StartError) -> Self {
         match error {
             StartError::Config(_) | StartError::StoreNotBuilt { .. } | StartError::Fetcher(_) => {
                 Self::Config

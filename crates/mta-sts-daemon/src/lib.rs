@@ -1,20 +1,22 @@
 //! `mta-sts-daemon`: an MTA-STS (RFC 8461) socketmap daemon for Postfix, a drop-in replacement for the Python
 //! `postfix-mta-sts-resolver` (same flags, same YAML configuration, same answers, shared caches).
 //!
-//! The binary is thin ([`run::run`]); everything lives here so that tests can run the server in-process:
-//! - [`config`]: the YAML file, read as PyYAML reads it (YAML 1.1), into a typed [`config::Config`];
-//! - [`cli`]: the Python daemon's flags;
-//! - [`admin`]: the `cache` subcommands (list, show, purge, export on the configured store);
-//! - [`answer`]: key normalization and the Postfix policy-table reply;
-//! - [`server`]: the socketmap server (pipelining, bounded queues, graceful shutdown);
-//! - [`listen`]: TCP with `SO_REUSEPORT`, UNIX sockets, systemd socket activation;
-//! - [`metrics`]: counters and the Prometheus endpoint (`metrics.listen`);
-//! - [`Bound`] / [`Running`]: bind, then (after dropping privileges) start serving.
+//! This crate is the program, not a library to build on (it is not published): the binary calls [`main`], and
+//! the integration tests run the daemon in-process through a small surface:
+//! - [`Config`]: the YAML file, read as PyYAML reads it (YAML 1.1), with its [`Diagnostics`] (unknown keys,
+//!   warnings) or a [`ConfigError`];
+//! - [`Bound`] / [`Running`]: bind (or take systemd's sockets), then, after privileges are dropped, open the
+//!   store and serve; [`LocalAddr`] says where; [`StartError`] says why not;
+//! - [`Metrics`]: the daemon's counters ([`AnswerKind`] by [`ZoneId`]), kept whether or not the Prometheus
+//!   endpoint is enabled.
+//!
+//! Embedding MTA-STS in a Rust MTA is `mtasts-engine`'s job; the module map is in ARCHITECTURE.md.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), mta_sts_daemon::StartError> {
-//! let (cfg, _diagnostics) = mta_sts_daemon::config::Config::parse("host: 127.0.0.1\nport: 8461\n")?;
-//! let running = mta_sts_daemon::Running::start(cfg).await?;
+//! let (config, _diagnostics) = mta_sts_daemon::Config::parse("host: 127.0.0.1\nport: 8461\n")?;
+//! let running = mta_sts_daemon::Running::start(config).await?;
+//! println!("listening on {}", running.local_addr());
 //! running.shutdown().await;
 //! # Ok(())
 //! # }
@@ -23,21 +25,50 @@
 //! # Crate features
 //! - `sqlite`, `redis`, `postgres` (all default): the persistent policy stores (`cache.type`).
 
-pub mod admin;
-pub mod answer;
-pub mod cli;
-pub mod config;
+mod admin;
+mod answer;
+mod cli;
+mod config;
 mod daemon;
 mod error;
-pub mod exit;
-pub mod listen;
-pub mod metrics;
+mod exit;
+mod listen;
+mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
-pub mod run;
-pub mod server;
+mod run;
+mod server;
 mod stores;
-pub mod systemd;
+mod systemd;
 
+use std::process::ExitCode;
+
+use clap::{CommandFactory as _, Parser as _};
+
+pub use answer::AnswerKind;
+pub use config::{Config, ConfigError, Diagnostics, YamlError};
 pub use daemon::{Bound, Running};
 pub use error::StartError;
+pub use listen::LocalAddr;
+pub use metrics::{Metrics, ZoneId};
+
+/// The `mta-sts-daemon` program: parses the command line, then prints what `--generate` asks for, runs a
+/// `cache` command, or runs the daemon until a signal stops it. Returns the exit status (one table for every
+/// command: 0 done, 1 other failure, 2 usage, 69 a needed service is unreachable, 73 the pidfile or log file
+/// cannot be created, 78 configuration error; `mta-sts-daemon --help` prints it).
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    if let Some(kind) = cli.generate {
+        return match kind.print(cli::Cli::command(), "8") {
+            Ok(()) => exit::Exit::Success.into(),
+            Err(e) => {
+                eprintln!("mta-sts-daemon: {e}");
+                exit::Exit::Failure.into()
+            }
+        };
+    }
+    match &cli.command {
+        Some(cli::Command::Cache(command)) => admin::run(&cli, command),
+        None => run::run(&cli),
+    }
+}

@@ -22,7 +22,7 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// A bound listener.
 #[derive(Debug)]
-pub enum Listener {
+pub(crate) enum Listener {
     /// TCP.
     Tcp(TcpListener),
     /// A UNIX socket; `path` is removed when the listener is dropped if we created it.
@@ -58,7 +58,7 @@ impl Listener {
     /// # Errors
     ///
     /// The host name does not resolve, or the socket cannot be created, bound or given its mode.
-    pub fn bind(listen: &ListenConfig, reuse_port: bool) -> io::Result<Self> {
+    pub(crate) fn bind(listen: &ListenConfig, reuse_port: bool) -> io::Result<Self> {
         match listen {
             ListenConfig::Tcp { host, port } => bind_tcp(host, *port, reuse_port),
             ListenConfig::Unix { path, mode } => bind_unix(path, *mode),
@@ -71,7 +71,7 @@ impl Listener {
     /// # Errors
     ///
     /// A passed descriptor cannot be used.
-    pub fn from_systemd() -> io::Result<Vec<Self>> {
+    pub(crate) fn from_systemd() -> io::Result<Vec<Self>> {
         let mut fds = listenfd::ListenFd::from_env();
         let mut listeners = Vec::with_capacity(fds.len());
         for i in 0..fds.len() {
@@ -92,7 +92,7 @@ impl Listener {
     }
 
     /// Where this listener listens.
-    pub fn local_addr(&self) -> io::Result<LocalAddr> {
+    pub(crate) fn local_addr(&self) -> io::Result<LocalAddr> {
         match self {
             Self::Tcp(l) => l.local_addr().map(LocalAddr::Tcp),
             Self::Unix { listener, .. } => {
@@ -107,7 +107,7 @@ impl Listener {
     }
 
     /// Accepts one client.
-    pub async fn accept(&self) -> io::Result<Connection> {
+    pub(crate) async fn accept(&self) -> io::Result<Connection> {
         match self {
             Self::Tcp(l) => {
                 let (s, _) = l.accept().await?;

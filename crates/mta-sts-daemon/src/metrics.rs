@@ -33,19 +33,6 @@
 //! | `mtasts_proactive_refresh_last_run_timestamp_seconds` | gauge | |
 //! | `mtasts_build_info` | gauge (OpenMetrics: info) | `version` |
 //! | `mtasts_start_time_seconds` | gauge | |
-//!
-//! ```
-//! use mta_sts_daemon::metrics::{AnswerKind, Format, Metrics};
-//! use prometheus_client::registry::Registry;
-//!
-//! let mut registry = Registry::default();
-//! let metrics = Metrics::new(&mut registry, ["tlsrpt"]);
-//! metrics.answered(metrics.zone(b"tlsrpt"), AnswerKind::Secure);
-//! metrics.answered(metrics.zone(b"anything-else"), AnswerKind::NoPolicy);
-//! let text = Format::Text.encode(&registry);
-//! assert!(text.contains("\nmtasts_answers_total{zone=\"tlsrpt\",kind=\"secure\"} 1\n"));
-//! assert!(text.contains("\nmtasts_answers_total{zone=\"default\",kind=\"no_policy\"} 1\n"));
-//! ```
 
 mod http;
 
@@ -65,25 +52,25 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use tokio_util::sync::CancellationToken;
 
-pub use crate::answer::AnswerKind;
+pub(crate) use crate::answer::AnswerKind;
 use crate::listen::Listener;
 
 /// The HTTP path the endpoint serves.
-pub const METRICS_PATH: &str = "/metrics";
+pub(crate) const METRICS_PATH: &str = "/metrics";
 
 /// The `zone` label of names answered by `default_zone` (every socketmap name not configured under `zones`).
-pub const DEFAULT_ZONE_LABEL: &str = "default";
+pub(crate) const DEFAULT_ZONE_LABEL: &str = "default";
 
 /// Upper bounds (seconds) of the discovery duration histogram's buckets. Discovery is bounded by the zone's
 /// `timeout` (4 s by default), refreshes by the refresh timeout.
-pub const DISCOVERY_BUCKETS: &[f64] = &[
+pub(crate) const DISCOVERY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0,
 ];
 
 /// A text exposition format of the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Format {
+pub(crate) enum Format {
     /// OpenMetrics 1.0 text: what Prometheus asks for (`Accept: application/openmetrics-text`). Counter families
     /// are declared without their `_total` suffix, `mtasts_build_info` is an `info` family, and the document
     /// ends with `# EOF`.
@@ -95,7 +82,7 @@ pub enum Format {
 impl Format {
     /// The `Content-Type` of a document in this format.
     #[must_use]
-    pub const fn content_type(self) -> &'static str {
+    pub(crate) const fn content_type(self) -> &'static str {
         match self {
             Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
             Self::Text => prometheus_text::CONTENT_TYPE,
@@ -105,18 +92,8 @@ impl Format {
     /// The format to answer a request with the `Accept` header `accept` (its values joined with `,`):
     /// OpenMetrics when the client accepts it (with a `q` above 0 and no lower than `text/plain`'s), else the
     /// 0.0.4 text format, which every client reads.
-    ///
-    /// ```
-    /// use mta_sts_daemon::metrics::Format;
-    /// // Prometheus:
-    /// let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
-    ///                   version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-    /// assert_eq!(Format::negotiate(prometheus), Format::OpenMetrics);
-    /// assert_eq!(Format::negotiate("*/*"), Format::Text);
-    /// assert_eq!(Format::negotiate("text/plain, application/openmetrics-text;q=0.5"), Format::Text);
-    /// ```
     #[must_use]
-    pub fn negotiate(accept: &str) -> Self {
+    pub(crate) fn negotiate(accept: &str) -> Self {
         // The highest `q` given to a media type (RFC 9110 §12.5.1); 0 when it is not listed.
         let quality = |wanted: &str| {
             accept
@@ -143,7 +120,7 @@ impl Format {
 
     /// `registry`'s families and samples in this format.
     #[must_use]
-    pub fn encode(self, registry: &Registry) -> String {
+    pub(crate) fn encode(self, registry: &Registry) -> String {
         let mut out = String::with_capacity(8 * 1024);
         // Writing to a String cannot fail, and prometheus-client's encoders fail only when the writer does.
         let _ = match self {
@@ -196,7 +173,7 @@ pub struct Metrics {
 impl Metrics {
     /// The metrics of a daemon whose configured zones (`zones.<name>`) are `zone_names`, registered in
     /// `registry`.
-    pub fn new<I, S>(registry: &mut Registry, zone_names: I) -> Self
+    pub(crate) fn new<I, S>(registry: &mut Registry, zone_names: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -314,7 +291,7 @@ impl Metrics {
     }
 
     /// Counts one answer.
-    pub fn answered(&self, zone: ZoneId, kind: AnswerKind) {
+    pub(crate) fn answered(&self, zone: ZoneId, kind: AnswerKind) {
         if let Some(counter) = self.answer_counter(zone, kind) {
             counter.inc();
         }
@@ -326,24 +303,25 @@ impl Metrics {
     }
 
     /// Counts an open socketmap connection until the guard is dropped.
-    pub fn connection(&self) -> ConnectionGuard {
+    pub(crate) fn connection(&self) -> ConnectionGuard {
         self.connections_total.inc();
         self.connections_open.inc();
         ConnectionGuard(self.connections_open.clone())
     }
 
     /// Socketmap connections open now.
-    pub fn open_connections(&self) -> i64 {
+    #[cfg(test)]
+    fn open_connections(&self) -> i64 {
         self.connections_open.get()
     }
 
     /// Records how long one discovery took.
-    pub fn observe_discovery(&self, elapsed: Duration) {
+    pub(crate) fn observe_discovery(&self, elapsed: Duration) {
         self.discovery_duration.observe(elapsed.as_secs_f64());
     }
 
     /// Records one proactive refresh pass that ended at `ended_at` (Unix seconds).
-    pub fn record_refresh(&self, report: &RefreshReport, ended_at: u64) {
+    pub(crate) fn record_refresh(&self, report: &RefreshReport, ended_at: u64) {
         let [completed, incomplete] = &self.refresh_runs;
         if report.completed {
             completed
@@ -366,7 +344,7 @@ impl Metrics {
 
 /// Keeps `mtasts_connections_open` counted while alive ([`Metrics::connection`]).
 #[derive(Debug)]
-pub struct ConnectionGuard(Gauge);
+pub(crate) struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
@@ -377,14 +355,14 @@ impl Drop for ConnectionGuard {
 /// A [`Discover`] that times each discovery of the one it wraps into `mtasts_discovery_duration_seconds`
 /// (a discovery the engine cuts off at its timeout is recorded when it is dropped).
 #[derive(Debug)]
-pub struct TimedDiscover<D> {
+pub(crate) struct TimedDiscover<D> {
     inner: D,
     metrics: Arc<Metrics>,
 }
 
 impl<D: Discover> TimedDiscover<D> {
     /// Wraps `inner`.
-    pub fn new(inner: D, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(inner: D, metrics: Arc<Metrics>) -> Self {
         Self { inner, metrics }
     }
 }
@@ -415,7 +393,7 @@ impl<D: Discover> Discover for TimedDiscover<D> {
 /// engine's), encoded at each scrape in the format the client accepts ([`Format::negotiate`]), over HTTP/1.1
 /// (hyper). At most 64 connections at once; a client has 2 s to send a request head (also between requests
 /// on a kept-alive connection). At stop the listener closes at once and idle connections are closed.
-pub async fn serve(listener: Listener, registry: Arc<Registry>, stop: CancellationToken) {
+pub(crate) async fn serve(listener: Listener, registry: Arc<Registry>, stop: CancellationToken) {
     http::serve(listener, registry, http::Limits::DEFAULT, stop).await;
 }
 
@@ -453,6 +431,18 @@ mod tests {
                 "{line} missing in\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn prometheus_gets_openmetrics_other_clients_the_text_format() {
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                          version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(prometheus), Format::OpenMetrics);
+        assert_eq!(Format::negotiate("*/*"), Format::Text);
+        assert_eq!(
+            Format::negotiate("text/plain, application/openmetrics-text;q=0.5"),
+            Format::Text
+        );
     }
 
     #[test]

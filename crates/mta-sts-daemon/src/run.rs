@@ -18,7 +18,7 @@ use crate::systemd;
 
 /// Runs the daemon with parsed flags until a signal stops it; returns the process exit code
 /// ([`crate::exit`]).
-pub fn run(cli: &Cli) -> ExitCode {
+pub(crate) fn run(cli: &Cli) -> ExitCode {
     if let Err(e) = init_logging(cli) {
         eprintln!("mta-sts-daemon: cannot open log file: {e}");
         return Exit::CantCreate.into();

@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 
 /// Answers socketmap requests: zone selection, key normalization, the engine lookup, the reply text.
 #[derive(Debug)]
-pub struct Handler {
+pub(crate) struct Handler {
     engine: Engine,
     default_zone: ZoneConfig,
     zones: std::collections::BTreeMap<String, ZoneConfig>,
@@ -35,7 +35,7 @@ pub struct Handler {
 
 impl Handler {
     /// A handler over `engine` with the zones of `config`, counting into its own [`Metrics`].
-    pub fn new(engine: Engine, config: &Config) -> Self {
+    pub(crate) fn new(engine: Engine, config: &Config) -> Self {
         Self {
             engine,
             default_zone: config.default_zone.clone(),
@@ -46,19 +46,14 @@ impl Handler {
 
     /// Counts answers and connections into `metrics` (shared with the metrics endpoint).
     #[must_use]
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
         self
     }
 
     /// The counters.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
-    }
-
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     fn zone(&self, name: &[u8]) -> &ZoneConfig {
@@ -69,7 +64,7 @@ impl Handler {
     }
 
     /// The reply to one request. Never an error reply for a discovery problem (RFC 8461 §3.3).
-    pub async fn answer(&self, request: &Request) -> Reply {
+    pub(crate) async fn answer(&self, request: &Request) -> Reply {
         let zone = self.zone(request.raw_name());
         let zone_id = self.metrics.zone(request.raw_name());
         let key = match request.key() {
@@ -99,7 +94,7 @@ impl Handler {
 /// Serves `listeners` until `stop` is cancelled, then stops accepting at once (the listeners are closed, so
 /// another instance sharing the port takes new clients) and lets open connections finish until their clients
 /// close them or `shutdown_timeout` passes (then they are cut).
-pub async fn serve(
+pub(crate) async fn serve(
     listeners: Vec<Listener>,
     handler: Arc<Handler>,
     limits: LimitsConfig,
@@ -195,7 +190,7 @@ async fn answer(handler: Arc<Handler>, request: Option<Request>) -> Reply {
 }
 
 /// Serves one client connection until it closes, sends a bad netstring, or `stop` is cancelled.
-pub async fn serve_connection(
+pub(crate) async fn serve_connection(
     stream: Connection,
     handler: Arc<Handler>,
     limits: &LimitsConfig,

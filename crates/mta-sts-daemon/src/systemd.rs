@@ -5,7 +5,7 @@ use std::os::unix::net::UnixDatagram;
 
 /// Sends `state` (e.g. `"READY=1"`) to the socket named by `NOTIFY_SOCKET`, if set. A path starting with `@`
 /// names a Linux abstract socket. Does nothing (Ok) when the variable is unset.
-pub fn notify(state: &str) -> io::Result<()> {
+pub(crate) fn notify(state: &str) -> io::Result<()> {
     let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
         return Ok(());
     };

@@ -110,13 +110,13 @@ pub enum YamlError {
         /// Line of the merge value.
         line: usize,
     },
-    /// Collections nested deeper than [`MAX_DEPTH`].
+    /// Collections nested deeper than `MAX_DEPTH` (64).
     #[error("line {line}: collections nested more than {MAX_DEPTH} deep")]
     TooDeep {
         /// Line of the collection that is too deep.
         line: usize,
     },
-    /// More than [`MAX_NODES`] values once aliases are expanded ("billion laughs").
+    /// More than `MAX_NODES` (100 000) values once aliases are expanded ("billion laughs").
     #[error("line {line}: the document expands to more than {MAX_NODES} values")]
     TooLarge {
         /// Line where the limit was reached.
@@ -131,10 +131,10 @@ pub enum YamlError {
 }
 
 /// How deep collections may nest (a configuration needs 4; the bound keeps recursion off the stack's edge).
-pub const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// How many values a document may hold once aliases are expanded.
-pub const MAX_NODES: usize = 100_000;
+pub(super) const MAX_NODES: usize = 100_000;
 
 /// Loads one YAML document as PyYAML's `safe_load` would. An empty stream gives [`Value::Null`].
 pub(crate) fn load(text: &str) -> Result<Node, YamlError> {

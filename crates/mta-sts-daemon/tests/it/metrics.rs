@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use mta_sts_daemon::LocalAddr;
 use mta_sts_daemon::Running;
-use mta_sts_daemon::listen::LocalAddr;
 use mtasts_test_support::{Fixture, PolicyResponse};
 use socketmap_proto::SocketmapClient;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -352,7 +352,7 @@ async fn no_endpoint_unless_configured() {
     assert_eq!(
         daemon
             .metrics()
-            .answers(zone, mta_sts_daemon::metrics::AnswerKind::ParentDomain),
+            .answers(zone, mta_sts_daemon::AnswerKind::ParentDomain),
         1
     );
     daemon.shutdown().await;

@@ -3,9 +3,9 @@
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::time::{Duration, Instant};
 
+use mta_sts_daemon::Config;
+use mta_sts_daemon::LocalAddr;
 use mta_sts_daemon::Running;
-use mta_sts_daemon::config::Config;
-use mta_sts_daemon::listen::LocalAddr;
 use mtasts_test_support::Fixture;
 use socketmap_proto::{Reply, SocketmapClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 
 use std::sync::Arc;
 
-use mta_sts_daemon::config::Config;
-use mta_sts_daemon::listen::LocalAddr;
+use mta_sts_daemon::Config;
+use mta_sts_daemon::LocalAddr;
 use mta_sts_daemon::{Bound, Running};
 use mtasts_engine::{Clock, ManualClock};
 use mtasts_test_support::Fixture;
