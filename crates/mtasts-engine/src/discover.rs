@@ -78,6 +78,15 @@ impl<T: Discover + ?Sized> Discover for Arc<T> {
     }
 }
 
+/// The engine's discoverer; its `Debug` only names it (implementors need not be `Debug`).
+pub(crate) struct Discoverer(pub(crate) Arc<dyn Discover>);
+
+impl fmt::Debug for Discoverer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("dyn Discover")
+    }
+}
+
 /// What the engine asks a [`Discover`]. Fields may be added (the struct is `#[non_exhaustive]`): build one with
 /// [`DiscoveryRequest::new`].
 #[derive(Debug, Clone, Copy)]

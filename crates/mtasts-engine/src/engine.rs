@@ -15,7 +15,7 @@ use tracing::debug;
 
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::wait;
-use crate::discover::Discover;
+use crate::discover::{Discover, Discoverer};
 use crate::freshness::{Freshness, Purpose};
 use crate::refresh::Inner;
 use crate::resolution::{Resolution, Source};
@@ -42,8 +42,9 @@ pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(4);
 const WAIT_SLACK: Duration = Duration::from_secs(1);
 
 /// Builds an [`Engine`]; see [`Engine::builder`].
+#[derive(Debug)]
 pub struct EngineBuilder {
-    discoverer: Arc<dyn Discover>,
+    discoverer: Discoverer,
     store: Option<Arc<dyn PolicyCache>>,
     memory_capacity: usize,
     cache_grace: Duration,
@@ -52,21 +53,6 @@ pub struct EngineBuilder {
     max_in_flight: usize,
     refresh_timeout: Duration,
     clock: Arc<dyn Clock>,
-}
-
-impl fmt::Debug for EngineBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EngineBuilder")
-            .field("store", &self.store)
-            .field("memory_capacity", &self.memory_capacity)
-            .field("cache_grace", &self.cache_grace)
-            .field("max_negative_ttl", &self.max_negative_ttl)
-            .field("failure_backoff", &self.failure_backoff)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("refresh_timeout", &self.refresh_timeout)
-            .field("clock", &self.clock)
-            .finish_non_exhaustive()
-    }
 }
 
 impl EngineBuilder {
@@ -249,7 +235,7 @@ impl Engine {
     /// A builder with `discoverer` (usually an `mtasts_fetch::Fetcher`) and the defaults.
     pub fn builder(discoverer: impl Discover) -> EngineBuilder {
         EngineBuilder {
-            discoverer: Arc::new(discoverer),
+            discoverer: Discoverer(Arc::new(discoverer)),
             store: None,
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
             cache_grace: DEFAULT_CACHE_GRACE,

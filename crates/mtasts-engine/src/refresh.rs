@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::Clock;
 use crate::coalesce::{Flight, Flights};
-use crate::discover::{Discover, Discovery, DiscoveryError, DiscoveryRequest};
+use crate::discover::{Discoverer, Discovery, DiscoveryError, DiscoveryRequest};
 use crate::freshness::{
     Anomaly, Done, Event, Freshness, FrontEntry, Outcome, Purpose, Step, StoreWrite, Stored,
     stale_or_none,
@@ -31,7 +31,7 @@ pub(crate) const STORE_CAP: Duration = Duration::from_secs(15);
 
 /// The engine's state, shared by every handle and every refresh task.
 pub(crate) struct Inner {
-    pub(crate) discoverer: Arc<dyn Discover>,
+    pub(crate) discoverer: Discoverer,
     pub(crate) store: Option<Arc<dyn PolicyCache>>,
     /// The memory front: bounded, sharded (a std `Mutex` per shard, never held across `.await`), O(1) LRU.
     pub(crate) front: Arc<ShardedLru<Arc<str>, FrontEntry>>,
@@ -198,7 +198,7 @@ impl Inner {
         let request = DiscoveryRequest::new(domain, known_id, remaining);
         tokio::time::timeout(
             remaining.saturating_add(DISCOVERY_SLACK),
-            self.discoverer.discover(&request),
+            self.discoverer.0.discover(&request),
         )
         .await
         .unwrap_or_else(|_elapsed| {

@@ -9,14 +9,16 @@ use mtasts_cache::{CacheEntry, CacheError, MemoryCache, PolicyCache, ScanPage, S
 use mtasts_core::{Policy, PolicyDomain, PolicyId};
 use tokio::sync::watch;
 
-use crate::refetch_margin;
 use crate::{
-    Clock, Discover, Discovery, DiscoveryError, DiscoveryRequest, Engine, EngineBuilder,
-    ManualClock, NoPolicyReason, RefreshReport, Source,
+    Clock, Count, Discover, Discovery, DiscoveryError, DiscoveryRequest, Engine, EngineBuilder,
+    ManualClock, NoPolicyReason, RefreshReport, Resolution, Source, refetch_margin,
 };
 
 const T0: u64 = 1_700_000_000;
 const TIMEOUT: Duration = Duration::from_secs(4);
+const DAY: Duration = Duration::from_secs(86_400);
+/// The domain most tests look up.
+const EXAMPLE: &str = "example.com";
 
 fn policy(max_age: u32) -> Policy {
     let text = format!("version: STSv1\nmode: enforce\nmax_age: {max_age}\nmx: mx.example.com\n");
@@ -138,6 +140,8 @@ impl Discover for Fake {
 struct Setup {
     fake: Arc<Fake>,
     clock: Arc<ManualClock>,
+    /// The store of [`Setup::engine_with_store`].
+    store: Arc<MemoryCache>,
 }
 
 impl Setup {
@@ -145,9 +149,18 @@ impl Setup {
         Self {
             fake: Fake::new(),
             clock: Arc::new(ManualClock::new(T0)),
+            store: Arc::new(MemoryCache::new(100)),
         }
     }
 
+    /// `example.com` publishes policy `id1` with `max_age`.
+    fn publishing(max_age: u32) -> Self {
+        let s = Self::new();
+        s.fake.publish(EXAMPLE, "id1", max_age);
+        s
+    }
+
+    /// Grace 60 s, back-off 120 s, negative TTL at most 3600 s, the manual clock.
     fn builder(&self) -> EngineBuilder {
         Engine::builder(Arc::clone(&self.fake))
             .clock(Arc::clone(&self.clock) as Arc<dyn Clock>)
@@ -156,171 +169,165 @@ impl Setup {
             .max_negative_ttl(Duration::from_secs(3_600))
     }
 
+    /// An engine without a store.
+    fn engine(&self) -> Engine {
+        self.builder().build()
+    }
+
+    /// An engine with the memory store `self.store`.
+    fn engine_with_store(&self) -> Engine {
+        self.engine_with(&self.store)
+    }
+
+    /// An engine with `store`.
+    fn engine_with(&self, store: &Arc<impl PolicyCache + 'static>) -> Engine {
+        self.builder()
+            .store(Arc::clone(store) as Arc<dyn PolicyCache>)
+            .build()
+    }
+
     fn advance(&self, secs: u64) {
         self.clock.advance(Duration::from_secs(secs));
     }
 }
 
-async fn resolve(engine: &Engine, name: &str) -> (Source, Option<String>) {
-    let resolution = engine.resolve(&domain(name), TIMEOUT).await;
-    (
-        resolution.source,
-        resolution.policy.map(|p| p.id().as_str().to_owned()),
-    )
+/// `example.com` publishes `id1` with `max_age`, and the engine `make` builds has discovered it.
+async fn discovered(max_age: u32, make: impl FnOnce(&Setup) -> Engine) -> (Setup, Engine) {
+    let s = Setup::publishing(max_age);
+    let engine = make(&s);
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id1");
+    (s, engine)
+}
+
+/// An answer in words: its source and policy id (`-` for none), e.g. `memory id1`.
+fn said(resolution: &Resolution) -> String {
+    let id = resolution.policy.as_ref().map_or("-", |p| p.id().as_str());
+    format!("{} {id}", resolution.source)
+}
+
+/// Looks `name` up and says the answer.
+async fn answer(engine: &Engine, name: &str) -> String {
+    said(&engine.resolve(&domain(name), TIMEOUT).await)
+}
+
+/// Plays `steps` on `example.com`: each moves the clock by its seconds, then looks the domain up on `engine` and
+/// checks the answer.
+async fn play(s: &Setup, engine: &Engine, steps: &[(u64, &str)]) {
+    for (step, (later, want)) in steps.iter().enumerate() {
+        s.advance(*later);
+        assert_eq!(answer(engine, EXAMPLE).await, *want, "step {step}");
+    }
+}
+
+/// The store's `(checked_at, fetched_at)` for `name`.
+async fn stored(store: &impl PolicyCache, name: &str) -> Option<(u64, u64)> {
+    let entry = store.get(name).await.ok().flatten();
+    entry.map(|e| (e.checked_at, e.fetched_at))
+}
+
+fn counts<const N: usize>(counters: [&Count; N]) -> [u64; N] {
+    counters.map(Count::get)
+}
+
+/// Whether no discovery is running or registered as running.
+fn settled(engine: &Engine) -> bool {
+    engine.stats().in_flight.get() == 0 && engine.inner.flights.is_empty()
+}
+
+/// Waits until `done` holds, failing after 10 s (of real time) instead of hanging.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Starts a lookup of `name` in a task of its own.
+fn spawn_lookup(engine: &Engine, name: &'static str) -> tokio::task::JoinHandle<Resolution> {
+    let engine = engine.clone();
+    tokio::spawn(async move { engine.resolve(&domain(name), TIMEOUT).await })
 }
 
 #[tokio::test]
 async fn grace_hit_needs_no_discovery() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let engine = s.builder().build();
-
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, Some("id1".into()))
-    );
-    s.advance(59);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Memory, Some("id1".into()))
-    );
+    let s = Setup::publishing(86_400);
+    let engine = s.engine();
+    play(&s, &engine, &[(0, "discovered id1"), (59, "memory id1")]).await;
     assert_eq!(s.fake.calls(), 1);
     let stats = engine.stats();
     assert_eq!(
-        (
-            stats.memory_hits.get(),
-            stats.misses.get(),
-            stats.fetched.get()
-        ),
-        (1, 1, 1)
+        counts([&stats.memory_hits, &stats.misses, &stats.fetched]),
+        [1, 1, 1]
     );
 }
 
 #[tokio::test]
 async fn unchanged_id_needs_no_fetch_and_keeps_fetched_at() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let store = Arc::new(MemoryCache::new(100));
-    let engine = s
-        .builder()
-        .store(Arc::clone(&store) as Arc<dyn PolicyCache>)
-        .build();
-
-    resolve(&engine, "example.com").await;
+    let (s, engine) = discovered(86_400, Setup::engine_with_store).await;
+    let store = &s.store;
     s.advance(61);
-    let resolution = engine.resolve(&domain("example.com"), TIMEOUT).await;
-    assert_eq!(resolution.source, Source::Discovered);
+    let resolution = engine.resolve(&domain(EXAMPLE), TIMEOUT).await;
+    assert_eq!(said(&resolution), "discovered id1");
     assert_eq!(resolution.policy.map(|p| p.fetched_at()), Some(T0));
     assert_eq!(s.fake.asked(), [None, Some("id1".into())]);
     assert_eq!(engine.stats().unchanged.get(), 1);
-    let stored = store
-        .get("example.com")
-        .await
-        .ok()
-        .flatten()
-        .map(|e| (e.checked_at, e.fetched_at));
-    assert_eq!(stored, Some((T0 + 61, T0)));
+    assert_eq!(stored(&**store, EXAMPLE).await, Some((T0 + 61, T0)));
 }
 
 #[tokio::test]
 async fn changed_id_fetches_the_new_policy() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let engine = s.builder().build();
-    resolve(&engine, "example.com").await;
-    s.fake.publish("example.com", "id2", 86_400);
+    let (s, engine) = discovered(86_400, Setup::engine).await;
+    s.fake.publish(EXAMPLE, "id2", 86_400);
     s.advance(61);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, Some("id2".into()))
-    );
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id2");
     assert_eq!(s.fake.asked(), [None, Some("id1".into())]);
 }
 
 #[tokio::test]
 async fn near_expiry_forces_an_https_fetch_even_with_an_unchanged_id() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 600);
-    let engine = s.builder().build();
     assert_eq!(refetch_margin(600), 150);
-
-    resolve(&engine, "example.com").await;
+    let (s, engine) = discovered(600, Setup::engine).await;
     // 449 s after the fetch: 151 s of validity left, more than the margin: a TXT check is enough.
     s.advance(449);
-    resolve(&engine, "example.com").await;
+    answer(&engine, EXAMPLE).await;
     // 61 s later (510 s after the fetch): 90 s left, within the margin: fetch over HTTPS.
     s.advance(61);
-    let resolution = engine.resolve(&domain("example.com"), TIMEOUT).await;
+    let resolution = engine.resolve(&domain(EXAMPLE), TIMEOUT).await;
     assert_eq!(s.fake.asked(), [None, Some("id1".into()), None]);
     assert_eq!(resolution.policy.map(|p| p.fetched_at()), Some(T0 + 510));
 }
 
 #[tokio::test]
 async fn max_age_one_expires_within_grace() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 1);
-    let engine = s.builder().build();
-
-    assert_eq!(resolve(&engine, "example.com").await.0, Source::Discovered);
-    // Same second: still valid, from memory.
-    assert_eq!(resolve(&engine, "example.com").await.0, Source::Memory);
-    // One second later the policy has expired (RFC 8461 §5.1), although cache_grace (60 s) has not passed.
-    s.advance(1);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, Some("id1".into()))
-    );
+    let s = Setup::publishing(1);
+    let engine = s.engine();
+    // The same second: still valid, from memory. One second later the policy has expired (RFC 8461 §5.1),
+    // although cache_grace (60 s) has not passed.
+    play(&s, &engine, &[(0, "discovered id1"), (0, "memory id1")]).await;
+    play(&s, &engine, &[(1, "discovered id1")]).await;
     assert_eq!(s.fake.asked(), [None, None]);
 }
 
 #[tokio::test]
 async fn failure_answers_stale_until_expiry_and_backs_off() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 600);
-    let engine = s.builder().build();
-    resolve(&engine, "example.com").await;
-
-    s.fake.set("example.com", Reply::Fail);
-    s.advance(61);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Stale, Some("id1".into()))
-    );
+    let (s, engine) = discovered(600, Setup::engine).await;
+    s.fake.set(EXAMPLE, Reply::Fail);
+    // Discovery fails: the cached policy answers. Backing off (120 s): no discovery, still the cached policy.
+    play(&s, &engine, &[(61, "stale id1"), (100, "stale id1")]).await;
     assert_eq!(s.fake.calls(), 2);
-    // Backing off (120 s): no discovery, still the cached policy.
-    s.advance(100);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Stale, Some("id1".into()))
-    );
-    assert_eq!(s.fake.calls(), 2);
-    // Back-off over: discovery again, fails again, still valid (t = 281 < 600).
-    s.advance(21);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Stale, Some("id1".into()))
-    );
-    assert_eq!(s.fake.calls(), 3);
-    // t = 500: fails again, backing off until 620; still valid.
-    s.advance(318);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Stale, Some("id1".into()))
-    );
+    // Back-off over (t = 182): discovery again, fails again, still valid; t = 500: the same, backing off until
+    // 620.
+    play(&s, &engine, &[(21, "stale id1"), (318, "stale id1")]).await;
     assert_eq!(s.fake.calls(), 4);
     // t = 610: the policy expired at 600 (RFC 8461 §5.1) during the back-off: no policy, no discovery.
-    s.advance(110);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Unavailable, None)
-    );
+    play(&s, &engine, &[(110, "unavailable -")]).await;
     assert_eq!(s.fake.calls(), 4);
     // t = 620: back-off over.
-    s.advance(10);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Unavailable, None)
-    );
+    play(&s, &engine, &[(10, "unavailable -")]).await;
     assert_eq!(s.fake.calls(), 5);
     let stats = engine.stats();
     assert_eq!(stats.failed.get(), 4);
@@ -330,20 +337,12 @@ async fn failure_answers_stale_until_expiry_and_backs_off() {
 #[tokio::test]
 async fn failure_with_nothing_cached_backs_off_with_no_policy() {
     let s = Setup::new();
-    s.fake.set("example.com", Reply::Fail);
-    let engine = s.builder().build();
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Unavailable, None)
-    );
-    s.advance(119);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Unavailable, None)
-    );
+    s.fake.set(EXAMPLE, Reply::Fail);
+    let engine = s.engine();
+    play(&s, &engine, &[(0, "unavailable -"), (119, "unavailable -")]).await;
     assert_eq!(s.fake.calls(), 1);
     s.advance(1);
-    resolve(&engine, "example.com").await;
+    answer(&engine, EXAMPLE).await;
     assert_eq!(s.fake.calls(), 2);
 }
 
@@ -351,183 +350,166 @@ async fn failure_with_nothing_cached_backs_off_with_no_policy() {
 async fn negative_lifetime(negative_ttl: Option<u64>) -> u64 {
     let s = Setup::new();
     s.fake.set(
-        "example.com",
+        EXAMPLE,
         Reply::NoPolicy(negative_ttl.map(Duration::from_secs)),
     );
-    let engine = s.builder().build();
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, None)
-    );
+    let engine = s.engine();
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered -");
     let mut lived = 0;
     while s.fake.calls() == 1 && lived < 10_000 {
         s.advance(1);
         lived += 1;
-        resolve(&engine, "example.com").await;
+        answer(&engine, EXAMPLE).await;
     }
     lived
 }
 
 #[tokio::test]
 async fn no_policy_is_cached_between_grace_and_max_negative_ttl() {
-    assert_eq!(negative_lifetime(None).await, 60);
-    assert_eq!(negative_lifetime(Some(5)).await, 60);
-    assert_eq!(negative_lifetime(Some(300)).await, 300);
-    assert_eq!(negative_lifetime(Some(86_400)).await, 3_600);
+    for (negative_ttl, lifetime) in [
+        (None, 60),
+        (Some(5), 60),
+        (Some(300), 300),
+        (Some(86_400), 3_600),
+    ] {
+        assert_eq!(
+            negative_lifetime(negative_ttl).await,
+            lifetime,
+            "{negative_ttl:?}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn removed_record_keeps_the_cached_policy_until_it_expires() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 600);
-    let store = Arc::new(MemoryCache::new(100));
-    let engine = s
-        .builder()
-        .store(Arc::clone(&store) as Arc<dyn PolicyCache>)
-        .build();
-    resolve(&engine, "example.com").await;
+    let (s, engine) = discovered(600, Setup::engine_with_store).await;
+    let store = &s.store;
 
-    s.fake.set(
-        "example.com",
-        Reply::NoPolicy(Some(Duration::from_secs(3_600))),
-    );
-    s.advance(61);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, Some("id1".into()))
-    );
-    s.advance(500);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Memory, Some("id1".into()))
-    );
+    s.fake
+        .set(EXAMPLE, Reply::NoPolicy(Some(Duration::from_secs(3_600))));
     // Expired at 600: looked up again, still unpublished: no policy, and the store forgets it.
-    s.advance(40);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, None)
-    );
+    play(&s, &engine, &[(61, "discovered id1"), (500, "memory id1")]).await;
+    play(&s, &engine, &[(40, "discovered -")]).await;
     assert_eq!(s.fake.calls(), 3);
-    assert!(matches!(store.get("example.com").await, Ok(None)));
+    assert_eq!(stored(&**store, EXAMPLE).await, None);
 }
 
 #[tokio::test]
 async fn store_is_read_before_the_network() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let store: Arc<dyn PolicyCache> = Arc::new(MemoryCache::new(100));
-    let host_a = s.builder().store(Arc::clone(&store)).build();
+    let s = Setup::publishing(86_400);
+    let host_a = s.engine_with_store();
     // Host B shares the store and the clock but has its own discoverer, which must never be used.
-    let other = Fake::new();
-    let host_b = Engine::builder(Arc::clone(&other))
-        .clock(Arc::clone(&s.clock) as Arc<dyn Clock>)
-        .store(Arc::clone(&store))
-        .build();
+    let other = Setup {
+        fake: Fake::new(),
+        clock: Arc::clone(&s.clock),
+        store: Arc::clone(&s.store),
+    };
+    let host_b = other.engine_with_store();
 
-    resolve(&host_a, "example.com").await;
-    assert_eq!(
-        resolve(&host_b, "example.com").await,
-        (Source::Store, Some("id1".into()))
-    );
-    assert_eq!(
-        resolve(&host_b, "example.com").await,
-        (Source::Memory, Some("id1".into()))
-    );
+    answer(&host_a, EXAMPLE).await;
+    play(&s, &host_b, &[(0, "store id1"), (0, "memory id1")]).await;
     // Both fronts' grace passes; A re-checks; B's next lookup finds A's check in the store.
-    s.advance(61);
-    assert_eq!(resolve(&host_a, "example.com").await.0, Source::Discovered);
-    s.advance(1);
-    assert_eq!(
-        resolve(&host_b, "example.com").await,
-        (Source::Store, Some("id1".into()))
-    );
-    assert_eq!(other.calls(), 0);
+    play(&s, &host_a, &[(61, "discovered id1")]).await;
+    play(&s, &host_b, &[(1, "store id1")]).await;
+    assert_eq!(other.fake.calls(), 0);
     assert_eq!(host_b.stats().store_hits.get(), 2);
 }
 
-#[derive(Debug)]
-struct BrokenStore;
+/// What a [`Faulty`] store operation does.
+#[derive(Debug, Default, Clone, Copy)]
+enum Fault {
+    /// Works (a memory store).
+    #[default]
+    No,
+    /// Fails at once.
+    Fail,
+    /// Never finishes.
+    Hang,
+}
+
+impl Fault {
+    async fn on<T>(self, op: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
+        match self {
+            Self::No => op.await,
+            Self::Fail => Err(CacheError::Corrupt {
+                domain: String::new(),
+                reason: "test fault".to_owned(),
+            }),
+            Self::Hang => std::future::pending().await,
+        }
+    }
+}
+
+/// A memory store whose reads, writes (entries and pass times) and scans can fail or hang.
+#[derive(Debug, Default)]
+struct Faulty {
+    memory: MemoryCache,
+    reads: Fault,
+    writes: Fault,
+    scans: Fault,
+}
+
+impl Faulty {
+    /// Every read, write and scan fails.
+    fn broken() -> Arc<Self> {
+        Arc::new(Self {
+            reads: Fault::Fail,
+            writes: Fault::Fail,
+            scans: Fault::Fail,
+            ..Self::default()
+        })
+    }
+}
 
 #[async_trait]
-impl PolicyCache for BrokenStore {
+impl PolicyCache for Faulty {
     async fn get(&self, domain: &str) -> Result<Option<CacheEntry>, CacheError> {
-        Err(CacheError::Corrupt {
-            domain: domain.to_owned(),
-            reason: "test".to_owned(),
-        })
+        self.reads.on(self.memory.get(domain)).await
     }
-    async fn set(&self, domain: &str, _: &CacheEntry) -> Result<bool, CacheError> {
-        Err(CacheError::Corrupt {
-            domain: domain.to_owned(),
-            reason: "test".to_owned(),
-        })
+    async fn set(&self, domain: &str, entry: &CacheEntry) -> Result<bool, CacheError> {
+        self.writes.on(self.memory.set(domain, entry)).await
     }
-    async fn scan(&self, _: Option<&ScanToken>, _: usize) -> Result<ScanPage, CacheError> {
-        Err(CacheError::Corrupt {
-            domain: String::new(),
-            reason: "test".to_owned(),
-        })
+    async fn scan(&self, token: Option<&ScanToken>, size: usize) -> Result<ScanPage, CacheError> {
+        self.scans.on(self.memory.scan(token, size)).await
     }
-    async fn remove(&self, _: &str) -> Result<bool, CacheError> {
-        Ok(false)
+    async fn remove(&self, domain: &str) -> Result<bool, CacheError> {
+        self.memory.remove(domain).await
     }
     async fn clear(&self) -> Result<u64, CacheError> {
-        Ok(0)
+        self.memory.clear().await
     }
     async fn proactive_fetch_ts(&self) -> Result<Option<u64>, CacheError> {
-        Ok(None)
+        self.memory.proactive_fetch_ts().await
     }
-    async fn set_proactive_fetch_ts(&self, _: u64) -> Result<(), CacheError> {
-        Ok(())
+    async fn set_proactive_fetch_ts(&self, ts: u64) -> Result<(), CacheError> {
+        self.writes.on(self.memory.set_proactive_fetch_ts(ts)).await
     }
     async fn close(&self) {}
 }
 
 #[tokio::test]
 async fn store_errors_never_fail_a_lookup() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let engine = s.builder().store(Arc::new(BrokenStore)).build();
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, Some("id1".into()))
-    );
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Memory, Some("id1".into()))
-    );
+    let (_s, engine) = discovered(86_400, |s| s.engine_with(&Faulty::broken())).await;
+    assert_eq!(answer(&engine, EXAMPLE).await, "memory id1");
     let stats = engine.stats();
     assert_eq!(
-        (
-            stats.store_read_errors.get(),
-            stats.store_write_errors.get()
-        ),
-        (1, 1)
+        counts([&stats.store_read_errors, &stats.store_write_errors]),
+        [1, 1]
     );
-    let report = engine
-        .refresh_proactively(Duration::from_secs(86_400), 2.0, 4)
-        .await;
+    let report = engine.refresh_proactively(DAY, 2.0, 4).await;
     assert_eq!((report.scan_errors, report.completed), (1, false));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_lookups_share_one_discovery() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
+    let s = Setup::publishing(86_400);
     s.fake.close_gate();
-    let engine = s.builder().build();
+    let engine = s.engine();
 
-    let lookups: Vec<_> = (0..20)
-        .map(|_| {
-            let engine = engine.clone();
-            tokio::spawn(async move { engine.resolve(&domain("example.com"), TIMEOUT).await })
-        })
-        .collect();
+    let lookups: Vec<_> = (0..20).map(|_| spawn_lookup(&engine, EXAMPLE)).collect();
     s.fake.wait_calls(1).await;
     // One lookup started the discovery; wait until the 19 others have joined it.
-    while engine.stats().coalesced.get() < 19 {
-        tokio::task::yield_now().await;
-    }
+    eventually("19 lookups joined", || engine.stats().coalesced.get() == 19).await;
     s.fake.open_gate();
     let mut sources = HashMap::new();
     for lookup in lookups {
@@ -543,36 +525,28 @@ async fn concurrent_lookups_share_one_discovery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_lookup_does_not_cancel_the_shared_discovery() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
+    let s = Setup::publishing(86_400);
     s.fake.close_gate();
-    let engine = s.builder().build();
+    let engine = s.engine();
 
-    let first = {
-        let engine = engine.clone();
-        tokio::spawn(async move { engine.resolve(&domain("example.com"), TIMEOUT).await })
-    };
+    let first = spawn_lookup(&engine, EXAMPLE);
     s.fake.wait_calls(1).await;
-    let second = {
-        let engine = engine.clone();
-        tokio::spawn(async move { engine.resolve(&domain("example.com"), TIMEOUT).await })
-    };
-    while engine.stats().coalesced.get() < 1 {
-        tokio::task::yield_now().await;
-    }
+    let second = spawn_lookup(&engine, EXAMPLE);
+    eventually("the second lookup joined", || {
+        engine.stats().coalesced.get() == 1
+    })
+    .await;
     first.abort();
     assert!(first.await.is_err_and(|e| e.is_cancelled()));
     s.fake.open_gate();
     let resolution = second
         .await
         .unwrap_or_else(|e| panic!("second lookup: {e}"));
-    assert_eq!(resolution.source, Source::Coalesced);
-    assert!(resolution.policy.is_some());
+    assert_eq!(said(&resolution), "coalesced id1");
     assert_eq!(s.fake.calls(), 1);
     // The discovery finished and was cleaned up: memory answers, nothing in flight.
-    assert_eq!(resolve(&engine, "example.com").await.0, Source::Memory);
-    assert_eq!(engine.stats().in_flight.get(), 0);
-    assert!(engine.inner.flights.is_empty());
+    assert_eq!(answer(&engine, EXAMPLE).await, "memory id1");
+    assert!(settled(&engine));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -581,23 +555,17 @@ async fn discoveries_in_flight_are_bounded() {
     s.fake.close_gate();
     let engine = s.builder().max_in_flight(2).build();
 
-    let held: Vec<_> = ["a.example", "b.example"]
-        .into_iter()
-        .map(|name| {
-            let engine = engine.clone();
-            tokio::spawn(async move { engine.resolve(&domain(name), TIMEOUT).await })
-        })
-        .collect();
+    let held = [
+        spawn_lookup(&engine, "a.example"),
+        spawn_lookup(&engine, "b.example"),
+    ];
     s.fake.wait_calls(2).await;
     assert_eq!(engine.stats().in_flight.get(), 2);
     // A third domain cannot start within its (short) timeout: answered without discovery.
     let third = engine
         .resolve(&domain("c.example"), Duration::from_millis(200))
         .await;
-    assert_eq!(
-        (third.source, third.policy.is_none()),
-        (Source::Unavailable, true)
-    );
+    assert_eq!(said(&third), "unavailable -");
     assert_eq!(s.fake.calls(), 2);
     assert_eq!(engine.stats().overloaded.get(), 1);
     s.fake.open_gate();
@@ -605,28 +573,24 @@ async fn discoveries_in_flight_are_bounded() {
         assert!(lookup.await.is_ok());
     }
     // A slot is free again.
-    engine.resolve(&domain("c.example"), TIMEOUT).await;
+    answer(&engine, "c.example").await;
     assert_eq!(s.fake.calls(), 3);
 }
 
 #[tokio::test]
 async fn proactive_refresh_walks_the_store() {
     let s = Setup::new();
-    let store = Arc::new(MemoryCache::new(100));
-    let engine = s
-        .builder()
-        .store(Arc::clone(&store) as Arc<dyn PolicyCache>)
-        .build();
+    let (engine, store) = (s.engine_with_store(), &s.store);
     for name in ["a.example", "b.example", "c.example"] {
         s.fake.publish(name, "id1", 31_557_600);
-        resolve(&engine, name).await;
+        answer(&engine, name).await;
     }
     s.fake.publish("b.example", "id2", 31_557_600);
     s.fake.set("c.example", Reply::Fail);
     s.advance(3_600);
     // d.example was checked recently: not due.
     s.fake.publish("d.example", "id1", 31_557_600);
-    resolve(&engine, "d.example").await;
+    answer(&engine, "d.example").await;
     let before = s.fake.calls();
 
     let report = engine
@@ -641,31 +605,20 @@ async fn proactive_refresh_walks_the_store() {
     );
     assert_eq!(engine.last_proactive_refresh().await, Some(T0 + 3_600));
     // The refreshed entries answer from memory now, b with its new policy.
-    assert_eq!(
-        resolve(&engine, "b.example").await,
-        (Source::Memory, Some("id2".into()))
-    );
-    let stored = store
-        .get("a.example")
-        .await
-        .ok()
-        .flatten()
-        .map(|e| e.checked_at);
-    assert_eq!(stored, Some(T0 + 3_600));
+    assert_eq!(answer(&engine, "b.example").await, "memory id2");
+    assert_eq!(stored(&**store, "a.example").await, Some((T0 + 3_600, T0)));
 }
 
 #[tokio::test]
 async fn proactive_refresh_without_store_walks_memory_and_refetches_before_expiry() {
     let s = Setup::new();
     s.fake.publish("a.example", "id1", 86_400);
-    let engine = s.builder().build();
-    resolve(&engine, "a.example").await;
+    let engine = s.engine();
+    answer(&engine, "a.example").await;
     // Checked 1 h ago, but the policy would reach its near-expiry margin before the next daily pass: fetched
     // over HTTPS, not just re-checked.
     s.advance(3_600);
-    let report = engine
-        .refresh_proactively(Duration::from_secs(86_400), 2.0, 10)
-        .await;
+    let report = engine.refresh_proactively(DAY, 2.0, 10).await;
     assert_eq!((report.scanned, report.due, report.fetched), (1, 1, 1));
     assert_eq!(s.fake.asked(), [None, None]);
     assert_eq!(engine.last_proactive_refresh().await, Some(T0 + 3_600));
@@ -673,17 +626,11 @@ async fn proactive_refresh_without_store_walks_memory_and_refetches_before_expir
 
 #[tokio::test]
 async fn purge_forgets_a_domain() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let store = Arc::new(MemoryCache::new(100));
-    let engine = s
-        .builder()
-        .store(Arc::clone(&store) as Arc<dyn PolicyCache>)
-        .build();
-    resolve(&engine, "example.com").await;
-    assert!(matches!(engine.purge("example.com").await, Ok(true)));
-    assert!(matches!(store.get("example.com").await, Ok(None)));
-    assert_eq!(resolve(&engine, "example.com").await.0, Source::Discovered);
+    let (s, engine) = discovered(86_400, Setup::engine_with_store).await;
+    let store = &s.store;
+    assert!(matches!(engine.purge(EXAMPLE).await, Ok(true)));
+    assert_eq!(stored(&**store, EXAMPLE).await, None);
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id1");
     assert_eq!(s.fake.calls(), 2);
 }
 
@@ -692,70 +639,52 @@ async fn purge_forgets_a_domain() {
 /// it fetches the policy again.
 #[tokio::test]
 async fn an_entry_purged_from_the_store_is_forgotten_after_grace() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let store: Arc<dyn PolicyCache> = Arc::new(MemoryCache::new(100));
-    let engine = s.builder().store(Arc::clone(&store)).build();
+    let s = Setup::publishing(86_400);
+    let (engine, store) = (s.engine_with_store(), &s.store);
     let mx = |engine: &Engine| {
-        let resolution = engine.cached(&domain("example.com"));
+        let resolution = engine.cached(&domain(EXAMPLE));
         resolution
             .and_then(|r| r.policy)
             .map(|p| p.policy().mx()[0].as_str().to_owned())
     };
-    assert_eq!(resolve(&engine, "example.com").await.0, Source::Discovered);
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id1");
     assert_eq!(mx(&engine).as_deref(), Some("mx.example.com"));
 
     // Another process purges the store; the domain changes its MX without changing the id.
-    assert!(matches!(store.remove("example.com").await, Ok(true)));
+    assert!(matches!(store.remove(EXAMPLE).await, Ok(true)));
     let moved =
         Policy::parse(b"version: STSv1\nmode: enforce\nmax_age: 86400\nmx: new.example.com\n")
             .unwrap_or_else(|e| panic!("test policy: {e}"));
-    s.fake.set("example.com", Reply::Publish(id("id1"), moved));
+    s.fake.set(EXAMPLE, Reply::Publish(id("id1"), moved));
 
     // Within grace the memory copy still answers.
     s.advance(59);
     assert_eq!(mx(&engine).as_deref(), Some("mx.example.com"));
     // After grace: the store has nothing, so the memory copy is dropped and the policy fetched afresh.
     s.advance(2);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, Some("id1".into()))
-    );
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id1");
     assert_eq!(mx(&engine).as_deref(), Some("new.example.com"));
     assert_eq!(s.fake.asked(), [None, None], "the old id was re-checked");
     let stats = engine.stats();
     assert_eq!(
-        (
-            stats.store_purged.get(),
-            stats.fetched.get(),
-            stats.unchanged.get()
-        ),
-        (1, 2, 0)
+        counts([&stats.store_purged, &stats.fetched, &stats.unchanged]),
+        [1, 2, 0]
     );
-    assert!(matches!(store.get("example.com").await, Ok(Some(e)) if e.checked_at == T0 + 61));
+    assert_eq!(stored(&**store, EXAMPLE).await, Some((T0 + 61, T0 + 61)));
 }
 
 /// A store read error is not a purge: the memory copy is kept and only its id re-checked.
 #[tokio::test]
 async fn a_store_read_error_keeps_the_memory_copy() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let engine = s.builder().store(Arc::new(BrokenStore)).build();
-    assert_eq!(resolve(&engine, "example.com").await.0, Source::Discovered);
+    let (s, engine) = discovered(86_400, |s| s.engine_with(&Faulty::broken())).await;
     s.advance(61);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, Some("id1".into()))
-    );
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id1");
     assert_eq!(s.fake.asked(), [None, Some("id1".into())]);
     let stats = engine.stats();
+    let read_errors = &stats.store_read_errors;
     assert_eq!(
-        (
-            stats.store_purged.get(),
-            stats.store_read_errors.get(),
-            stats.unchanged.get()
-        ),
-        (0, 2, 1)
+        counts([&stats.store_purged, read_errors, &stats.unchanged]),
+        [0, 2, 1]
     );
 }
 
@@ -766,109 +695,52 @@ async fn many_domains_stay_in_memory_up_to_capacity() {
     let names: Vec<String> = (0..1_000).map(|i| format!("d{i}.example")).collect();
     for name in &names {
         s.fake.publish(name, "id1", 86_400);
-        resolve(&engine, name).await;
+        answer(&engine, name).await;
     }
     for name in &names {
-        assert_eq!(resolve(&engine, name).await.0, Source::Memory, "{name}");
+        assert_eq!(answer(&engine, name).await, "memory id1", "{name}");
     }
     assert_eq!(s.fake.calls(), 1_000);
 }
 
 #[tokio::test]
 async fn a_panicking_discovery_leaks_nothing() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 600);
-    let engine = s.builder().build();
-    resolve(&engine, "example.com").await;
-    s.fake.set("example.com", Reply::Panic);
+    let (s, engine) = discovered(600, Setup::engine).await;
+    s.fake.set(EXAMPLE, Reply::Panic);
     s.advance(61);
     // The shared task died: the lookup answers from the cached policy, and nothing stays in flight.
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Stale, Some("id1".into()))
-    );
-    assert_eq!(engine.stats().in_flight.get(), 0);
-    assert!(engine.inner.flights.is_empty());
-    assert_eq!(
-        engine.inner.permits.available_permits(),
-        crate::DEFAULT_MAX_IN_FLIGHT
-    );
+    assert_eq!(answer(&engine, EXAMPLE).await, "stale id1");
+    assert!(settled(&engine));
+    let permits = engine.inner.permits.available_permits();
+    assert_eq!(permits, crate::DEFAULT_MAX_IN_FLIGHT);
     // The next lookup can start a discovery again.
-    s.fake.publish("example.com", "id2", 600);
-    assert_eq!(
-        resolve(&engine, "example.com").await,
-        (Source::Discovered, Some("id2".into()))
-    );
-}
-
-/// A store whose writes never finish.
-#[derive(Debug)]
-struct HangingWrites(MemoryCache);
-
-#[async_trait]
-impl PolicyCache for HangingWrites {
-    async fn get(&self, domain: &str) -> Result<Option<CacheEntry>, CacheError> {
-        self.0.get(domain).await
-    }
-    async fn set(&self, _: &str, _: &CacheEntry) -> Result<bool, CacheError> {
-        std::future::pending().await
-    }
-    async fn scan(
-        &self,
-        token: Option<&ScanToken>,
-        page_size: usize,
-    ) -> Result<ScanPage, CacheError> {
-        self.0.scan(token, page_size).await
-    }
-    async fn remove(&self, domain: &str) -> Result<bool, CacheError> {
-        self.0.remove(domain).await
-    }
-    async fn clear(&self) -> Result<u64, CacheError> {
-        self.0.clear().await
-    }
-    async fn proactive_fetch_ts(&self) -> Result<Option<u64>, CacheError> {
-        self.0.proactive_fetch_ts().await
-    }
-    async fn set_proactive_fetch_ts(&self, ts: u64) -> Result<(), CacheError> {
-        self.0.set_proactive_fetch_ts(ts).await
-    }
-    async fn close(&self) {}
+    s.fake.publish(EXAMPLE, "id2", 600);
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id2");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_hanging_store_write_does_not_hold_the_lookup() {
-    let s = Setup::new();
-    s.fake.publish("example.com", "id1", 86_400);
-    let engine = s
-        .builder()
-        .store(Arc::new(HangingWrites(MemoryCache::new(10))))
-        .build();
+    let s = Setup::publishing(86_400);
+    let store = Arc::new(Faulty {
+        writes: Fault::Hang,
+        ..Faulty::default()
+    });
+    let engine = s.engine_with(&store);
+    let short = Duration::from_millis(100);
     // The lookup gives up waiting after its timeout plus slack, and answers from what the discovery put in memory.
-    let resolution = engine
-        .resolve(&domain("example.com"), Duration::from_millis(100))
-        .await;
-    assert_eq!(
-        resolution.policy.map(|p| p.id().as_str().to_owned()),
-        Some("id1".to_owned())
-    );
-    assert_eq!(resolution.source, Source::Memory);
+    let first = engine.resolve(&domain(EXAMPLE), short).await;
+    assert_eq!(said(&first), "memory id1");
     assert_eq!(s.fake.calls(), 1);
     // The engine gives up on the store write after its cap, ending the shared discovery: the domain can be
     // discovered again.
     tokio::time::advance(crate::refresh::STORE_CAP + Duration::from_secs(1)).await;
-    while !engine.inner.flights.is_empty() {
-        tokio::task::yield_now().await;
-    }
+    eventually("the discovery ended", || settled(&engine)).await;
     assert_eq!(engine.stats().store_write_errors.get(), 1);
     s.advance(61);
-    s.fake.publish("example.com", "id2", 86_400);
-    let again = engine
-        .resolve(&domain("example.com"), Duration::from_millis(100))
-        .await;
-    assert_eq!(
-        again.policy.map(|p| p.id().as_str().to_owned()),
-        Some("id2".to_owned())
-    );
+    s.fake.publish(EXAMPLE, "id2", 86_400);
+    // Its store write hangs too: answered from memory once the lookup stops waiting.
+    let again = engine.resolve(&domain(EXAMPLE), short).await;
+    assert_eq!(said(&again), "memory id2");
     assert_eq!(s.fake.calls(), 2);
 }
 
@@ -881,8 +753,6 @@ impl Clock for TokioClock {
         T0 + self.0.elapsed().as_secs()
     }
 }
-
-const DAY: Duration = Duration::from_secs(86_400);
 
 /// An engine on `fake` and `store` whose clock follows tokio's time.
 fn engine_on_tokio_time(fake: &Arc<Fake>, store: Arc<dyn PolicyCache>) -> Engine {
@@ -927,10 +797,10 @@ async fn first_two_passes(engine: &Engine) -> (RefreshReport, u64) {
 #[tokio::test(start_paused = true)]
 async fn the_proactive_loop_waits_until_the_recorded_pass_is_an_interval_old() {
     let fake = Fake::new();
-    fake.publish("example.com", "id1", 31_557_600);
+    fake.publish(EXAMPLE, "id1", 31_557_600);
     let store = Arc::new(MemoryCache::new(100));
     let engine = engine_on_tokio_time(&fake, Arc::clone(&store) as Arc<dyn PolicyCache>);
-    resolve(&engine, "example.com").await;
+    answer(&engine, EXAMPLE).await;
     assert!(store.set_proactive_fetch_ts(T0 - 3_600).await.is_ok());
 
     let (first, second) = first_two_passes(&engine).await;
@@ -948,7 +818,7 @@ async fn the_proactive_loop_waits_until_the_recorded_pass_is_an_interval_old() {
 #[tokio::test(start_paused = true)]
 async fn proactive_passes_stay_an_interval_apart_when_the_store_cannot_record_them() {
     let fake = Fake::new();
-    let engine = engine_on_tokio_time(&fake, Arc::new(BrokenStore));
+    let engine = engine_on_tokio_time(&fake, Faulty::broken());
     let (first, second) = first_two_passes(&engine).await;
     assert_eq!(
         first.finished_at, T0,

@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use mtasts_cache::{MemoryCache, PolicyCache};
 use mtasts_cache_sql::{SqliteCache, SqliteOptions};
-use mtasts_engine::{ManualClock, Source};
-use mtasts_test_support::{Fixture, init_tracing};
 
-use crate::{T0, TIMEOUT, domain, engine, https_requests, policy_text, txt_queries};
+use crate::{EXAMPLE, T0, World, answer, resolve, said};
 
 async fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn PolicyCache> {
     let options = SqliteOptions::new(dir.path().join("cache.db")).threads(2);
@@ -18,54 +16,33 @@ async fn sqlite(dir: &tempfile::TempDir) -> Arc<dyn PolicyCache> {
     }
 }
 
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"))
+}
+
 /// Two hosts sharing `store`: the second never needs the network for what the first discovered.
 async fn hosts_share_the_store(store: Arc<dyn PolicyCache>) {
-    init_tracing();
-    let fixture = Fixture::start().await;
-    fixture.publish("example.com", "id1", &policy_text(86_400));
-    let clock = Arc::new(ManualClock::new(T0));
-    let host_a = engine(&fixture, &clock, Some(Arc::clone(&store)));
-    let host_b = engine(&fixture, &clock, Some(Arc::clone(&store)));
+    let world = World::start().await;
+    world.publish(EXAMPLE, "id1", 86_400);
+    let host_a = world.engine(Some(&store));
+    let host_b = world.engine(Some(&store));
 
-    assert_eq!(
-        host_a.resolve(&domain("example.com"), TIMEOUT).await.source,
-        Source::Discovered
-    );
-    let from_store = host_b.resolve(&domain("example.com"), TIMEOUT).await;
-    assert_eq!(from_store.source, Source::Store);
+    assert_eq!(answer(&host_a, EXAMPLE).await, "discovered id1");
+    let from_store = resolve(&host_b, EXAMPLE).await;
+    assert_eq!(said(&from_store), "store id1");
     assert_eq!(from_store.policy.map(|p| p.fetched_at()), Some(T0));
-    assert_eq!(
-        (
-            txt_queries(&fixture, "example.com"),
-            https_requests(&fixture, "example.com")
-        ),
-        (1, 1)
-    );
+    assert_eq!(world.traffic(EXAMPLE), (1, 1));
 
     // After grace, A re-checks by DNS; B then reads A's check from the store instead of the network.
-    clock.advance(Duration::from_secs(61));
+    world.advance(61);
+    assert_eq!(answer(&host_a, EXAMPLE).await, "discovered id1");
+    assert_eq!(answer(&host_b, EXAMPLE).await, "store id1");
+    assert_eq!(world.traffic(EXAMPLE), (2, 1));
+    let stored = store.get(EXAMPLE).await.ok().flatten();
     assert_eq!(
-        host_a.resolve(&domain("example.com"), TIMEOUT).await.source,
-        Source::Discovered
+        stored.map(|e| (e.checked_at, e.fetched_at)),
+        Some((T0 + 61, T0))
     );
-    assert_eq!(
-        host_b.resolve(&domain("example.com"), TIMEOUT).await.source,
-        Source::Store
-    );
-    assert_eq!(
-        (
-            txt_queries(&fixture, "example.com"),
-            https_requests(&fixture, "example.com")
-        ),
-        (2, 1)
-    );
-    let stored = store
-        .get("example.com")
-        .await
-        .ok()
-        .flatten()
-        .map(|e| (e.checked_at, e.fetched_at));
-    assert_eq!(stored, Some((T0 + 61, T0)));
 }
 
 #[tokio::test]
@@ -75,48 +52,41 @@ async fn memory_store_is_shared_by_two_hosts() {
 
 #[tokio::test]
 async fn sqlite_store_is_shared_by_two_hosts() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let dir = temp_dir();
     hosts_share_the_store(sqlite(&dir).await).await;
 }
 
 #[tokio::test]
 async fn restart_answers_from_the_sqlite_store() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-    let fixture = Fixture::start().await;
-    fixture.publish("example.com", "id1", &policy_text(86_400));
-    let clock = Arc::new(ManualClock::new(T0));
+    let dir = temp_dir();
+    let world = World::start().await;
+    world.publish(EXAMPLE, "id1", 86_400);
     {
-        let before = engine(&fixture, &clock, Some(sqlite(&dir).await));
-        before.resolve(&domain("example.com"), TIMEOUT).await;
+        let before = world.engine(Some(&sqlite(&dir).await));
+        resolve(&before, EXAMPLE).await;
     }
-    let after = engine(&fixture, &clock, Some(sqlite(&dir).await));
-    clock.advance(Duration::from_secs(30));
-    assert_eq!(
-        after.resolve(&domain("example.com"), TIMEOUT).await.source,
-        Source::Store
-    );
-    assert_eq!(https_requests(&fixture, "example.com"), 1);
+    let after = world.engine(Some(&sqlite(&dir).await));
+    world.advance(30);
+    assert_eq!(answer(&after, EXAMPLE).await, "store id1");
+    assert_eq!(world.traffic(EXAMPLE).1, 1);
 }
 
 #[tokio::test]
 async fn proactive_refresh_over_sqlite() {
-    init_tracing();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let dir = temp_dir();
     let store = sqlite(&dir).await;
-    let fixture = Fixture::start().await;
-    let clock = Arc::new(ManualClock::new(T0));
-    let engine = engine(&fixture, &clock, Some(Arc::clone(&store)));
+    let world = World::start().await;
+    let engine = world.engine(Some(&store));
     let names: Vec<String> = (0..20).map(|i| format!("d{i}.example")).collect();
     for name in &names {
-        fixture.publish(name, "id1", &policy_text(31_557_600));
-        engine.resolve(&domain(name), TIMEOUT).await;
+        world.publish(name, "id1", 31_557_600);
+        resolve(&engine, name).await;
     }
     // Half of them change their policy.
     for name in &names[..10] {
-        fixture.publish(name, "id2", &policy_text(31_557_600));
+        world.publish(name, "id2", 31_557_600);
     }
-    clock.advance(Duration::from_secs(43_201));
+    world.advance(43_201);
 
     let report = engine
         .refresh_proactively(Duration::from_secs(86_400), 2.0, 4)
@@ -129,26 +99,21 @@ async fn proactive_refresh_over_sqlite() {
         (report.fetched, report.unchanged, report.failed),
         (10, 10, 0)
     );
+    assert_eq!(report.finished_at, T0 + 43_201);
     assert_eq!(
         store.proactive_fetch_ts().await.ok().flatten(),
         Some(T0 + 43_201)
     );
-    for name in &names[..10] {
-        let stored = store
-            .get(name)
-            .await
-            .ok()
-            .flatten()
-            .map(|e| e.policy_id.as_str().to_owned());
-        assert_eq!(stored.as_deref(), Some("id2"));
-        assert_eq!(https_requests(&fixture, name), 2);
-    }
-    for name in &names[10..] {
-        assert_eq!(https_requests(&fixture, name), 1);
+    for (i, name) in names.iter().enumerate() {
+        let changed = i < 10;
+        let stored = store.get(name).await.ok().flatten();
+        let want = if changed { "id2" } else { "id1" };
+        assert_eq!(
+            stored.map(|e| e.policy_id.as_str().to_owned()).as_deref(),
+            Some(want)
+        );
+        assert_eq!(world.traffic(name).1, if changed { 2 } else { 1 }, "{name}");
     }
     // Refreshed entries answer from memory without the network.
-    assert_eq!(
-        engine.resolve(&domain("d0.example"), TIMEOUT).await.source,
-        Source::Memory
-    );
+    assert_eq!(answer(&engine, "d0.example").await, "memory id2");
 }
