@@ -7,7 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use mta_sts_daemon::config::Config;
+use mta_sts_daemon::Config;
 use mtasts_core::{MxPattern, Policy, PolicyDomain, TxtRecord, select_record};
 use socketmap_proto::{
     Bytes, BytesMut, ClientCodec, Decoder, Encoder, NetstringCodec, ProtoError, ServerCodec,
