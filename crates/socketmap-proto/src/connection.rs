@@ -9,23 +9,25 @@ use tokio::net::{TcpStream, tcp};
 #[cfg(unix)]
 use tokio::net::{UnixStream, unix};
 
-/// Runs `$body` with `$s` bound to the socket inside `$this` (a pinned `&mut` of one of the enums here).
-macro_rules! with_socket {
-    ($this:expr, $s:ident => $body:expr) => {
-        match $this.get_mut() {
-            Self::Tcp($s) => $body,
-            #[cfg(unix)]
-            Self::Unix($s) => $body,
-        }
-    };
+/// A TCP or a UNIX stream socket, or one half of one: [`Connection`], [`OwnedReadHalf`], [`OwnedWriteHalf`].
+///
+/// Reads and writes go to whichever socket it holds ([`AsyncRead`] and [`AsyncWrite`], vectored writes
+/// included).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Socket<T, U> {
+    /// A TCP socket.
+    Tcp(T),
+    /// A UNIX stream socket (on other platforms, an uninhabited placeholder).
+    Unix(U),
 }
 
 /// A connected stream socket, TCP or UNIX: what a socketmap server accepts and what [`SocketmapClient`]
 /// connects with.
 ///
 /// It implements [`AsyncRead`] and [`AsyncWrite`], so it works with `tokio_util`'s `Framed`. To read and
-/// write from two tasks (or two halves of a `select!`) without a lock, [`into_split`](Self::into_split) it
-/// into owned halves (tokio's own `into_split`; `tokio::io::split` would put both behind a mutex).
+/// write from two tasks (or two branches of a `select!`) without a lock, [`into_split`](Socket::into_split)
+/// it into owned halves (tokio's own `into_split`; `tokio::io::split` would put both behind a mutex).
 ///
 /// [`SocketmapClient`]: crate::SocketmapClient
 ///
@@ -48,38 +50,27 @@ macro_rules! with_socket {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Connection {
-    /// A TCP connection.
-    Tcp(TcpStream),
-    /// A UNIX stream socket connection.
-    #[cfg(unix)]
-    Unix(UnixStream),
-}
+pub type Connection = Socket<TcpStream, UnixSocket>;
 
-/// The reading half of a [`Connection`], from [`Connection::into_split`].
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum OwnedReadHalf {
-    /// Of a TCP connection.
-    Tcp(tcp::OwnedReadHalf),
-    /// Of a UNIX stream socket connection.
-    #[cfg(unix)]
-    Unix(unix::OwnedReadHalf),
-}
+/// The reading half of a [`Connection`], from [`Connection::into_split`](Socket::into_split).
+pub type OwnedReadHalf = Socket<tcp::OwnedReadHalf, UnixReadHalf>;
 
-/// The writing half of a [`Connection`], from [`Connection::into_split`]. Dropping it (or
-/// [`shutdown`](tokio::io::AsyncWriteExt::shutdown)) shuts the connection down for writing.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum OwnedWriteHalf {
-    /// Of a TCP connection.
-    Tcp(tcp::OwnedWriteHalf),
-    /// Of a UNIX stream socket connection.
-    #[cfg(unix)]
-    Unix(unix::OwnedWriteHalf),
-}
+/// The writing half of a [`Connection`], from [`Connection::into_split`](Socket::into_split). Dropping it
+/// (or [`shutdown`](tokio::io::AsyncWriteExt::shutdown)) shuts the connection down for writing.
+pub type OwnedWriteHalf = Socket<tcp::OwnedWriteHalf, UnixWriteHalf>;
+
+#[cfg(unix)]
+type UnixSocket = UnixStream;
+#[cfg(unix)]
+type UnixReadHalf = unix::OwnedReadHalf;
+#[cfg(unix)]
+type UnixWriteHalf = unix::OwnedWriteHalf;
+#[cfg(not(unix))]
+type UnixSocket = NoUnix;
+#[cfg(not(unix))]
+type UnixReadHalf = NoUnix;
+#[cfg(not(unix))]
+type UnixWriteHalf = NoUnix;
 
 impl Connection {
     /// Splits the connection into a reading and a writing half that can be used from different tasks, with no
@@ -88,12 +79,11 @@ impl Connection {
         match self {
             Self::Tcp(s) => {
                 let (r, w) = s.into_split();
-                (OwnedReadHalf::Tcp(r), OwnedWriteHalf::Tcp(w))
+                (Socket::Tcp(r), Socket::Tcp(w))
             }
-            #[cfg(unix)]
             Self::Unix(s) => {
                 let (r, w) = s.into_split();
-                (OwnedReadHalf::Unix(r), OwnedWriteHalf::Unix(w))
+                (Socket::Unix(r), Socket::Unix(w))
             }
         }
     }
@@ -112,67 +102,101 @@ impl From<UnixStream> for Connection {
     }
 }
 
-impl AsyncRead for Connection {
+impl<T: AsyncRead + Unpin, U: AsyncRead + Unpin> AsyncRead for Socket<T, U> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        with_socket!(self, s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-impl AsyncRead for OwnedReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        with_socket!(self, s => Pin::new(s).poll_read(cx, buf))
-    }
-}
-
-/// `AsyncWrite` for an enum of sockets, every method forwarded (vectored writes included).
-macro_rules! forward_async_write {
-    ($ty:ty) => {
-        impl AsyncWrite for $ty {
-            fn poll_write(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                buf: &[u8],
-            ) -> Poll<io::Result<usize>> {
-                with_socket!(self, s => Pin::new(s).poll_write(cx, buf))
-            }
-
-            fn poll_write_vectored(
-                self: Pin<&mut Self>,
-                cx: &mut Context<'_>,
-                bufs: &[IoSlice<'_>],
-            ) -> Poll<io::Result<usize>> {
-                with_socket!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
-            }
-
-            fn is_write_vectored(&self) -> bool {
-                match self {
-                    Self::Tcp(s) => s.is_write_vectored(),
-                    #[cfg(unix)]
-                    Self::Unix(s) => s.is_write_vectored(),
-                }
-            }
-
-            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                with_socket!(self, s => Pin::new(s).poll_flush(cx))
-            }
-
-            fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                with_socket!(self, s => Pin::new(s).poll_shutdown(cx))
-            }
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
-    };
+    }
 }
 
-forward_async_write!(Connection);
-forward_async_write!(OwnedWriteHalf);
+impl<T: AsyncWrite + Unpin, U: AsyncWrite + Unpin> AsyncWrite for Socket<T, U> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Tcp(s) => s.is_write_vectored(),
+            Self::Unix(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Self::Unix(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Where there are no UNIX sockets: a type with no values in their place.
+#[cfg(not(unix))]
+#[derive(Debug)]
+pub enum NoUnix {}
+
+#[cfg(not(unix))]
+impl NoUnix {
+    fn into_split(self) -> (Self, Self) {
+        match self {}
+    }
+}
+
+#[cfg(not(unix))]
+impl AsyncRead for NoUnix {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match *self {}
+    }
+}
+
+#[cfg(not(unix))]
+impl AsyncWrite for NoUnix {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, _: &[u8]) -> Poll<io::Result<usize>> {
+        match *self {}
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match *self {}
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match *self {}
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -31,7 +31,7 @@
 //! * [`ClientCodec`] — encodes [`Request`]s, decodes [`Reply`]s (for clients and tests).
 //! * [`SocketmapClient`] — a small async client over TCP or a UNIX socket, with pipelining.
 //! * [`Connection`] — a TCP or UNIX stream socket for either side, splittable into owned halves
-//!   ([`OwnedReadHalf`], [`OwnedWriteHalf`]) that need no lock between them.
+//!   ([`OwnedReadHalf`], [`OwnedWriteHalf`]) that need no lock between them; all three are a [`Socket`].
 //! * [`ProtoError`] — the one error type; [`ProtoError::is_fatal`] tells framing errors (close the
 //!   connection) from per-request ones (answer and read on).
 //!
@@ -82,12 +82,14 @@ mod error;
 mod netstring;
 mod socketmap;
 
+#[cfg(not(unix))]
+pub use crate::connection::NoUnix;
 pub use bytes::{Bytes, BytesMut};
 pub use tokio_util::codec::{Decoder, Encoder};
 
 pub use crate::{
     client::SocketmapClient,
-    connection::{Connection, OwnedReadHalf, OwnedWriteHalf},
+    connection::{Connection, OwnedReadHalf, OwnedWriteHalf, Socket},
     error::ProtoError,
     netstring::{DEFAULT_MAX_LEN, NetstringCodec},
     socketmap::{
