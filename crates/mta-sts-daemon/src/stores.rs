@@ -62,14 +62,8 @@ pub(crate) async fn open(
             Ok((Some(Arc::new(cache)), memory_cache_size))
         }
         #[cfg(feature = "postgres")]
-        CacheConfig::Postgres {
-            dsn,
-            timeout,
-            max_size,
-        } => {
-            let cache = crate::postgres::open(dsn, *timeout, *max_size)
-                .await
-                .map_err(store)?;
+        CacheConfig::Postgres(pg) => {
+            let cache = crate::postgres::open(pg).await.map_err(store)?;
             Ok((Some(cache), memory_cache_size))
         }
         // Only reachable for types whose feature is off; the configuration already refuses those.

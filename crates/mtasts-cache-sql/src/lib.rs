@@ -10,7 +10,8 @@
 //!   created if missing and switched to WAL; `threads` is the connection-pool size and `timeout` both SQLite's
 //!   busy timeout and the bound on every operation.
 //! - [`PostgresCache`] (feature `postgres`): connected with [`PostgresCache::connect`] from
-//!   [`PostgresOptions`] (`dsn`, `timeout`, `max_connections`).
+//!   [`PostgresOptions`]: asyncpg's options (a libpq DSN, host list, login, password file, [`SslMode`],
+//!   server settings, timeouts, pool sizes) over the `PG*` environment variables.
 //!
 //! Several daemons (Rust or Python) can share the tables: a write is a single `INSERT … ON CONFLICT (domain) DO
 //! UPDATE … WHERE sts_policy_cache.ts < EXCLUDED.ts`, so the newest entry always wins. Every operation is
@@ -71,8 +72,9 @@
 //!
 //! - `sqlite`: [`SqliteCache`], with SQLite compiled in.
 //! - `postgres`: [`PostgresCache`].
-//! - `tls`: TLS to PostgreSQL with rustls (ring) and the system's trust roots, for DSNs with
-//!   `sslmode=require`, `verify-ca` or `verify-full`. Without it, use `sslmode=disable` or `prefer`.
+//! - `tls`: TLS to PostgreSQL with rustls (ring): `sslmode` `require`, `verify-ca` or `verify-full`, trusting
+//!   `sslrootcert` or else the system's roots, with an optional client certificate (`sslcert`, `sslkey`).
+//!   Without it, use `sslmode=disable` or `prefer`.
 
 #![cfg_attr(
     not(any(feature = "sqlite", feature = "postgres")),
@@ -85,12 +87,14 @@
 mod store;
 
 #[cfg(feature = "postgres")]
+mod pgpass;
+#[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{Postgres, PostgresCache, PostgresOptions};
+pub use postgres::{Postgres, PostgresCache, PostgresOptions, SslMode};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Sqlite, SqliteCache, SqliteOptions};
 pub use store::{Dialect, SqlCache};

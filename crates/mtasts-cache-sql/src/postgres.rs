@@ -1,15 +1,17 @@
 //! The PostgreSQL dialect and [`PostgresOptions`].
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mtasts_cache::CacheError;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgQueryResult};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgQueryResult, PgSslMode};
 use sqlx::{Connection, Pool};
 
+use crate::pgpass;
 use crate::store::sealed::{self, Class};
-use crate::store::{Dialect, MIGRATE_OLD_COLUMNS, SqlCache, config};
+use crate::store::{Dialect, Limits, MIGRATE_OLD_COLUMNS, SqlCache, config};
 
 /// The PostgreSQL database (marker for [`SqlCache`]).
 #[derive(Debug, Clone, Copy)]
@@ -18,30 +20,140 @@ pub enum Postgres {}
 /// A [`PolicyCache`](mtasts_cache::PolicyCache) in PostgreSQL; see the [crate docs](crate).
 pub type PostgresCache = SqlCache<Postgres>;
 
-/// Options of [`PostgresCache::connect`].
+/// Options of [`PostgresCache::connect`], with asyncpg's names (the Python daemon passes its `cache.options`
+/// to `asyncpg.create_pool`).
+///
+/// Connection parameters come, as in asyncpg and libpq, from the `PG*` environment variables (`PGHOST`,
+/// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGSSLROOTCERT`, …), then the [`dsn`](Self::dsn)
+/// (a libpq URL, with `sslmode`, `sslrootcert`, `sslcert`, `sslkey`), then the keyword options set here, each
+/// overriding the one before. Without a password, the password file ([`passfile`](Self::passfile), else
+/// `PGPASSFILE`, else `~/.pgpass`) is looked up for the final host, port, database and user.
+///
+/// ```
+/// use std::time::Duration;
+/// use mtasts_cache_sql::{PostgresOptions, SslMode};
+///
+/// let options = PostgresOptions::new("postgres://mta-sts@db.example/mta-sts")
+///     .host("db2.example")
+///     .ssl(SslMode::VerifyFull)
+///     .server_setting("application_name", "mta-sts-daemon")
+///     .command_timeout(Duration::from_secs(2));
+/// assert_eq!(options.hosts, ["db2.example"]);
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PostgresOptions {
-    /// Connection URL, `postgres://user:password@host:port/database?options` (as libpq URLs; `sslmode` needs
-    /// the `tls` feature for anything but `disable` and `prefer`).
-    pub dsn: String,
-    /// Bound on connecting and on every operation. Default: 5 s.
+    /// Connection URL, `postgres://user:password@host:port/database?options` (as libpq URLs; `sslmode` other
+    /// than `disable`/`prefer` needs the `tls` feature). Optional: keywords and `PG*` variables may say all.
+    pub dsn: Option<String>,
+    /// Host names, addresses or socket directories (asyncpg `host`); with several, the first that accepts a
+    /// connection at start is used.
+    pub hosts: Vec<String>,
+    /// Port (asyncpg `port`).
+    pub port: Option<u16>,
+    /// User name (asyncpg `user`).
+    pub user: Option<String>,
+    /// Password (asyncpg `password`).
+    pub password: Option<String>,
+    /// Password file in `.pgpass` format (asyncpg `passfile`).
+    pub passfile: Option<PathBuf>,
+    /// Database name (asyncpg `database`).
+    pub database: Option<String>,
+    /// TLS (asyncpg `ssl`: a mode; `true` is [`SslMode::VerifyFull`], as asyncpg's default SSL context).
+    pub ssl: Option<SslMode>,
+    /// Server settings sent at connect (asyncpg `server_settings`), e.g. `application_name`.
+    pub server_settings: Vec<(String, String)>,
+    /// Bound on waiting for a pooled connection, including connecting (the Python daemon's `timeout`).
+    /// Default: 5 s.
     pub timeout: Duration,
-    /// Connection-pool size. Default: 10.
+    /// Bound on each statement once connected (asyncpg `command_timeout`). Default: [`timeout`](Self::timeout).
+    pub command_timeout: Option<Duration>,
+    /// Connections kept open even when idle (asyncpg `min_size`). Default: 0.
+    pub min_connections: u32,
+    /// Connection-pool size (asyncpg `max_size`). Default: 10.
     pub max_connections: u32,
+}
+
+/// TLS to the server: libpq's `sslmode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Plain text only.
+    Disable,
+    /// TLS if the server offers it, unverified; else plain text.
+    Prefer,
+    /// TLS, certificate not verified.
+    Require,
+    /// TLS, certificate chain verified against the trusted roots (`sslrootcert`).
+    VerifyCa,
+    /// TLS, certificate chain and host name verified.
+    VerifyFull,
+}
+
+impl FromStr for SslMode {
+    type Err = CacheError;
+
+    /// libpq's names (`disable`, `allow` = `prefer`, `prefer`, `require`, `verify-ca`, `verify-full`).
+    fn from_str(s: &str) -> Result<Self, CacheError> {
+        Ok(match s {
+            "disable" => Self::Disable,
+            "allow" | "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => {
+                return Err(config::<Postgres>(
+                    &format!("unknown sslmode {other:?}"),
+                    None,
+                ));
+            }
+        })
+    }
+}
+
+impl From<SslMode> for PgSslMode {
+    fn from(mode: SslMode) -> Self {
+        match mode {
+            SslMode::Disable => Self::Disable,
+            SslMode::Prefer => Self::Prefer,
+            SslMode::Require => Self::Require,
+            SslMode::VerifyCa => Self::VerifyCa,
+            SslMode::VerifyFull => Self::VerifyFull,
+        }
+    }
+}
+
+impl Default for PostgresOptions {
+    /// No DSN: everything from the keywords and the `PG*` environment variables.
+    fn default() -> Self {
+        Self {
+            dsn: None,
+            hosts: Vec::new(),
+            port: None,
+            user: None,
+            password: None,
+            passfile: None,
+            database: None,
+            ssl: None,
+            server_settings: Vec::new(),
+            timeout: Duration::from_secs(5),
+            command_timeout: None,
+            min_connections: 0,
+            max_connections: 10,
+        }
+    }
 }
 
 impl PostgresOptions {
     /// Options for `dsn` with the defaults.
     pub fn new(dsn: impl Into<String>) -> Self {
         Self {
-            dsn: dsn.into(),
-            timeout: Duration::from_secs(5),
-            max_connections: 10,
+            dsn: Some(dsn.into()),
+            ..Self::default()
         }
     }
 
-    /// Sets the operation bound.
+    /// Sets the bound on waiting for a pooled connection.
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -54,10 +166,78 @@ impl PostgresOptions {
         self.max_connections = max_connections;
         self
     }
+
+    /// Adds a host (name, address or socket directory) to try.
+    #[must_use]
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.hosts.push(host.into());
+        self
+    }
+
+    /// Sets the TLS mode.
+    #[must_use]
+    pub fn ssl(mut self, mode: SslMode) -> Self {
+        self.ssl = Some(mode);
+        self
+    }
+
+    /// Adds a server setting sent at connect.
+    #[must_use]
+    pub fn server_setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.server_settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the bound on each statement.
+    #[must_use]
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = Some(timeout);
+        self
+    }
+
+    /// The connection options for `host` (or the DSN's and environment's when `None`).
+    fn connect_options(&self, host: Option<&str>) -> Result<PgConnectOptions, CacheError> {
+        let mut o = match &self.dsn {
+            Some(dsn) => PgConnectOptions::from_str(dsn)
+                .map_err(|e| config::<Postgres>("invalid dsn", Some(Arc::new(e))))?,
+            None => PgConnectOptions::new_without_pgpass(),
+        };
+        match host {
+            Some(dir) if dir.starts_with('/') => o = o.socket(dir),
+            Some(name) => o = o.host(name),
+            None => {}
+        }
+        if let Some(port) = self.port {
+            o = o.port(port);
+        }
+        if let Some(user) = &self.user {
+            o = o.username(user);
+        }
+        if let Some(database) = &self.database {
+            o = o.database(database);
+        }
+        if let Some(mode) = self.ssl {
+            o = o.ssl_mode(mode.into());
+        }
+        if !self.server_settings.is_empty() {
+            o = o.options(
+                self.server_settings
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+        }
+        if let Some(password) = &self.password {
+            o = o.password(password);
+        } else if let Some(password) = pgpass::lookup(self.passfile.as_deref(), &o) {
+            o = o.password(&password);
+        }
+        Ok(o)
+    }
 }
 
 impl SqlCache<Postgres> {
-    /// Connects and creates the tables if missing.
+    /// Connects and creates the tables if missing. With several [hosts](PostgresOptions::hosts), the first that
+    /// accepts a connection within the timeout is used.
     ///
     /// # Errors
     ///
@@ -65,9 +245,44 @@ impl SqlCache<Postgres> {
     /// login; [`CacheError::Unavailable`] / [`CacheError::Timeout`] if the server cannot be reached within
     /// `timeout`; [`CacheError::Query`] if the tables cannot be created.
     pub async fn connect(options: PostgresOptions) -> Result<Self, CacheError> {
-        let connect = PgConnectOptions::from_str(&options.dsn)
-            .map_err(|e| config::<Postgres>("invalid dsn", Some(Arc::new(e))))?;
-        Self::start(connect, options.max_connections, options.timeout).await
+        let command_timeout = options.command_timeout.unwrap_or(options.timeout);
+        let limits = Limits {
+            min_connections: options.min_connections,
+            max_connections: options.max_connections,
+            acquire: options.timeout,
+            operation: options.timeout + command_timeout,
+        };
+        let hosts: Vec<Option<&str>> = if options.hosts.is_empty() {
+            vec![None]
+        } else {
+            options.hosts.iter().map(|h| Some(h.as_str())).collect()
+        };
+        let Some((last, others)) = hosts.split_last() else {
+            return Err(config::<Postgres>("no host", None));
+        };
+        for host in others {
+            match Self::start_at(&options, *host, limits, command_timeout).await {
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(host = host.unwrap_or_default(), error = %e, "postgres host unusable; trying the next");
+                }
+                done => return done,
+            }
+        }
+        Self::start_at(&options, *last, limits, command_timeout).await
+    }
+
+    async fn start_at(
+        options: &PostgresOptions,
+        host: Option<&str>,
+        limits: Limits,
+        command_timeout: Duration,
+    ) -> Result<Self, CacheError> {
+        // The server cancels a statement that runs longer than asked (SQLSTATE 57014: a timeout).
+        let statement_timeout = command_timeout.as_millis().to_string();
+        let connect = options
+            .connect_options(host)?
+            .options([("statement_timeout", statement_timeout.as_str())]);
+        Self::start(connect, limits).await
     }
 }
 

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteQueryResult, S
 use sqlx::{Pool, Row};
 
 use crate::store::sealed::{self, Class};
-use crate::store::{Dialect, MIGRATE_OLD_COLUMNS, SqlCache};
+use crate::store::{Dialect, Limits, MIGRATE_OLD_COLUMNS, SqlCache};
 
 /// The SQLite database (marker for [`SqlCache`]).
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +70,14 @@ impl SqlCache<Sqlite> {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(options.timeout);
-        let cache = Self::start(connect, options.threads, options.timeout).await?;
+        let limits = Limits {
+            min_connections: 0,
+            max_connections: options.threads,
+            acquire: options.timeout,
+            // The busy timeout, and time to go on after it.
+            operation: options.timeout + options.timeout / 2,
+        };
+        let cache = Self::start(connect, limits).await?;
         tracing::debug!(file = %options.filename.display(), "sqlite cache opened");
         Ok(cache)
     }

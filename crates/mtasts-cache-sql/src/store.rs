@@ -71,8 +71,20 @@ pub(crate) mod sealed {
 /// Use it as [`SqliteCache`](crate::SqliteCache) or [`PostgresCache`](crate::PostgresCache).
 pub struct SqlCache<D: Dialect> {
     pool: Pool<D::Db>,
+    /// Bound on one operation, pool wait included.
     timeout: Duration,
     sql: Arc<Statements>,
+}
+
+/// The pool and time limits of a store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) min_connections: u32,
+    pub(crate) max_connections: u32,
+    /// Waiting for a pooled connection, connecting included.
+    pub(crate) acquire: Duration,
+    /// One whole operation, waiting included; the drivers' own limits (which say more) are set below it.
+    pub(crate) operation: Duration,
 }
 
 impl<D: Dialect> Clone for SqlCache<D> {
@@ -167,21 +179,21 @@ impl Statements {
 }
 
 impl<D: Dialect> SqlCache<D> {
-    /// A store over a lazily connecting pool of `max_connections`; creates the schema within `timeout`.
+    /// A store over a lazily connecting pool; creates the schema within the operation limit.
     pub(crate) async fn start(
         connect: <<D::Db as Database>::Connection as Connection>::Options,
-        max_connections: u32,
-        timeout: Duration,
+        limits: Limits,
     ) -> Result<Self, CacheError> {
-        if max_connections == 0 {
+        if limits.max_connections == 0 {
             return Err(config::<D>("the pool size must be at least 1", None));
         }
         let pool = PoolOptions::<D::Db>::new()
-            .max_connections(max_connections)
-            .min_connections(0)
-            .acquire_timeout(timeout)
+            .max_connections(limits.max_connections)
+            .min_connections(limits.min_connections.min(limits.max_connections))
+            .acquire_timeout(limits.acquire)
             .test_before_acquire(true)
             .connect_lazy_with(connect);
+        let timeout = limits.operation;
         let mut cache = Self {
             pool,
             timeout,
@@ -196,22 +208,17 @@ impl<D: Dialect> SqlCache<D> {
             );
         }
         cache.sql = Arc::new(Statements::new::<D>(fetch_meta));
-        tracing::debug!(
-            store = D::STORE,
-            max_connections,
-            fetch_meta,
-            "cache opened"
-        );
+        tracing::debug!(store = D::STORE, ?limits, fetch_meta, "cache opened");
         Ok(cache)
     }
 
-    /// Runs a driver future bounded by the timeout (plus slack so that the driver's own busy and acquire
-    /// timeouts, which say more, win), mapping its errors.
+    /// Runs a driver future bounded by the operation limit (plus slack so that the driver's own busy, acquire
+    /// and statement timeouts, which say more, win), mapping its errors.
     async fn run<T, F>(&self, fut: F) -> Result<T, CacheError>
     where
         F: Future<Output = Result<T, sqlx::Error>>,
     {
-        let limit = self.timeout + self.timeout / 2 + Duration::from_millis(100);
+        let limit = self.timeout + Duration::from_millis(100);
         match tokio::time::timeout(limit, fut).await {
             Ok(r) => r.map_err(|e| map_err::<D>(e, self.timeout)),
             Err(_) => Err(CacheError::Timeout {

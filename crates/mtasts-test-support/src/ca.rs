@@ -1,7 +1,7 @@
 //! A throw-away certificate authority for tests.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rcgen::{
@@ -106,6 +106,8 @@ impl TestCa {
         IssuedCert {
             chain: vec![cert.der().clone()],
             key_der: key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         }
     }
 }
@@ -115,6 +117,8 @@ impl TestCa {
 pub struct IssuedCert {
     chain: Vec<CertificateDer<'static>>,
     key_der: Vec<u8>,
+    cert_pem: String,
+    key_pem: String,
 }
 
 impl fmt::Debug for IssuedCert {
@@ -124,6 +128,18 @@ impl fmt::Debug for IssuedCert {
 }
 
 impl IssuedCert {
+    /// Writes the certificate and its key as PEM files `<dir>/<name>.crt` and `<dir>/<name>.key` (the key
+    /// readable by its owner only), for servers that read files (redis-server, PostgreSQL); returns their paths.
+    pub fn write_pem_files(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        let cert = dir.join(format!("{name}.crt"));
+        let key = dir.join(format!("{name}.key"));
+        std::fs::write(&cert, &self.cert_pem).expect("write certificate PEM file");
+        std::fs::write(&key, &self.key_pem).expect("write key PEM file");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        (cert, key)
+    }
+
     /// The certificate chain (leaf first), DER encoded.
     pub fn chain(&self) -> &[CertificateDer<'static>] {
         &self.chain

@@ -218,6 +218,39 @@ pub(crate) struct SentinelConfig {
     pub(crate) server: RedisServerConfig,
 }
 
+/// `postgres` store options, with asyncpg's names: the Python daemon passes `cache.options` (but `timeout`) to
+/// `asyncpg.create_pool`. Keywords override the DSN's parts; the `PG*` environment variables fill the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    /// `dsn`, e.g. `postgres://user@%2Frun%2Fpostgresql/db?sslmode=verify-full`.
+    pub dsn: Option<String>,
+    /// `host`: a name, an address or a socket directory, or a list of them (the first that answers is used).
+    pub host: Vec<String>,
+    /// `port`.
+    pub port: Option<u16>,
+    /// `user`.
+    pub user: Option<String>,
+    /// `password`.
+    pub password: Option<String>,
+    /// `passfile`: a password file in `.pgpass` format.
+    pub passfile: Option<PathBuf>,
+    /// `database`.
+    pub database: Option<String>,
+    /// `ssl`: an sslmode name (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`); `true` is
+    /// `verify-full` (asyncpg's default SSL context verifies), `false` is `disable`.
+    pub ssl: Option<String>,
+    /// `server_settings`: sent at connect (e.g. `application_name`).
+    pub server_settings: Vec<(String, String)>,
+    /// `command_timeout`: bound on each statement; default `timeout`.
+    pub command_timeout: Option<Duration>,
+    /// `min_size` of the pool, default 0.
+    pub min_size: usize,
+    /// `max_size` of the pool, default 10.
+    pub max_size: usize,
+    /// `timeout` for acquiring a connection (the Python daemon's own option), default 5 s.
+    pub timeout: Duration,
+}
+
 /// The policy store (`cache`).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -241,14 +274,7 @@ pub(crate) enum CacheConfig {
     /// Redis behind Sentinel (`type: redis_sentinel`).
     RedisSentinel(SentinelConfig),
     /// PostgreSQL (`type: postgres`).
-    Postgres {
-        /// `dsn`, e.g. `postgres://user@%2Frun%2Fpostgresql/db`.
-        dsn: String,
-        /// `timeout` for acquiring a connection, default 5 s.
-        timeout: Duration,
-        /// `max_size` of the pool (asyncpg's name), default 10.
-        max_size: usize,
-    },
+    Postgres(PostgresConfig),
 }
 
 impl Default for CacheConfig {
@@ -913,17 +939,7 @@ fn cache_config(
             if !cfg!(feature = "postgres") {
                 return Err(not_built(&type_key, type_line, "postgres", "postgres"));
             }
-            let dsn = o.opt_string("dsn")?.ok_or_else(|| ConfigError::Invalid {
-                key: o.key_path("dsn"),
-                line: o.line(),
-                expected: "a PostgreSQL connection URL such as postgres://user@localhost/db".into(),
-                found: "nothing".into(),
-            })?;
-            CacheConfig::Postgres {
-                dsn,
-                timeout: o.seconds("timeout", Duration::from_secs(5))?,
-                max_size: o.int("max_size", 10, 1, 10_000)? as usize,
-            }
+            CacheConfig::Postgres(postgres_config(&mut o)?)
         }
         other => {
             return Err(ConfigError::Invalid {
@@ -949,6 +965,91 @@ fn redis_server(o: &mut Section<'_>) -> Result<RedisServerConfig, ConfigError> {
         password: o.opt_string("password")?,
         username: o.opt_string("username")?,
         db: o.opt_int("db", 0, i64::from(u16::MAX))?,
+    })
+}
+
+const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+fn postgres_config(o: &mut Section<'_>) -> Result<PostgresConfig, ConfigError> {
+    let key = o.key_path("host");
+    let host = match o.node("host") {
+        None => Vec::new(),
+        Some(Node {
+            value: Value::Str(h),
+            ..
+        }) => vec![h.clone()],
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => items
+            .iter()
+            .map(|item| match &item.value {
+                Value::Str(h) => Ok(h.clone()),
+                _ => Err(invalid(
+                    &key,
+                    item,
+                    "a host name, an address or a socket directory",
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(invalid(&key, other, "a host or a list of hosts")),
+    };
+    let key = o.key_path("ssl");
+    let ssl = match o.node("ssl") {
+        None => None,
+        Some(Node {
+            value: Value::Bool(b),
+            ..
+        }) => Some(if *b { "verify-full" } else { "disable" }.to_owned()),
+        Some(Node {
+            value: Value::Str(mode),
+            ..
+        }) if SSL_MODES.contains(&mode.as_str()) => Some(mode.clone()),
+        Some(other) => {
+            return Err(invalid(
+                &key,
+                other,
+                "true, false or an sslmode (disable, prefer, require, verify-ca, verify-full)",
+            ));
+        }
+    };
+    let key = o.key_path("server_settings");
+    let server_settings = match o.node("server_settings") {
+        None => Vec::new(),
+        Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) => entries
+            .iter()
+            .map(|(k, v)| match (&k.value, &v.value) {
+                (Value::Str(k), Value::Str(v)) => Ok((k.clone(), v.clone())),
+                (Value::Str(k), Value::Int(n)) => Ok((k.clone(), n.to_string())),
+                _ => Err(invalid(&key, v, "a mapping of setting names to values")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(invalid(&key, other, "a mapping of setting names to values")),
+    };
+    Ok(PostgresConfig {
+        dsn: o.opt_string("dsn")?,
+        host,
+        port: o.opt_int("port", 1, 65535)?.map(|p| p as u16),
+        user: o.opt_string("user")?,
+        password: o.opt_string("password")?,
+        passfile: o.opt_string("passfile")?.map(PathBuf::from),
+        database: o.opt_string("database")?,
+        ssl,
+        server_settings,
+        command_timeout: o.opt_seconds("command_timeout")?,
+        min_size: o.int("min_size", 0, 0, 10_000)? as usize,
+        max_size: o.int("max_size", 10, 1, 10_000)? as usize,
+        timeout: o.seconds("timeout", Duration::from_secs(5))?,
     })
 }
 

@@ -335,12 +335,49 @@ fn cache_types_and_options() {
     if cfg!(feature = "postgres") {
         assert_eq!(
             parse("cache:\n  type: postgres\n  options:\n    dsn: postgres://user@%2Frun%2Fpostgresql/user\n").cache,
-            CacheConfig::Postgres {
-                dsn: "postgres://user@%2Frun%2Fpostgresql/user".into(),
+            CacheConfig::Postgres(PostgresConfig {
+                dsn: Some("postgres://user@%2Frun%2Fpostgresql/user".into()),
+                host: Vec::new(),
+                port: None,
+                user: None,
+                password: None,
+                passfile: None,
+                database: None,
+                ssl: None,
+                server_settings: Vec::new(),
+                command_timeout: None,
+                min_size: 0,
+                max_size: 10,
                 timeout: Duration::from_secs(5),
-                max_size: 10
-            }
+            })
         );
+        // asyncpg's keywords, as configs in the field pass them.
+        let cfg = parse(
+            "cache:\n  type: postgres\n  options:\n    host: [db1.example, /run/postgresql]\n    port: 5433\n    user: mta\n    password: pw\n    passfile: /etc/mta-sts.pgpass\n    database: cache\n    ssl: true\n    server_settings:\n      application_name: mta-sts\n      statement_timeout: 2000\n    command_timeout: 2\n    min_size: 1\n    max_size: 4\n    timeout: 3\n",
+        );
+        let CacheConfig::Postgres(pg) = &cfg.cache else {
+            panic!("not postgres")
+        };
+        assert_eq!(pg.host, ["db1.example", "/run/postgresql"]);
+        assert_eq!(
+            (pg.port, pg.user.as_deref(), pg.database.as_deref()),
+            (Some(5433), Some("mta"), Some("cache"))
+        );
+        assert_eq!(pg.ssl.as_deref(), Some("verify-full"));
+        assert_eq!(
+            pg.server_settings,
+            [
+                ("application_name".to_owned(), "mta-sts".to_owned()),
+                ("statement_timeout".to_owned(), "2000".to_owned())
+            ]
+        );
+        assert_eq!(
+            (pg.command_timeout, pg.min_size, pg.max_size),
+            (Some(Duration::from_secs(2)), 1, 4)
+        );
+        assert!(cfg.unknown_keys.is_empty(), "{:?}", cfg.unknown_keys);
+        let e = error("cache:\n  type: postgres\n  options:\n    ssl: verify-everything\n");
+        assert!(e.contains("`cache.options.ssl`"), "{e}");
     }
     let e = error("cache:\n  type: memcached\n");
     assert!(

@@ -193,6 +193,17 @@ async fn postgres_cache() {
     }
 }
 
+/// asyncpg's keyword options next to the DSN, as configurations written for the Python daemon carry them.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_cache_with_asyncpg_keywords() {
+    if let Some(yaml) = postgres_yaml().await {
+        let keywords = "    ssl: false\n    server_settings:\n      application_name: mta-sts-test\n    \
+                        command_timeout: 2\n    min_size: 1\n    max_size: 3\n    timeout: 2\n";
+        check_store(&format!("{yaml}{keywords}"), &unique("pg-keywords")).await;
+    }
+}
+
 /// Proactive fetching: at start (no pass recorded in the store) the daemon refreshes cached policies that would
 /// expire before the next pass, without any client asking, and records the pass in the store.
 #[cfg(feature = "sqlite")]

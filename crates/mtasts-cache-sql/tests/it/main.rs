@@ -11,6 +11,8 @@
 #![cfg(any(feature = "sqlite", feature = "postgres"))]
 
 mod compat;
+#[cfg(all(feature = "postgres", feature = "tls"))]
+mod pg_tls;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]

@@ -50,21 +50,25 @@ fn dsn_for(url: &str, addr: Option<SocketAddr>, schema: &str) -> String {
 
 /// One test's private schema; dropped by [`Harness::finish`] (a failing test leaves a `mtasts_test_*` schema).
 pub(crate) struct Schema {
-    name: String,
+    pub(crate) name: String,
     url: String,
     addr: SocketAddr,
     admin: AnyPool,
     /// A pool whose search_path is the schema: "another program" writing rows by hand.
-    raw: AnyPool,
+    pub(crate) raw: AnyPool,
 }
 
 impl Schema {
     /// A DSN into the schema, optionally through `addr` instead of the server's own address.
-    fn dsn(&self, via: Option<SocketAddr>) -> String {
+    pub(crate) fn dsn(&self, via: Option<SocketAddr>) -> String {
         dsn_for(&self.url, via, &self.name)
     }
 
-    async fn connect(&self, dsn: String, timeout: Duration) -> Result<PostgresCache, CacheError> {
+    pub(crate) async fn connect(
+        &self,
+        dsn: String,
+        timeout: Duration,
+    ) -> Result<PostgresCache, CacheError> {
         let options = PostgresOptions::new(dsn)
             .timeout(timeout)
             .max_connections(4);
@@ -72,10 +76,10 @@ impl Schema {
     }
 }
 
-#[async_trait]
-impl Harness for Schema {
-    async fn create() -> Option<Self> {
-        let url = base_url();
+impl Schema {
+    /// A fresh schema on the server at `url`, or `None` (test skipped) if it is not reachable and CI is not set.
+    pub(crate) async fn create_at(url: &str) -> Option<Self> {
+        let url = url.to_owned();
         // A quick TCP probe first, so that a missing server skips at once instead of after the pool's retries.
         let addr = match server_addr(&url) {
             Ok(addr) => addr,
@@ -108,6 +112,13 @@ impl Harness for Schema {
             admin,
             raw,
         })
+    }
+}
+
+#[async_trait]
+impl Harness for Schema {
+    async fn create() -> Option<Self> {
+        Self::create_at(&base_url()).await
     }
 
     async fn store(&self) -> Arc<dyn PolicyCache> {
@@ -207,8 +218,6 @@ mtasts_cache::harness_tests!(Schema, cases:
     unknown_database_is_a_config_error,
     recovers_after_backends_are_terminated
 );
-#[cfg(feature = "tls")]
-mtasts_cache::harness_tests!(Schema, cases: tls_with_sslmode_require);
 
 /// Tests on a fresh schema each.
 mod cases {
@@ -343,37 +352,5 @@ mod cases {
         let set = store.set("example.com", &sample_entry(1_700_000_001)).await;
         assert!(set.expect("set after recovery"));
         store.close().await;
-    }
-
-    /// With the `tls` feature, `sslmode=require` connects over TLS (skipped if the server has TLS turned off).
-    #[cfg(feature = "tls")]
-    pub(super) async fn tls_with_sslmode_require(schema: &Schema) {
-        let ssl: String = sqlx::query_scalar("SHOW ssl")
-            .fetch_one(&schema.raw)
-            .await
-            .expect("show ssl");
-        if ssl == "on" {
-            let app = format!("mtasts_tls_{}", std::process::id());
-            let dsn = format!(
-                "{}&sslmode=require&application_name={app}",
-                schema.dsn(None)
-            );
-            let store = schema
-                .connect(dsn, Duration::from_secs(5))
-                .await
-                .expect("connect with TLS");
-            must_set(&store, "example.com", &sample_entry(1_700_000_000)).await;
-            let sql = "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
-                       WHERE application_name = $1 AND ssl";
-            let encrypted: i64 = sqlx::query_scalar(sql)
-                .bind(&app)
-                .fetch_one(&schema.raw)
-                .await
-                .expect("pg_stat_ssl");
-            assert!(encrypted >= 1, "the store's connection uses TLS");
-            store.close().await;
-        } else {
-            eprintln!("skipped: the PostgreSQL server has ssl = {ssl}");
-        }
     }
 }
