@@ -221,34 +221,34 @@ pub(crate) struct SentinelConfig {
 /// `postgres` store options, with asyncpg's names: the Python daemon passes `cache.options` (but `timeout`) to
 /// `asyncpg.create_pool`. Keywords override the DSN's parts; the `PG*` environment variables fill the rest.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PostgresConfig {
+pub(crate) struct PostgresConfig {
     /// `dsn`, e.g. `postgres://user@%2Frun%2Fpostgresql/db?sslmode=verify-full`.
-    pub dsn: Option<String>,
+    pub(crate) dsn: Option<String>,
     /// `host`: a name, an address or a socket directory, or a list of them (the first that answers is used).
-    pub host: Vec<String>,
+    pub(crate) host: Vec<String>,
     /// `port`.
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
     /// `user`.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// `password`.
-    pub password: Option<String>,
+    pub(crate) password: Option<String>,
     /// `passfile`: a password file in `.pgpass` format.
-    pub passfile: Option<PathBuf>,
+    pub(crate) passfile: Option<PathBuf>,
     /// `database`.
-    pub database: Option<String>,
+    pub(crate) database: Option<String>,
     /// `ssl`: an sslmode name (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`); `true` is
     /// `verify-full` (asyncpg's default SSL context verifies), `false` is `disable`.
-    pub ssl: Option<String>,
+    pub(crate) ssl: Option<String>,
     /// `server_settings`: sent at connect (e.g. `application_name`).
-    pub server_settings: Vec<(String, String)>,
+    pub(crate) server_settings: Vec<(String, String)>,
     /// `command_timeout`: bound on each statement; default `timeout`.
-    pub command_timeout: Option<Duration>,
+    pub(crate) command_timeout: Option<Duration>,
     /// `min_size` of the pool, default 0.
-    pub min_size: usize,
+    pub(crate) min_size: usize,
     /// `max_size` of the pool, default 10.
-    pub max_size: usize,
+    pub(crate) max_size: usize,
     /// `timeout` for acquiring a connection (the Python daemon's own option), default 5 s.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// The policy store (`cache`).
