@@ -108,7 +108,10 @@ impl DnsServer {
         }));
         let mut tasks = JoinSet::new();
         tasks.spawn(serve_udp(udp, Arc::clone(&zone)));
-        tasks.spawn(serve_tcp(tcp, Arc::clone(&zone)));
+        let tcp_zone = Arc::clone(&zone);
+        tasks.spawn(crate::accept_each(tcp, move |stream| {
+            serve_tcp_conn(stream, Arc::clone(&tcp_zone))
+        }));
         tracing::debug!(%addr, "test DNS server started");
         Self {
             addr,
@@ -311,17 +314,6 @@ async fn serve_udp(socket: UdpSocket, zone: Arc<Mutex<Zone>>) {
         if let Err(error) = socket.send_to(&reply, peer).await {
             tracing::debug!(%error, "test DNS server: UDP send failed");
         }
-    }
-}
-
-async fn serve_tcp(listener: TcpListener, zone: Arc<Mutex<Zone>>) {
-    let mut conns = JoinSet::new();
-    loop {
-        while conns.try_join_next().is_some() {}
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        conns.spawn(serve_tcp_conn(stream, Arc::clone(&zone)));
     }
 }
 

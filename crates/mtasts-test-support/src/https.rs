@@ -335,7 +335,10 @@ impl PolicyServer {
         config.send_tls13_tickets = 0;
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve(listener, acceptor, Arc::clone(&shared)));
+        let conn_shared = Arc::clone(&shared);
+        tasks.spawn(crate::accept_each(listener, move |stream| {
+            serve_conn(stream, acceptor.clone(), Arc::clone(&conn_shared))
+        }));
         tracing::debug!(%addr, "test HTTPS server started");
         Self {
             addr,
@@ -384,17 +387,6 @@ impl PolicyServer {
             .last
             .get(&host.to_ascii_lowercase())
             .cloned()
-    }
-}
-
-async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Shared>) {
-    let mut conns = JoinSet::new();
-    loop {
-        while conns.try_join_next().is_some() {}
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        conns.spawn(serve_conn(stream, acceptor.clone(), Arc::clone(&shared)));
     }
 }
 

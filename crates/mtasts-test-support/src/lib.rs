@@ -49,6 +49,23 @@ pub use https::{CertKind, PolicyResponse, PolicyServer, RecordedRequest};
 pub use proxy::ConnectProxy;
 pub use tools::tool_or_skip;
 
+/// Accepts connections on `listener` for as long as the returned future runs (the server's task), serving each
+/// with the future `serve` makes in a task of its own; those tasks end with it.
+async fn accept_each<F>(
+    listener: tokio::net::TcpListener,
+    serve: impl Fn(tokio::net::TcpStream) -> F,
+) where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        while conns.try_join_next().is_some() {}
+        if let Ok((stream, _)) = listener.accept().await {
+            conns.spawn(serve(stream));
+        }
+    }
+}
+
 /// Installs a `tracing` subscriber that writes through the test harness's capture.
 ///
 /// The filter comes from `RUST_LOG`, else it is `debug` for our crates and `warn` for the rest.

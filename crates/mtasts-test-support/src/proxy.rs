@@ -61,7 +61,10 @@ impl ConnectProxy {
             ..ProxyState::default()
         });
         let mut tasks = JoinSet::new();
-        tasks.spawn(serve(listener, Arc::clone(&state)));
+        let conn_state = Arc::clone(&state);
+        tasks.spawn(crate::accept_each(listener, move |stream| {
+            serve_conn(stream, Arc::clone(&conn_state))
+        }));
         Self {
             addr,
             state,
@@ -96,17 +99,6 @@ impl ConnectProxy {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
-    }
-}
-
-async fn serve(listener: TcpListener, state: Arc<ProxyState>) {
-    let mut conns = JoinSet::new();
-    loop {
-        while conns.try_join_next().is_some() {}
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        conns.spawn(serve_conn(stream, Arc::clone(&state)));
     }
 }
 

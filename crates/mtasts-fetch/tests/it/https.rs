@@ -1,21 +1,32 @@
 //! The HTTPS leg: RFC 8461 §3.2 (policy file) and §3.3 (fetch) rules.
 
 use mtasts_core::Mode;
-use mtasts_fetch::{FetchError, MAX_POLICY_SIZE, USER_AGENT};
-use mtasts_test_support::PolicyResponse;
+use mtasts_fetch::{Discovery, FetchError, Fetcher, FetcherBuilder, MAX_POLICY_SIZE, USER_AGENT};
+use mtasts_test_support::{Fixture, PolicyResponse};
 
 use crate::{
-    DOMAIN, ENFORCE, discover, expect_failed, expect_fetched, expect_invalid_policy, fixture,
+    DOMAIN, ENFORCE, build, closed_addr, discover, discover_with, expect_failed, expect_fetched,
+    expect_invalid_policy, fixture,
 };
 
 const HOST: &str = "mta-sts.example.com";
 
 /// Publishes the TXT record and serves `response` for the policy host.
-async fn serve(response: PolicyResponse) -> mtasts_test_support::Fixture {
+async fn serve(response: PolicyResponse) -> Fixture {
     let f = fixture().await;
     f.publish_txt(DOMAIN, "1");
     f.serve(DOMAIN, response);
     f
+}
+
+/// A fetcher on the fixture's DNS and HTTPS port, without proxy, trusting no system root (the caller adds the
+/// roots it means).
+fn without_roots(f: &Fixture) -> FetcherBuilder {
+    Fetcher::builder()
+        .nameservers(vec![f.dns().addr()])
+        .native_roots(false)
+        .policy_port(f.https().port())
+        .without_proxy()
 }
 
 #[tokio::test]
@@ -29,32 +40,46 @@ async fn request_is_a_get_of_the_well_known_path_with_our_user_agent() {
     assert!(USER_AGENT.starts_with("mtasts/"));
 }
 
-#[tokio::test]
-async fn crlf_policy_is_accepted() {
-    let body = ENFORCE.replace('\n', "\r\n");
-    let f = serve(PolicyResponse::policy(body)).await;
-    expect_fetched(discover(&f).await, "1", Mode::Enforce);
+/// A policy of exactly the size limit.
+fn policy_of_64_kib() -> String {
+    let mut body = ENFORCE.to_owned();
+    body.push_str("pad: ");
+    body.push_str(&"x".repeat(MAX_POLICY_SIZE - body.len() - 1));
+    body.push('\n');
+    assert_eq!(body.len(), MAX_POLICY_SIZE);
+    body
 }
 
 #[tokio::test]
-async fn unknown_fields_are_ignored() {
-    let f = serve(PolicyResponse::policy(format!(
-        "{ENFORCE}future_field: yes\n"
-    )))
-    .await;
-    expect_fetched(discover(&f).await, "1", Mode::Enforce);
-}
-
-#[tokio::test]
-async fn charset_parameter_is_accepted() {
-    let f = serve(PolicyResponse::policy(ENFORCE).content_type("text/plain; charset=utf-8")).await;
-    expect_fetched(discover(&f).await, "1", Mode::Enforce);
-}
-
-#[tokio::test]
-async fn chunked_policy_within_limit_is_accepted() {
-    let f = serve(PolicyResponse::policy(ENFORCE).chunked()).await;
-    expect_fetched(discover(&f).await, "1", Mode::Enforce);
+async fn valid_policies_are_fetched() {
+    let cases = [
+        (
+            "CRLF line ends",
+            PolicyResponse::policy(ENFORCE.replace('\n', "\r\n")),
+        ),
+        (
+            "an unknown field",
+            PolicyResponse::policy(format!("{ENFORCE}future_field: yes\n")),
+        ),
+        (
+            "a charset parameter",
+            PolicyResponse::policy(ENFORCE).content_type("text/plain; charset=utf-8"),
+        ),
+        ("a chunked body", PolicyResponse::policy(ENFORCE).chunked()),
+        (
+            "exactly 64 KiB, chunked",
+            PolicyResponse::policy(policy_of_64_kib()).chunked(),
+        ),
+    ];
+    for (what, response) in cases {
+        let f = serve(response).await;
+        match discover(&f).await {
+            Discovery::Fetched { id, policy } => {
+                assert_eq!((id.as_str(), policy.mode()), ("1", Mode::Enforce), "{what}");
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -69,9 +94,49 @@ async fn text_html_is_rejected() {
 }
 
 #[tokio::test]
-async fn missing_content_type_is_rejected() {
-    let f = serve(PolicyResponse::policy(ENFORCE).no_content_type()).await;
-    expect_failed(discover(&f).await, "media_type");
+async fn responses_that_are_not_a_policy_fail_by_kind() {
+    let cases = [
+        (
+            "no content type",
+            PolicyResponse::policy(ENFORCE).no_content_type(),
+            "media_type",
+        ),
+        (
+            "a garbage body",
+            PolicyResponse::policy("<html><body>hello</body></html>\n"),
+            "invalid_policy",
+        ),
+        (
+            "an untrusted CA",
+            PolicyResponse::policy(ENFORCE).untrusted_cert(),
+            "tls",
+        ),
+        (
+            "a certificate for another name",
+            PolicyResponse::policy(ENFORCE).wrong_name_cert(),
+            "tls",
+        ),
+        (
+            "closed mid-body",
+            PolicyResponse::policy(ENFORCE).abort_after(20),
+            "http",
+        ),
+        (
+            "closed mid-chunk",
+            PolicyResponse::policy(ENFORCE).chunked().abort_after(20),
+            "http",
+        ),
+    ];
+    for (what, response, kind) in cases {
+        let f = serve(response).await;
+        match discover(&f).await {
+            Discovery::Failed(error) => assert_eq!(error.kind(), kind, "{what}: {error}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        if kind == "tls" {
+            assert_eq!(f.https().request_count(HOST), 0, "{what}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -85,19 +150,12 @@ async fn status_404_is_a_failure() {
 
 #[tokio::test]
 async fn redirect_to_a_valid_policy_is_not_followed() {
-    let f = serve(PolicyResponse::redirect(
-        301,
-        "https://mta-sts.other.test/.well-known/mta-sts.txt",
-    ))
-    .await;
+    let target = "https://mta-sts.other.test/.well-known/mta-sts.txt";
+    let f = serve(PolicyResponse::redirect(301, target)).await;
     f.publish("other.test", "2", ENFORCE);
     match expect_failed(discover(&f).await, "redirect") {
         FetchError::Redirect { status, location } => {
-            assert_eq!(status, 301);
-            assert_eq!(
-                location.as_deref(),
-                Some("https://mta-sts.other.test/.well-known/mta-sts.txt")
-            );
+            assert_eq!((status, location.as_deref()), (301, Some(target)));
         }
         other => panic!("{other:?}"),
     }
@@ -105,68 +163,33 @@ async fn redirect_to_a_valid_policy_is_not_followed() {
 }
 
 #[tokio::test]
-async fn garbage_body_is_invalid() {
-    let f = serve(PolicyResponse::policy("<html><body>hello</body></html>\n")).await;
-    expect_failed(discover(&f).await, "invalid_policy");
-}
-
-#[tokio::test]
-async fn missing_mx_is_invalid() {
-    let f = serve(PolicyResponse::policy(
-        "version: STSv1\nmode: enforce\nmax_age: 86400\n",
-    ))
-    .await;
-    expect_invalid_policy(discover(&f).await, "missing_mx");
-}
-
-#[tokio::test]
-async fn non_numeric_max_age_is_invalid() {
-    let f = serve(PolicyResponse::policy(
-        "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: xxx\n",
-    ))
-    .await;
-    expect_invalid_policy(discover(&f).await, "invalid_max_age");
-}
-
-#[tokio::test]
-async fn max_age_above_one_year_is_invalid() {
-    let f = serve(PolicyResponse::policy(
-        "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 31557601\n",
-    ))
-    .await;
-    expect_invalid_policy(discover(&f).await, "invalid_max_age");
-}
-
-#[tokio::test]
-async fn missing_mode_is_invalid() {
-    let f = serve(PolicyResponse::policy(
-        "version: STSv1\nmx: mail.example.com\nmax_age: 86400\n",
-    ))
-    .await;
-    expect_invalid_policy(discover(&f).await, "missing_field");
-}
-
-#[tokio::test]
-async fn unknown_mode_is_invalid() {
-    let f = serve(PolicyResponse::policy(
-        "version: STSv1\nmode: relaxed\nmx: mail.example.com\nmax_age: 86400\n",
-    ))
-    .await;
-    expect_invalid_policy(discover(&f).await, "invalid_mode");
-}
-
-#[tokio::test]
-async fn certificate_from_untrusted_ca_is_rejected() {
-    let f = serve(PolicyResponse::policy(ENFORCE).untrusted_cert()).await;
-    expect_failed(discover(&f).await, "tls");
-    assert_eq!(f.https().request_count(HOST), 0);
-}
-
-#[tokio::test]
-async fn certificate_for_another_name_is_rejected() {
-    let f = serve(PolicyResponse::policy(ENFORCE).wrong_name_cert()).await;
-    expect_failed(discover(&f).await, "tls");
-    assert_eq!(f.https().request_count(HOST), 0);
+async fn invalid_policy_files_fail_with_the_parser_error() {
+    let cases = [
+        (
+            "version: STSv1\nmode: enforce\nmax_age: 86400\n",
+            "missing_mx",
+        ),
+        (
+            "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: xxx\n",
+            "invalid_max_age",
+        ),
+        (
+            "version: STSv1\nmode: enforce\nmx: mail.example.com\nmax_age: 31557601\n",
+            "invalid_max_age",
+        ),
+        (
+            "version: STSv1\nmx: mail.example.com\nmax_age: 86400\n",
+            "missing_field",
+        ),
+        (
+            "version: STSv1\nmode: relaxed\nmx: mail.example.com\nmax_age: 86400\n",
+            "invalid_mode",
+        ),
+    ];
+    for (body, kind) in cases {
+        let f = serve(PolicyResponse::policy(body)).await;
+        expect_invalid_policy(discover(&f).await, kind);
+    }
 }
 
 #[tokio::test]
@@ -196,50 +219,19 @@ async fn chunked_body_over_64_kib_is_rejected_while_streaming() {
 }
 
 #[tokio::test]
-async fn body_of_exactly_64_kib_is_accepted() {
-    let mut body = ENFORCE.to_owned();
-    body.push_str("pad: ");
-    body.push_str(&"x".repeat(MAX_POLICY_SIZE - body.len() - 1));
-    body.push('\n');
-    assert_eq!(body.len(), MAX_POLICY_SIZE);
-    let f = serve(PolicyResponse::policy(body).chunked()).await;
-    expect_fetched(discover(&f).await, "1", Mode::Enforce);
-}
-
-#[tokio::test]
 async fn refused_connection_is_a_connect_failure() {
     let f = fixture().await;
     f.publish(DOMAIN, "1", ENFORCE);
-    let closed_port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.local_addr().expect("addr").port()
-    };
-    let fetcher = f
-        .fetcher_builder()
-        .policy_port(closed_port)
-        .build()
-        .expect("fetcher");
-    let discovery = fetcher.discover(&crate::domain(DOMAIN), None).await;
-    expect_failed(discovery, "connect");
+    let fetcher = build(f.fetcher_builder().policy_port(closed_addr().port()));
+    expect_failed(discover_with(&fetcher).await, "connect");
 }
 
 #[tokio::test]
 async fn extra_ca_pem_file_is_trusted() {
     let f = fixture().await;
     f.publish(DOMAIN, "pem", ENFORCE);
-    let fetcher = mtasts_fetch::Fetcher::builder()
-        .nameservers(vec![f.dns().addr()])
-        .extra_ca_pem_file(f.ca_pem_path())
-        .native_roots(false)
-        .policy_port(f.https().port())
-        .without_proxy()
-        .build()
-        .expect("fetcher");
-    expect_fetched(
-        fetcher.discover(&crate::domain(DOMAIN), None).await,
-        "pem",
-        Mode::Enforce,
-    );
+    let fetcher = build(without_roots(&f).extra_ca_pem_file(f.ca_pem_path()));
+    expect_fetched(discover_with(&fetcher).await, "pem", Mode::Enforce);
 }
 
 #[tokio::test]
@@ -247,15 +239,8 @@ async fn without_the_test_ca_the_certificate_is_untrusted() {
     let f = fixture().await;
     f.publish(DOMAIN, "1", ENFORCE);
     let other_ca = mtasts_test_support::TestCa::new();
-    let fetcher = mtasts_fetch::Fetcher::builder()
-        .nameservers(vec![f.dns().addr()])
-        .add_root_certificate(other_ca.cert_der())
-        .native_roots(false)
-        .policy_port(f.https().port())
-        .without_proxy()
-        .build()
-        .expect("fetcher");
-    expect_failed(fetcher.discover(&crate::domain(DOMAIN), None).await, "tls");
+    let fetcher = build(without_roots(&f).add_root_certificate(other_ca.cert_der()));
+    expect_failed(discover_with(&fetcher).await, "tls");
 }
 
 #[tokio::test]
@@ -263,39 +248,25 @@ async fn bad_ca_file_is_a_build_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").expect("write");
-    let err = mtasts_fetch::Fetcher::builder()
-        .nameservers(vec!["127.0.0.1:53".parse().expect("addr")])
-        .extra_ca_pem_file(&empty)
-        .build()
-        .expect_err("no certificate in file");
-    assert_eq!(err.kind(), "no_certificate");
-    let err = mtasts_fetch::Fetcher::builder()
-        .nameservers(vec!["127.0.0.1:53".parse().expect("addr")])
-        .extra_ca_pem_file(dir.path().join("missing.pem"))
-        .build()
-        .expect_err("missing file");
-    assert_eq!(err.kind(), "ca_file");
-}
-
-#[tokio::test]
-async fn connection_closed_mid_body_is_an_http_failure() {
-    let f = serve(PolicyResponse::policy(ENFORCE).abort_after(20)).await;
-    expect_failed(discover(&f).await, "http");
-}
-
-#[tokio::test]
-async fn connection_closed_mid_chunked_body_is_an_http_failure() {
-    let f = serve(PolicyResponse::policy(ENFORCE).chunked().abort_after(20)).await;
-    expect_failed(discover(&f).await, "http");
+    for (file, kind) in [
+        (empty, "no_certificate"),
+        (dir.path().join("missing.pem"), "ca_file"),
+    ] {
+        let err = Fetcher::builder()
+            .nameservers(vec!["127.0.0.1:53".parse().expect("addr")])
+            .extra_ca_pem_file(&file)
+            .build()
+            .expect_err("a bad CA file");
+        assert_eq!(err.kind(), kind, "{}", file.display());
+    }
 }
 
 #[tokio::test]
 async fn every_fetch_validates_the_current_certificate() {
     let f = serve(PolicyResponse::policy(ENFORCE)).await;
     let fetcher = f.fetcher();
-    let domain = crate::domain(DOMAIN);
-    expect_fetched(fetcher.discover(&domain, None).await, "1", Mode::Enforce);
+    expect_fetched(discover_with(&fetcher).await, "1", Mode::Enforce);
     // Same fetcher, same host, now an untrusted certificate: no resumed session hides it.
     f.serve(DOMAIN, PolicyResponse::policy(ENFORCE).untrusted_cert());
-    expect_failed(fetcher.discover(&domain, None).await, "tls");
+    expect_failed(discover_with(&fetcher).await, "tls");
 }

@@ -9,8 +9,10 @@ mod leaks;
 mod proxy;
 mod timeouts;
 
+use std::net::SocketAddr;
+
 use mtasts_core::{Mode, PolicyDomain, PolicyId};
-use mtasts_fetch::{Discovery, FetchError, NoPolicyReason};
+use mtasts_fetch::{Discovery, FetchError, Fetcher, FetcherBuilder, NoPolicyReason};
 use mtasts_test_support::{Fixture, init_tracing};
 
 pub(crate) const DOMAIN: &str = "example.com";
@@ -33,7 +35,23 @@ pub(crate) fn id(text: &str) -> PolicyId {
 
 /// Discovers `DOMAIN` with the fixture's fetcher and no known id.
 pub(crate) async fn discover(fixture: &Fixture) -> Discovery {
-    fixture.fetcher().discover(&domain(DOMAIN), None).await
+    discover_with(&fixture.fetcher()).await
+}
+
+/// Discovers `DOMAIN` with `fetcher` and no known id.
+pub(crate) async fn discover_with(fetcher: &Fetcher) -> Discovery {
+    fetcher.discover(&domain(DOMAIN), None).await
+}
+
+/// `builder`, built.
+pub(crate) fn build(builder: FetcherBuilder) -> Fetcher {
+    builder.build().expect("fetcher")
+}
+
+/// A loopback address nothing listens on.
+pub(crate) fn closed_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
 }
 
 #[track_caller]

@@ -3,14 +3,18 @@
 use std::time::{Duration, Instant};
 
 use mtasts_core::Mode;
+use mtasts_fetch::{Discovery, Fetcher};
 use mtasts_test_support::PolicyResponse;
 
-use crate::{DOMAIN, ENFORCE, domain, expect_failed, expect_fetched, fixture};
+use crate::{DOMAIN, ENFORCE, build, discover_with, expect_failed, expect_fetched, fixture};
 
 const TIMEOUT: Duration = Duration::from_millis(1500);
 
-#[track_caller]
-fn assert_within_timeout(elapsed: Duration) {
+/// Discovers `DOMAIN` with `fetcher`, checking that it took the timeout, give or take 10 %.
+async fn discover_until_timeout(fetcher: &Fetcher) -> Discovery {
+    let start = Instant::now();
+    let discovery = discover_with(fetcher).await;
+    let elapsed = start.elapsed();
     assert!(
         elapsed >= TIMEOUT,
         "returned before the timeout: {elapsed:?}"
@@ -19,6 +23,7 @@ fn assert_within_timeout(elapsed: Duration) {
         elapsed <= TIMEOUT + TIMEOUT / 10,
         "took more than the timeout + 10 %: {elapsed:?}"
     );
+    discovery
 }
 
 #[tokio::test]
@@ -26,16 +31,8 @@ async fn server_stalling_mid_body_times_out() {
     let f = fixture().await;
     f.publish_txt(DOMAIN, "1");
     f.serve(DOMAIN, PolicyResponse::policy(ENFORCE).stall_after(20));
-    let fetcher = f
-        .fetcher_builder()
-        .timeout(TIMEOUT)
-        .build()
-        .expect("fetcher");
-    let start = Instant::now();
-    let discovery = fetcher.discover(&domain(DOMAIN), None).await;
-    let elapsed = start.elapsed();
-    expect_failed(discovery, "timeout");
-    assert_within_timeout(elapsed);
+    let fetcher = build(f.fetcher_builder().timeout(TIMEOUT));
+    expect_failed(discover_until_timeout(&fetcher).await, "timeout");
     assert_eq!(f.https().request_count("mta-sts.example.com"), 1);
 }
 
@@ -43,16 +40,8 @@ async fn server_stalling_mid_body_times_out() {
 async fn silent_dns_server_times_out() {
     let f = fixture().await;
     f.dns().set_silent("_mta-sts.example.com");
-    let fetcher = f
-        .fetcher_builder()
-        .timeout(TIMEOUT)
-        .build()
-        .expect("fetcher");
-    let start = Instant::now();
-    let discovery = fetcher.discover(&domain(DOMAIN), None).await;
-    let elapsed = start.elapsed();
-    expect_failed(discovery, "dns_timeout");
-    assert_within_timeout(elapsed);
+    let fetcher = build(f.fetcher_builder().timeout(TIMEOUT));
+    expect_failed(discover_until_timeout(&fetcher).await, "dns_timeout");
 }
 
 #[tokio::test]
@@ -64,14 +53,8 @@ async fn with_timeout_shares_configuration() {
     let short = fetcher.with_timeout(TIMEOUT);
     assert_eq!(short.timeout(), TIMEOUT);
     assert_eq!(fetcher.timeout(), mtasts_fetch::DEFAULT_TIMEOUT);
-    let start = Instant::now();
-    expect_failed(short.discover(&domain(DOMAIN), None).await, "timeout");
-    assert_within_timeout(start.elapsed());
+    expect_failed(discover_until_timeout(&short).await, "timeout");
     // The same fetcher works once the server behaves.
     f.serve(DOMAIN, PolicyResponse::policy(ENFORCE));
-    expect_fetched(
-        short.discover(&domain(DOMAIN), None).await,
-        "1",
-        Mode::Enforce,
-    );
+    expect_fetched(discover_with(&short).await, "1", Mode::Enforce);
 }
