@@ -7,8 +7,9 @@
 //! remove a cached policy (§10.2). Concurrent lookups of a domain share one discovery. The daemon
 //! (`mta-sts-daemon`) wraps it; other Rust MTAs can embed it.
 //!
-//! - [`Engine`], built by [`EngineBuilder`]: [`Engine::resolve`], [`Engine::refresh_proactively`],
-//!   [`Engine::stats`].
+//! - [`Engine`], built by [`EngineBuilder`]: [`Engine::resolve`] (and its synchronous hot path
+//!   [`Engine::cached`]), [`Engine::purge`], [`Engine::refresh_proactively`] and [`Engine::spawn_proactive`]
+//!   (the proactive refresh loop on the engine's clock), [`Engine::stats`].
 //! - [`Resolution`]: a [`ResolvedPolicy`] or none, and its [`Source`]. There is no error type: a lookup never
 //!   fails (RFC 8461 §3.3: deliver as if there were no policy).
 //! - [`Discover`]: the discovery seam. The engine asks a [`DiscoveryRequest`] and gets a [`Discovery`] back; it
