@@ -37,15 +37,25 @@ async fn get(server: &PolicyServer, ca: &TestCa, host: &str) -> std::io::Result<
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-#[tokio::test]
-async fn serves_per_host_responses_with_sni_certificates() {
+/// A server (and its CA) serving each host's response.
+async fn serving(responses: Vec<(&str, PolicyResponse)>) -> (TestCa, PolicyServer) {
     let ca = TestCa::new();
     let server = PolicyServer::start(&ca).await;
-    server.set("mta-sts.a.test", PolicyResponse::policy("hello a\n"));
-    server.set(
-        "mta-sts.b.test",
-        PolicyResponse::redirect(301, "https://elsewhere.test/").content_type("text/html"),
-    );
+    for (host, response) in responses {
+        server.set(host, response);
+    }
+    (ca, server)
+}
+
+#[tokio::test]
+async fn serves_per_host_responses_with_sni_certificates() {
+    let redirect =
+        PolicyResponse::redirect(301, "https://elsewhere.test/").content_type("text/html");
+    let (ca, server) = serving(vec![
+        ("mta-sts.a.test", PolicyResponse::policy("hello a\n")),
+        ("mta-sts.b.test", redirect),
+    ])
+    .await;
     let a = get(&server, &ca, "mta-sts.a.test").await.expect("a");
     assert!(a.starts_with("HTTP/1.1 200"), "{a}");
     assert!(
@@ -70,12 +80,8 @@ async fn serves_per_host_responses_with_sni_certificates() {
 
 #[tokio::test]
 async fn chunked_responses_use_transfer_encoding() {
-    let ca = TestCa::new();
-    let server = PolicyServer::start(&ca).await;
-    server.set(
-        "h.test",
-        PolicyResponse::policy("x".repeat(10_000)).chunked(),
-    );
+    let chunked = PolicyResponse::policy("x".repeat(10_000)).chunked();
+    let (ca, server) = serving(vec![("h.test", chunked)]).await;
     let raw = get(&server, &ca, "h.test").await.expect("get");
     let lower = raw.to_ascii_lowercase();
     assert!(lower.contains("transfer-encoding: chunked"), "{raw}");
@@ -84,13 +90,14 @@ async fn chunked_responses_use_transfer_encoding() {
 
 #[tokio::test]
 async fn bad_certificates_fail_the_handshake() {
-    let ca = TestCa::new();
-    let server = PolicyServer::start(&ca).await;
-    server.set(
-        "untrusted.test",
-        PolicyResponse::policy("x").untrusted_cert(),
-    );
-    server.set("wrong.test", PolicyResponse::policy("x").wrong_name_cert());
+    let (ca, server) = serving(vec![
+        (
+            "untrusted.test",
+            PolicyResponse::policy("x").untrusted_cert(),
+        ),
+        ("wrong.test", PolicyResponse::policy("x").wrong_name_cert()),
+    ])
+    .await;
     assert!(get(&server, &ca, "untrusted.test").await.is_err());
     assert!(get(&server, &ca, "wrong.test").await.is_err());
     assert_eq!(server.request_count("untrusted.test"), 0);
