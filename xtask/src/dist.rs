@@ -5,13 +5,16 @@
 //! page, `mta-sts-daemon.yml(5)`, is written by hand in `docs/man/`.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 
 use crate::cargo;
+
+mod deb_check;
+pub(crate) use deb_check::deb_check;
 
 const BINARIES: [&str; 2] = ["mta-sts-daemon", "mta-sts-query"];
 const PACKAGE: &str = "mtasts";
@@ -147,46 +150,6 @@ pub(crate) fn dist(root: &Path) -> Result<PathBuf> {
     Ok(tree)
 }
 
-const POSTINST: &str = r#"#!/bin/sh
-set -e
-if [ "$1" = configure ]; then
-    if ! getent passwd mta-sts >/dev/null; then
-        adduser --system --group --home /var/lib/mta-sts \
-            --gecos "MTA-STS policy daemon" mta-sts >/dev/null
-    fi
-    install -d -o mta-sts -g mta-sts -m 0750 /var/lib/mta-sts
-    if [ -d /run/systemd/system ]; then
-        systemctl daemon-reload >/dev/null || true
-        systemctl enable mta-sts-daemon.service >/dev/null || true
-        systemctl restart mta-sts-daemon.service >/dev/null || true
-    fi
-fi
-exit 0
-"#;
-
-const PRERM: &str = r#"#!/bin/sh
-set -e
-if [ -d /run/systemd/system ] && [ "$1" = remove ]; then
-    systemctl stop mta-sts-daemon.socket mta-sts-daemon.service >/dev/null 2>&1 || true
-    systemctl disable mta-sts-daemon.socket mta-sts-daemon.service >/dev/null 2>&1 || true
-fi
-exit 0
-"#;
-
-const POSTRM: &str = r#"#!/bin/sh
-set -e
-if [ -d /run/systemd/system ]; then
-    systemctl daemon-reload >/dev/null || true
-fi
-if [ "$1" = purge ]; then
-    rm -rf /var/lib/mta-sts
-    if getent passwd mta-sts >/dev/null && command -v deluser >/dev/null; then
-        deluser --quiet --system mta-sts >/dev/null || true
-    fi
-fi
-exit 0
-"#;
-
 fn gzip(path: &Path) -> Result<()> {
     run(Command::new("gzip").args(["-9nf"]).arg(path))
 }
@@ -233,13 +196,17 @@ pub(crate) fn deb(root: &Path) -> Result<PathBuf> {
         &root.join("contrib/systemd"),
         &stage.join("usr/lib/systemd/system"),
     )?;
-    // The shipped configuration: in-memory cache, loopback listener.
+    // The shipped configuration means what Debian's postfix-mta-sts-resolver ships (SQLite at
+    // /var/lib/mta-sts/cache.db), so replacing that package keeps an unmodified host's cache. It may hold store
+    // passwords: 0640 (postinst gives it the daemon's group).
+    let conffile = stage.join("etc/mta-sts-daemon.yml");
     fs::create_dir_all(stage.join("etc"))?;
     fs::copy(
-        root.join("config_examples/mta-sts-daemon.yml.internal"),
-        stage.join("etc/mta-sts-daemon.yml"),
+        root.join("config_examples/mta-sts-daemon.yml.default"),
+        &conffile,
     )
-    .context("copying config_examples/mta-sts-daemon.yml.internal")?;
+    .context("copying config_examples/mta-sts-daemon.yml.default")?;
+    fs::set_permissions(&conffile, fs::Permissions::from_mode(0o640))?;
     let doc = stage.join(format!("usr/share/doc/{PACKAGE}"));
     copy_dir(&root.join("config_examples"), &doc.join("examples"))?;
     copy_dir(&root.join("docs"), &doc.join("docs"))?;
@@ -261,7 +228,9 @@ pub(crate) fn deb(root: &Path) -> Result<PathBuf> {
     let control = format!(
         "Package: {PACKAGE}\nVersion: {version}-1\nArchitecture: {arch}\n\
          Maintainer: The mtasts developers <mtasts@localhost>\nInstalled-Size: {installed_kib}\n\
-         Depends: libc6, adduser\nSuggests: postfix\nSection: mail\nPriority: optional\n\
+         Depends: libc6, adduser, init-system-helpers (>= 1.54~)\nSuggests: postfix\n\
+         Conflicts: postfix-mta-sts-resolver\nReplaces: postfix-mta-sts-resolver\n\
+         Provides: postfix-mta-sts-resolver\nSection: mail\nPriority: optional\n\
          Homepage: https://github.com/mtasts/mtasts\n\
          Description: MTA-STS (RFC 8461) policy daemon for Postfix\n \
          mta-sts-daemon answers Postfix's smtp_tls_policy_maps socketmap lookups with the\n \
@@ -270,10 +239,16 @@ pub(crate) fn deb(root: &Path) -> Result<PathBuf> {
     );
     write(&stage.join("DEBIAN/control"), control)?;
     write(&stage.join("DEBIAN/conffiles"), "/etc/mta-sts-daemon.yml\n")?;
-    for (name, body) in [("postinst", POSTINST), ("prerm", PRERM), ("postrm", POSTRM)] {
+    // The maintainer scripts (xtask/src/dist/): the shared `_mta-sts` user, state created by this package
+    // recorded so that purge deletes only that, and the administrator's enable state kept.
+    for (name, body) in [
+        ("postinst", include_str!("dist/postinst")),
+        ("prerm", include_str!("dist/prerm")),
+        ("postrm", include_str!("dist/postrm")),
+    ] {
         let path = stage.join("DEBIAN").join(name);
         write(&path, body)?;
-        run(Command::new("chmod").arg("0755").arg(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
     }
     let deb = root.join(format!("target/dist/{PACKAGE}_{version}-1_{arch}.deb"));
     run(Command::new("dpkg-deb")
@@ -295,117 +270,4 @@ fn dir_size(dir: &Path) -> Result<u64> {
         };
     }
     Ok(total)
-}
-
-/// Builds the .deb, installs it, starts the installed daemon with the installed config, asks it through
-/// Postfix's `postmap -q`, stops it and removes the package. Needs root, dpkg and postmap.
-pub(crate) fn deb_check(root: &Path) -> Result<()> {
-    let deb = deb(root)?;
-    run(Command::new("dpkg").arg("-i").arg(&deb))?;
-    let result = (|| -> Result<()> {
-        ensure!(
-            Path::new("/usr/bin/mta-sts-daemon").exists(),
-            "dpkg -i did not install the daemon"
-        );
-        check_installed_pages()?;
-        check_installed_units()?;
-        ensure!(
-            Path::new("/etc/mta-sts-daemon.yml").exists(),
-            "dpkg -i did not install the config"
-        );
-        let mut daemon = Command::new("/usr/bin/mta-sts-daemon")
-            .args(["-c", "/etc/mta-sts-daemon.yml"])
-            .spawn()
-            .context("starting the installed daemon")?;
-        // postmap refuses to run without a main.cf; an unconfigured Postfix package has none.
-        let postfix_dir = root.join("target/dist/postfix-conf");
-        write(&postfix_dir.join("main.cf"), "")?;
-        let answer = (|| -> Result<()> {
-            // A parent-domain key must be NOTFOUND without any network access (RFC 8461 §3.4):
-            // postmap -q prints nothing and exits 1 for NOTFOUND, 0 for a hit, 2+ on a lookup error; a refused
-            // connection also exits 1, but with a warning on stderr, so NOTFOUND means both streams are empty.
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                let out = Command::new("postmap")
-                    .arg("-c")
-                    .arg(&postfix_dir)
-                    .args([
-                        "-q",
-                        ".example.com",
-                        "socketmap:inet:127.0.0.1:8461:postfix",
-                    ])
-                    .output()
-                    .context("running postmap (apt-get install postfix)")?;
-                match out.status.code() {
-                    Some(1) if out.stdout.is_empty() && out.stderr.is_empty() => return Ok(()),
-                    _ if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(200));
-                    }
-                    code => bail!(
-                        "postmap -q against the installed daemon: exit {code:?}, stdout {:?}, stderr {:?}",
-                        String::from_utf8_lossy(&out.stdout),
-                        String::from_utf8_lossy(&out.stderr)
-                    ),
-                }
-            }
-        })();
-        daemon.kill().ok();
-        daemon.wait().ok();
-        answer
-    })();
-    run(Command::new("dpkg").args(["-r", PACKAGE]))?;
-    result?;
-    ensure!(
-        !Path::new("/usr/bin/mta-sts-daemon").exists(),
-        "dpkg -r left the daemon installed"
-    );
-    eprintln!("xtask: deb-check passed: installed, answered postmap -q, removed");
-    Ok(())
-}
-
-/// Every installed man page renders with `man -l` without warnings, and every bash completion loads.
-fn check_installed_pages() -> Result<()> {
-    for page in [
-        "/usr/share/man/man8/mta-sts-daemon.8.gz",
-        "/usr/share/man/man1/mta-sts-query.1.gz",
-        "/usr/share/man/man5/mta-sts-daemon.yml.5.gz",
-    ] {
-        let out = Command::new("man")
-            .args(["--warnings", "-l", page])
-            .env("MANPAGER", "cat")
-            .env("MANWIDTH", "80")
-            .output()
-            .context("running man (apt-get install man-db)")?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        ensure!(
-            out.status.success() && out.stdout.len() > 200 && stderr.trim().is_empty(),
-            "man -l {page} failed or warned: {stderr}"
-        );
-    }
-    for bin in BINARIES {
-        let script = format!(
-            "source /usr/share/bash-completion/completions/{bin} && complete -p {bin} >/dev/null"
-        );
-        run(Command::new("bash").args(["-c", &script]))
-            .with_context(|| format!("the bash completion of {bin} does not load"))?;
-    }
-    Ok(())
-}
-
-/// `systemd-analyze verify` accepts the installed units (their user, binary and directives).
-fn check_installed_units() -> Result<()> {
-    let out = Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .args([
-            "/usr/lib/systemd/system/mta-sts-daemon.service",
-            "/usr/lib/systemd/system/mta-sts-daemon.socket",
-        ])
-        .output()
-        .context("running systemd-analyze")?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    ensure!(
-        out.status.success() && stderr.trim().is_empty(),
-        "systemd-analyze verify: {stderr}"
-    );
-    Ok(())
 }
