@@ -47,7 +47,8 @@ pub(crate) async fn open(
         CacheConfig::Redis(r) => {
             use mtasts_cache_redis::{RedisCache, RedisOptions};
             let mut options = RedisOptions::new(r.url.clone());
-            redis_server(&mut options.server, &r.server);
+            let rediss = r.url.starts_with("rediss://");
+            redis_server(&mut options.server, &r.server, rediss);
             // Lazy: a Redis that is down at start must not keep the daemon from answering (cache errors count
             // as misses).
             let cache = RedisCache::connect_lazy(options).map_err(store)?;
@@ -57,7 +58,7 @@ pub(crate) async fn open(
         CacheConfig::RedisSentinel(s) => {
             use mtasts_cache_redis::{RedisCache, SentinelOptions};
             let mut options = SentinelOptions::new(s.master_name.clone(), s.sentinels.clone());
-            redis_server(&mut options.server, &s.server);
+            redis_server(&mut options.server, &s.server, false);
             let cache = RedisCache::sentinel_lazy(options).map_err(store)?;
             Ok((Some(Arc::new(cache)), memory_cache_size))
         }
@@ -75,11 +76,13 @@ pub(crate) async fn open(
     }
 }
 
-/// Puts the `redis`/`redis_sentinel` server options over the store's defaults.
+/// Puts the `redis`/`redis_sentinel` server options over the store's defaults; TLS when `ssl` is on or the
+/// URL asked for it (`tls_url`).
 #[cfg(feature = "redis")]
 fn redis_server(
     server: &mut mtasts_cache_redis::ServerOptions,
     config: &crate::config::RedisServerConfig,
+    tls_url: bool,
 ) {
     server.db = config.db.or(server.db);
     server.username = config.username.clone().or(server.username.take());
@@ -89,4 +92,12 @@ fn redis_server(
         .unwrap_or(server.connect_timeout);
     server.response_timeout = config.socket_timeout.unwrap_or(server.response_timeout);
     server.pool_size = config.max_connections.unwrap_or(server.pool_size);
+    if config.ssl || tls_url {
+        let mut tls = mtasts_cache_redis::TlsOptions::default();
+        tls.ca_certs.clone_from(&config.ssl_ca_certs);
+        tls.client_cert = config.ssl_certfile.clone().zip(config.ssl_keyfile.clone());
+        tls.verify = !config.ssl_cert_reqs_none;
+        tls.check_hostname = config.ssl_check_hostname;
+        server.tls = Some(tls);
+    }
 }

@@ -55,7 +55,9 @@
 //!   switching to a new master and the old one, if it is still running, being turned into a replica (about
 //!   10 s for `SENTINEL FAILOVER`), writes may still reach the old master and be lost with it; for a cache that
 //!   only means a policy fetched again.
-//! - Not supported: TLS (`rediss://`) and Redis Cluster. Needs Redis 6.0 or later (`SCAN ... TYPE`).
+//! - TLS: `rediss://` URLs or [`TlsOptions`] (redis-py's `ssl*` options), with rustls; the server's chain and
+//!   name are checked unless told otherwise. Not supported: Redis Cluster. Needs Redis 6.0 or later
+//!   (`SCAN ... TYPE`).
 //!
 //! # Crate features
 //!
@@ -68,6 +70,6 @@ mod store;
 
 pub use options::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DEFAULT_RESPONSE_TIMEOUT, RedisOptions,
-    SentinelOptions, ServerOptions,
+    SentinelOptions, ServerOptions, TlsOptions,
 };
 pub use store::{KeyError, METADATA_KEY, PROACTIVE_FETCH_FIELD, RedisCache};

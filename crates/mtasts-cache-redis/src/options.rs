@@ -1,9 +1,13 @@
 //! Connection options for [`RedisCache`](crate::RedisCache).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use deadpool_redis::redis::{ConnectionInfo, IntoConnectionInfo, RedisResult};
+use deadpool_redis::redis::{
+    Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
+    RedisError, RedisResult, TlsCertificates,
+};
 use url::Url;
 
 /// Default for [`ServerOptions::connect_timeout`].
@@ -31,6 +35,53 @@ pub struct ServerOptions {
     pub response_timeout: Duration,
     /// Most connections kept open at once. Each is multiplexed, so a few suffice. Default 16.
     pub pool_size: usize,
+    /// TLS (redis-py's `ssl*` options); for [`RedisOptions`] also turned on by a `rediss://` URL.
+    pub tls: Option<TlsOptions>,
+}
+
+/// TLS to the server, with redis-py's option names. The server's certificate chain and name are checked by
+/// default (redis-py 4.x did not check the name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsOptions {
+    /// `ssl_ca_certs`: the CA certificates (PEM) to trust instead of the system's.
+    pub ca_certs: Option<PathBuf>,
+    /// `ssl_certfile` and `ssl_keyfile`: a client certificate and its key (PEM).
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `ssl_cert_reqs`: whether the server's certificate is verified (`required`/`optional`: yes, `none`: no).
+    pub verify: bool,
+    /// `ssl_check_hostname`: whether the certificate must name the host connected to (with `verify`).
+    pub check_hostname: bool,
+}
+
+impl Default for TlsOptions {
+    /// Verified against the system's roots, host name checked, no client certificate.
+    fn default() -> Self {
+        Self {
+            ca_certs: None,
+            client_cert: None,
+            verify: true,
+            check_hostname: true,
+        }
+    }
+}
+
+impl TlsOptions {
+    /// The certificates for the driver, read from their files.
+    pub(crate) fn certificates(&self) -> std::io::Result<TlsCertificates> {
+        let root_cert = self.ca_certs.as_ref().map(std::fs::read).transpose()?;
+        let client_tls = match &self.client_cert {
+            Some((cert, key)) => Some(ClientTlsConfig {
+                client_cert: std::fs::read(cert)?,
+                client_key: std::fs::read(key)?,
+            }),
+            None => None,
+        };
+        Ok(TlsCertificates {
+            client_tls,
+            root_cert,
+        })
+    }
 }
 
 impl Default for ServerOptions {
@@ -42,6 +93,7 @@ impl Default for ServerOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             pool_size: DEFAULT_POOL_SIZE,
+            tls: None,
         }
     }
 }
@@ -55,6 +107,7 @@ impl fmt::Debug for ServerOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -101,9 +154,9 @@ impl RedisOptions {
         }
     }
 
-    /// The URL's connection details with [`ServerOptions::db`], `username` and `password` put over them.
+    /// The URL's connection details with [`ServerOptions::db`], `username`, `password` and `tls` put over them.
     pub(crate) fn connection_info(&self) -> RedisResult<ConnectionInfo> {
-        let info = self.url.as_str().into_connection_info()?;
+        let mut info = self.url.as_str().into_connection_info()?;
         let mut redis = info.redis_settings().clone();
         if let Some(db) = self.server.db {
             redis = redis.set_db(db);
@@ -114,7 +167,46 @@ impl RedisOptions {
         if let Some(password) = &self.server.password {
             redis = redis.set_password(password);
         }
-        Ok(info.set_redis_settings(redis))
+        info = info.set_redis_settings(redis);
+        // `rediss://` asks for TLS with the defaults; `ssl: true` (TlsOptions) over a `redis://` URL too.
+        let tls = match (info.addr(), &self.server.tls) {
+            (_, Some(tls)) => tls.clone(),
+            (ConnectionAddr::TcpTls { .. }, None) => TlsOptions::default(),
+            _ => return Ok(info),
+        };
+        let (host, port) = match info.addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                (host.clone(), *port)
+            }
+            ConnectionAddr::Unix(_) => {
+                return Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "TLS over a UNIX socket",
+                )));
+            }
+            _ => return Ok(info),
+        };
+        info = info.set_addr(ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: !tls.verify,
+            tls_params: None,
+        });
+        let certificates = tls.certificates().map_err(|e| {
+            RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "cannot read a TLS certificate or key file",
+                e.to_string(),
+            ))
+        })?;
+        let client = Client::build_with_tls(info, certificates)?;
+        let mut info = client.get_connection_info().clone();
+        if !tls.check_hostname {
+            let mut addr = info.addr().clone();
+            addr.set_danger_accept_invalid_hostnames(true);
+            info = info.set_addr(addr);
+        }
+        Ok(info)
     }
 }
 
@@ -244,6 +336,13 @@ macro_rules! server_setters {
             #[must_use]
             pub fn response_timeout(mut self, timeout: Duration) -> Self {
                 self.server.response_timeout = timeout;
+                self
+            }
+
+            /// Sets [`ServerOptions::tls`].
+            #[must_use]
+            pub fn tls(mut self, tls: TlsOptions) -> Self {
+                self.server.tls = Some(tls);
                 self
             }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use deadpool::managed::PoolBuilder;
 use deadpool_redis::redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use deadpool_redis::redis::{
-    self, AsyncConnectionConfig, Cmd, ConnectionAddr, FromRedisValue, RedisError,
+    self, AsyncConnectionConfig, Cmd, ConnectionAddr, FromRedisValue, RedisError, TlsMode,
 };
 use deadpool_redis::{PoolError, Runtime};
 use mtasts_cache::{
@@ -111,7 +111,7 @@ impl RedisCache {
             .and_then(|info| deadpool_redis::Manager::new_with_config(info, config))
             .map_err(|e| CacheError::Config {
                 store: STORE,
-                reason: format!("invalid URL {target:?}"),
+                reason: format!("invalid URL or TLS options for {target:?}"),
                 source: Some(share(e)),
             })?;
         let pool = build_pool(deadpool_redis::Pool::builder(manager), server)?;
@@ -172,6 +172,27 @@ impl RedisCache {
         }
         if let Some(password) = &server.password {
             builder = builder.set_client_to_redis_password(password);
+        }
+        if let Some(tls) = &server.tls {
+            let mode = if tls.verify {
+                TlsMode::Secure
+            } else {
+                TlsMode::Insecure
+            };
+            let certificates = tls.certificates().map_err(|e| CacheError::Config {
+                store: STORE,
+                reason: "cannot read a TLS certificate or key file".into(),
+                source: Some(share(e)),
+            })?;
+            if tls.verify && !tls.check_hostname {
+                tracing::warn!(
+                    "redis_sentinel: ssl_check_hostname false is not supported through Sentinel; the master's \
+                     host name is still checked"
+                );
+            }
+            builder = builder
+                .set_client_to_redis_tls_mode(mode)
+                .set_client_to_redis_certificates(certificates);
         }
         if let Some(user) = &options.sentinel_username {
             builder = builder.set_client_to_sentinel_username(user);

@@ -196,6 +196,18 @@ pub(crate) struct RedisServerConfig {
     pub(crate) username: Option<String>,
     /// Database number (`db`); for `redis` it overrides the URL's.
     pub(crate) db: Option<i64>,
+    /// `ssl`: TLS to the server (for `redis` also asked by a `rediss://` URL).
+    pub(crate) ssl: bool,
+    /// `ssl_ca_certs`: CA certificates (PEM) to trust instead of the system's.
+    pub(crate) ssl_ca_certs: Option<PathBuf>,
+    /// `ssl_certfile`, `ssl_keyfile`: a client certificate and its key.
+    pub(crate) ssl_certfile: Option<PathBuf>,
+    /// `ssl_keyfile`.
+    pub(crate) ssl_keyfile: Option<PathBuf>,
+    /// `ssl_cert_reqs`: `required` (default) and `optional` verify the server's certificate, `none` does not.
+    pub(crate) ssl_cert_reqs_none: bool,
+    /// `ssl_check_hostname`, default true (redis-py 4.x did not check).
+    pub(crate) ssl_check_hostname: bool,
 }
 
 /// `redis` store options.
@@ -956,6 +968,13 @@ fn cache_config(
 
 /// The options redis-py takes for the server holding the data.
 fn redis_server(o: &mut Section<'_>) -> Result<RedisServerConfig, ConfigError> {
+    let key = o.key_path("ssl_cert_reqs");
+    let ssl_cert_reqs_none = match o.node("ssl_cert_reqs").map(|n| (n, &n.value)) {
+        None => false,
+        Some((_, Value::Str(s))) if s == "required" || s == "optional" => false,
+        Some((_, Value::Str(s))) if s == "none" => true,
+        Some((node, _)) => return Err(invalid(&key, node, "required, optional or none")),
+    };
     Ok(RedisServerConfig {
         max_connections: o
             .opt_int("max_connections", 1, 100_000)?
@@ -965,6 +984,12 @@ fn redis_server(o: &mut Section<'_>) -> Result<RedisServerConfig, ConfigError> {
         password: o.opt_string("password")?,
         username: o.opt_string("username")?,
         db: o.opt_int("db", 0, i64::from(u16::MAX))?,
+        ssl: o.bool("ssl", false)?,
+        ssl_ca_certs: o.opt_string("ssl_ca_certs")?.map(PathBuf::from),
+        ssl_certfile: o.opt_string("ssl_certfile")?.map(PathBuf::from),
+        ssl_keyfile: o.opt_string("ssl_keyfile")?.map(PathBuf::from),
+        ssl_cert_reqs_none,
+        ssl_check_hostname: o.bool("ssl_check_hostname", true)?,
     })
 }
 

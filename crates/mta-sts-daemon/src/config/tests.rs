@@ -304,6 +304,7 @@ fn cache_types_and_options() {
                     max_connections: Some(25),
                     socket_timeout: Some(Duration::from_secs(1)),
                     socket_connect_timeout: Some(Duration::from_secs(1)),
+                    ssl_check_hostname: true,
                     ..RedisServerConfig::default()
                 },
             })
@@ -327,6 +328,23 @@ fn cache_types_and_options() {
             ]
         );
         assert_eq!(s.server.password.as_deref(), Some("pw"));
+        // redis-py's ssl options, for the master through Sentinel as for a single server.
+        let cfg = parse(
+            "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: m\n    sentinels: [[s, 26379]]\n    ssl: true\n    ssl_ca_certs: /etc/ca.pem\n    ssl_certfile: /etc/c.pem\n    ssl_keyfile: /etc/k.pem\n    ssl_cert_reqs: required\n    ssl_check_hostname: false\n",
+        );
+        let CacheConfig::RedisSentinel(s) = &cfg.cache else {
+            panic!("not sentinel")
+        };
+        assert!(s.server.ssl && !s.server.ssl_check_hostname && !s.server.ssl_cert_reqs_none);
+        assert_eq!(
+            s.server.ssl_ca_certs.as_deref(),
+            Some(Path::new("/etc/ca.pem"))
+        );
+        assert!(cfg.unknown_keys.is_empty(), "{:?}", cfg.unknown_keys);
+        let e = error(
+            "cache:\n  type: redis\n  options:\n    url: rediss://h\n    ssl_cert_reqs: maybe\n",
+        );
+        assert!(e.contains("`cache.options.ssl_cert_reqs`"), "{e}");
         let e = error(
             "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: m\n    sentinels: [[a, b]]\n",
         );

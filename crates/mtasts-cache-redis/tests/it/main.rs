@@ -13,3 +13,4 @@ mod conformance;
 mod sentinel;
 mod server;
 mod support;
+mod tls;

@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::redis::{self, AsyncConnectionConfig, Client, FromRedisValue};
+use deadpool_redis::redis::{self, AsyncConnectionConfig, Client, FromRedisValue, TlsCertificates};
 use mtasts_cache::conformance::{CorruptInjector, Harness, Networked, must_set, sample_entry};
 use mtasts_cache::{CacheError, PolicyCache, async_trait};
 use mtasts_cache_redis::{RedisCache, RedisOptions, SentinelOptions};
-use mtasts_test_support::skip_or_fail;
+use mtasts_test_support::{TestCa, skip_or_fail};
 use tempfile::TempDir;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Instant;
@@ -312,13 +312,15 @@ pub(crate) struct RedisProcess {
     binary: PathBuf,
     args: Vec<String>,
     dir: TempDir,
+    /// TLS only, with `ca.pem` in `dir` the CA of its certificate.
+    tls: bool,
 }
 
 impl RedisProcess {
     /// A Redis server that saves to its own directory on shutdown (`SHUTDOWN SAVE` keeps data for
     /// [`RedisProcess::restart`]). `extra` is appended to the command line. `None` if redis-server is missing.
     pub(crate) async fn server(extra: &[String]) -> Option<Self> {
-        Self::spawn(|port, _dir| {
+        Self::spawn(false, |port, _dir| {
             let mut args: Vec<String> = [
                 "--port",
                 &port.to_string(),
@@ -342,8 +344,49 @@ impl RedisProcess {
     }
 
     /// A sentinel monitoring the master on `master_port` as [`MASTER_NAME`], logging in with `auth_pass`.
+    /// A Redis server that speaks TLS only (`--port 0 --tls-port …`), its certificate issued for `localhost`
+    /// by a test CA of its own ([`RedisProcess::ca_file`]).
+    pub(crate) async fn tls_server() -> Option<Self> {
+        Self::spawn(true, |port, dir| {
+            let ca = TestCa::new();
+            ca.write_pem(&dir.join("ca.pem"));
+            let (cert, key) = ca.issue(&["localhost"]).write_pem_files(dir, "server");
+            let (cert, key) = (cert.display().to_string(), key.display().to_string());
+            let ca = dir.join("ca.pem").display().to_string();
+            [
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--tls-cert-file",
+                &cert,
+                "--tls-key-file",
+                &key,
+                "--tls-ca-cert-file",
+                &ca,
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+        })
+        .await
+    }
+
+    /// The CA of a [`RedisProcess::tls_server`]'s certificate.
+    pub(crate) fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
     pub(crate) async fn sentinel(master_port: u16, auth_pass: Option<&str>) -> Option<Self> {
-        Self::spawn(|port, dir| {
+        Self::spawn(false, |port, dir| {
             let conf = dir.join("sentinel.conf");
             let mut text = format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 1\n\
@@ -360,7 +403,7 @@ impl RedisProcess {
         .await
     }
 
-    async fn spawn(make_args: impl Fn(u16, &Path) -> Vec<String>) -> Option<Self> {
+    async fn spawn(tls: bool, make_args: impl Fn(u16, &Path) -> Vec<String>) -> Option<Self> {
         let binary = redis_server_binary()?;
         for _attempt in 0..5 {
             let dir = tempfile::tempdir().expect("temp dir");
@@ -372,6 +415,7 @@ impl RedisProcess {
                 binary: binary.clone(),
                 args,
                 dir,
+                tls,
             };
             if process.launch().await {
                 return Some(process);
@@ -402,7 +446,7 @@ impl RedisProcess {
                 self.child = None;
                 return false;
             }
-            if let Ok(mut conn) = raw(&self.url(0)).await {
+            if let Ok(mut conn) = self.connection().await {
                 match redis::cmd("PING").query_async::<String>(&mut conn).await {
                     // An error reply (NOAUTH with `--requirepass`) also means it is up.
                     Ok(_) => return true,
@@ -424,11 +468,29 @@ impl RedisProcess {
     }
 
     pub(crate) fn url(&self, db: u8) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.port)
+        if self.tls {
+            format!("rediss://localhost:{}/{db}", self.port)
+        } else {
+            format!("redis://127.0.0.1:{}/{db}", self.port)
+        }
+    }
+
+    /// A direct connection to database 0 (over TLS, trusting [`RedisProcess::ca_file`], for a TLS server).
+    async fn connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        if !self.tls {
+            return raw(&self.url(0)).await;
+        }
+        let certificates = TlsCertificates {
+            client_tls: None,
+            root_cert: Some(fs::read(self.ca_file())?),
+        };
+        Client::build_with_tls(self.url(0), certificates)?
+            .get_multiplexed_async_connection_with_config(&config())
+            .await
     }
 
     pub(crate) async fn raw(&self) -> MultiplexedConnection {
-        raw(&self.url(0))
+        self.connection()
             .await
             .unwrap_or_else(|e| panic!("connect to port {}: {e}", self.port))
     }
