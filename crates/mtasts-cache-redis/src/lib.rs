@@ -29,7 +29,10 @@
 //!   written by Python is rounded down) and holds 16 bytes followed by the JSON `[pol_id, pol_body]`, where
 //!   `pol_body` is the policy as a JSON object (`{"version": "STSv1", "mode": ..., "max_age": ..., "mx": [...]}`).
 //! - Newer wins atomically: a Lua script writes a member only if no member with an equal or higher score
-//!   exists, then trims all others, as the Python daemon trims after each write.
+//!   exists, and leaves it the only member (the Python daemon trims all but the highest after each write).
+//!   A score more than
+//!   [`MAX_CLOCK_SKEW`](mtasts_cache::MAX_CLOCK_SKEW) after this host's clock (written by a host whose clock
+//!   runs ahead) counts as now: any write replaces it.
 //! - Our [`CacheEntry::fetched_at`](mtasts_cache::CacheEntry::fetched_at) (RFC 8461 §5.1: `max_age` counts
 //!   from the fetch) lives in those 16 bytes, which the Python daemon fills with a random UUID and never reads.
 //!   It needs no extra key: the Python daemon's scan reads *every* key except `_metadata` as a sorted set and

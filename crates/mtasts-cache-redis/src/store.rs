@@ -11,7 +11,7 @@ use deadpool_redis::redis::{
 };
 use deadpool_redis::{PoolError, Runtime};
 use mtasts_cache::{
-    CacheEntry, CacheError, CorruptEntry, PolicyCache, ScanPage, ScanToken, async_trait,
+    CacheEntry, CacheError, CorruptEntry, PolicyCache, ScanPage, ScanToken, async_trait, skew_limit,
 };
 
 use crate::member;
@@ -31,16 +31,19 @@ const MAX_SCAN_ROUNDS: usize = 8;
 const CLEAR_BATCH: usize = 1000;
 
 /// Newer wins, atomically: the member is written only if no member with a score (`checked_at`) at least as
-/// high exists; then all but the highest-scored member are trimmed, as the Python daemon does.
+/// high exists, a score above `ARGV[3]` (this host's clock plus [`MAX_CLOCK_SKEW`](mtasts_cache::MAX_CLOCK_SKEW),
+/// written by a host whose clock runs ahead) counting as now. The written member is then the only one (the
+/// Python daemon trims all but the highest-scored after a write; a replaced future member must go too).
 ///
-/// `KEYS[1]` = domain, `ARGV[1]` = score, `ARGV[2]` = member. Returns 1 if written, 0 if not.
+/// `KEYS[1]` = domain, `ARGV[1]` = score, `ARGV[2]` = member, `ARGV[3]` = the skew limit. Returns 1 if written,
+/// 0 if not.
 const SET_IF_NEWER: &str = r"
 local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if top[2] ~= nil and tonumber(top[2]) >= tonumber(ARGV[1]) then
+if top[2] ~= nil and tonumber(top[2]) >= tonumber(ARGV[1]) and tonumber(top[2]) <= tonumber(ARGV[3]) then
   return 0
 end
+redis.call('DEL', KEYS[1])
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -2)
 return 1
 ";
 
@@ -408,6 +411,7 @@ impl PolicyCache for RedisCache {
             .arg(domain)
             .arg(entry.checked_at)
             .arg(member)
+            .arg(skew_limit())
             .clone();
         match self.query::<i64>(&script).await {
             Ok(written) => Ok(written == 1),

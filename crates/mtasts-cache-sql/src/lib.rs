@@ -14,8 +14,10 @@
 //!   server settings, timeouts, pool sizes) over the `PG*` environment variables.
 //!
 //! Several daemons (Rust or Python) can share the tables: a write is a single `INSERT … ON CONFLICT (domain) DO
-//! UPDATE … WHERE sts_policy_cache.ts < EXCLUDED.ts`, so the newest entry always wins. Every operation is
-//! bounded by the configured timeout.
+//! UPDATE … WHERE sts_policy_cache.ts < EXCLUDED.ts OR sts_policy_cache.ts > $limit`, so the newest entry
+//! always wins, except that a row checked more than [`MAX_CLOCK_SKEW`](mtasts_cache::MAX_CLOCK_SKEW) after this
+//! host's clock (`$limit`, written by a host whose clock runs ahead) counts as checked now and is replaced.
+//! Every operation is bounded by the configured timeout.
 //!
 //! # Layout (shared with the Python daemon)
 //!

@@ -8,7 +8,7 @@ use std::time::Duration;
 use self::sealed::Class;
 use async_trait::async_trait;
 use mtasts_cache::compat::{decode_entry, policy_json, ts_to_i64};
-use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken};
+use mtasts_cache::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken, skew_limit};
 use sqlx::error::DatabaseError;
 use sqlx::pool::PoolOptions;
 use sqlx::query::Query;
@@ -154,11 +154,13 @@ impl Statements {
         let arc = |s: String| Arc::<str>::from(s);
         Self {
             get: arc(format!("{select} WHERE c.domain = $1")),
-            // Newer wins atomically (also against the Python daemon); a row with an unusable ts is replaced.
+            // Newer wins atomically (also against the Python daemon); a row with an unusable ts is replaced, and
+            // so is one checked later than `$5` (this host's clock plus MAX_CLOCK_SKEW: it counts as now).
             set: arc(format!(
                 "INSERT INTO sts_policy_cache (domain, ts, pol_id, pol_body) VALUES ($1, $2, $3, {}) \
                  ON CONFLICT (domain) DO UPDATE SET ts = EXCLUDED.ts, pol_id = EXCLUDED.pol_id, \
-                 pol_body = EXCLUDED.pol_body WHERE {} OR sts_policy_cache.ts < EXCLUDED.ts",
+                 pol_body = EXCLUDED.pol_body WHERE {} OR sts_policy_cache.ts < EXCLUDED.ts \
+                 OR sts_policy_cache.ts > $5",
                 D::BODY_PARAM,
                 D::TS_UNUSABLE
             )),
@@ -342,6 +344,7 @@ where
                 .bind(ts_to_i64(entry.checked_at))
                 .bind(policy_id)
                 .bind(body.as_str())
+                .bind(ts_to_i64(skew_limit()))
                 .execute(&mut *tx)
                 .await?;
             let written = D::rows_affected(&done) > 0;

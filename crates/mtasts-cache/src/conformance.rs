@@ -5,7 +5,7 @@
 //!
 //! | function | needs |
 //! |---|---|
-//! | [`get_set`], [`newer_wins`], [`concurrent_writers`], [`paging`], [`remove_clear`], [`proactive_ts`] | the store |
+//! | [`get_set`], [`newer_wins`], [`future_rows`], [`concurrent_writers`], [`paging`], [`remove_clear`], [`proactive_ts`] | the store |
 //! | [`shared_storage`] | two stores over the same storage |
 //! | [`corrupt_entries`] | a [`CorruptInjector`] that writes undecodable rows behind the store's back |
 //! | [`unreachable()`] | a way to open the store against an address (`open(addr)`), for servers |
@@ -110,7 +110,7 @@ pub trait Networked: Harness {
 macro_rules! conformance_tests {
     (@test $h:ty, basic) => {
         $crate::conformance_tests!(
-            $h: get_set, newer_wins, concurrent_writers, paging, remove_clear, proactive_ts
+            $h: get_set, newer_wins, future_rows, concurrent_writers, paging, remove_clear, proactive_ts
         );
     };
     (@test $h:ty, $test:ident) => {
@@ -188,6 +188,7 @@ pub mod run {
     on_one_store!(
         get_set,
         newer_wins,
+        future_rows,
         concurrent_writers,
         paging,
         remove_clear,
@@ -354,6 +355,31 @@ pub async fn newer_wins(store: &Arc<dyn PolicyCache>) {
     };
     assert!(ok("set rechecked", store.set(d, &rechecked).await));
     assert_eq!(ok("get", store.get(d).await), Some(rechecked));
+}
+
+/// Entries checked in the future, as a host whose clock runs ahead writes them: one more than
+/// [`MAX_CLOCK_SKEW`](crate::MAX_CLOCK_SKEW) ahead of this host's clock counts as checked now, so a write
+/// checked now replaces it; one less far ahead is still newer than now and kept. Times are from the system
+/// clock, a day and 30 s away from the limit, so the test does not depend on timing.
+pub async fn future_rows(store: &Arc<dyn PolicyCache>) {
+    let now = crate::skew_limit() - crate::MAX_CLOCK_SKEW.as_secs();
+    let d = "ahead.example";
+    let ahead = sample_entry(now + 86_400);
+    assert!(ok("set a day ahead", store.set(d, &ahead).await));
+    assert_eq!(ok("get", store.get(d).await).as_ref(), Some(&ahead));
+    let fresh = sample_entry(now);
+    assert!(
+        ok("set now over a day ahead", store.set(d, &fresh).await),
+        "an entry a day in the future must not win over a write checked now"
+    );
+    assert_eq!(ok("get", store.get(d).await), Some(fresh.clone()));
+    let near = sample_entry(now + 30);
+    assert!(ok("set 30 s ahead", store.set(d, &near).await));
+    assert!(
+        !ok("set now over 30 s ahead", store.set(d, &fresh).await),
+        "an entry less than MAX_CLOCK_SKEW ahead is still newer"
+    );
+    assert_eq!(ok("get", store.get(d).await), Some(near));
 }
 
 /// 16 tasks write random timestamps to 3 domains concurrently; the maximum wins for every domain and the stored

@@ -8,6 +8,8 @@
 //! - [`CacheEntry`]: what is stored per domain (two timestamps, policy id, policy).
 //! - [`CacheError`]: the typed error every store returns, with a stable [`CacheError::kind`] label.
 //! - [`ScanToken`] / [`ScanPage`]: resumable paging over all entries (used by the proactive refresher).
+//! - [`MAX_CLOCK_SKEW`], [`clamp_skewed`], [`skew_limit`]: how stored times from a host whose clock runs ahead
+//!   are counted.
 //! - [`lru::ShardedLru`]: the reusable concurrent LRU map behind [`MemoryCache`].
 //! - [`compat`]: helpers to read and write the Python `postfix-mta-sts-resolver` representation.
 //!
@@ -40,6 +42,7 @@ mod entry;
 mod error;
 mod memory;
 mod scan;
+mod skew;
 
 pub mod compat;
 #[cfg(feature = "conformance")]
@@ -52,6 +55,7 @@ pub use error::{BoxError, CacheError};
 pub use memory::MemoryCache;
 pub use mtasts_core;
 pub use scan::{CorruptEntry, ScanPage, ScanToken};
+pub use skew::{MAX_CLOCK_SKEW, clamp_skewed, is_skewed, skew_limit};
 
 /// A store of MTA-STS policies keyed by policy domain.
 ///
@@ -71,6 +75,9 @@ pub trait PolicyCache: Send + Sync + std::fmt::Debug {
 
     /// Stores `entry` for `domain` unless the stored entry has `checked_at >= entry.checked_at` (newer wins,
     /// atomically, also against concurrent writers and other processes sharing the store).
+    ///
+    /// A stored `checked_at` later than [`skew_limit`] (this host's clock plus [`MAX_CLOCK_SKEW`]) was written
+    /// by a host whose clock runs ahead; it counts as now, so the write replaces it.
     ///
     /// Returns `Ok(true)` if the entry was written.
     async fn set(&self, domain: &str, entry: &CacheEntry) -> Result<bool, CacheError>;

@@ -82,8 +82,9 @@ impl PolicyCache for MemoryCache {
 
     async fn set(&self, domain: &str, entry: &CacheEntry) -> Result<bool, CacheError> {
         let new = Arc::new(entry.clone());
+        let limit = crate::skew_limit();
         Ok(self.entries.insert_if(domain.to_owned(), new, |old| {
-            old.checked_at < entry.checked_at
+            old.checked_at < entry.checked_at || old.checked_at > limit
         }))
     }
 
