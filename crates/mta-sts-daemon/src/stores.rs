@@ -51,16 +51,18 @@ pub(crate) async fn open(
             redis_server(&mut options.server, &r.server, rediss);
             // Lazy: a Redis that is down at start must not keep the daemon from answering (cache errors count
             // as misses).
-            let cache = RedisCache::connect_lazy(options).map_err(store)?;
-            Ok((Some(Arc::new(cache)), memory_cache_size))
+            let cache = Arc::new(RedisCache::connect_lazy(options).map_err(store)?);
+            probe_at_start(Arc::clone(&cache), "redis");
+            Ok((Some(cache), memory_cache_size))
         }
         #[cfg(feature = "redis")]
         CacheConfig::RedisSentinel(s) => {
             use mtasts_cache_redis::{RedisCache, SentinelOptions};
             let mut options = SentinelOptions::new(s.master_name.clone(), s.sentinels.clone());
             redis_server(&mut options.server, &s.server, false);
-            let cache = RedisCache::sentinel_lazy(options).map_err(store)?;
-            Ok((Some(Arc::new(cache)), memory_cache_size))
+            let cache = Arc::new(RedisCache::sentinel_lazy(options).map_err(store)?);
+            probe_at_start(Arc::clone(&cache), "redis_sentinel");
+            Ok((Some(cache), memory_cache_size))
         }
         #[cfg(feature = "postgres")]
         CacheConfig::Postgres(pg) => {
@@ -100,4 +102,26 @@ fn redis_server(
         tls.check_hostname = config.ssl_check_hostname;
         server.tls = Some(tls);
     }
+}
+
+/// Says at start, without waiting for it, whether a lazily connected store can be used: a wrong CA, name,
+/// password or address is a warning with its cause right away, not only a miss at the first lookup.
+#[cfg(feature = "redis")]
+fn probe_at_start(cache: Arc<mtasts_cache_redis::RedisCache>, kind: &'static str) {
+    tokio::spawn(async move {
+        if let Err(e) = cache.ping().await {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why.push_str(": ");
+                why.push_str(&s.to_string());
+                source = s.source();
+            }
+            tracing::warn!(
+                store = kind,
+                error = %why,
+                "the cache store cannot be used; answering from the network until it can"
+            );
+        }
+    });
 }

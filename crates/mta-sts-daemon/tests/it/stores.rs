@@ -164,25 +164,121 @@ async fn redis_sentinel_cache() {
         check_store(&yaml, &unique("sentinel")).await;
         return;
     }
-    let fixture = Fixture::start().await;
-    fixture.publish("sentinel-down.test", "id1", ENFORCE);
     let yaml = "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: mymaster\n    sentinels:\n      - [\"127.0.0.1\", 1]\n    socket_timeout: 0.5\n    socket_connect_timeout: 0.5\n";
-    let daemon = start(&fixture, yaml).await;
+    keeps_serving_without_its_store(yaml, "sentinel-down.test").await;
+}
+
+/// A daemon whose store cannot be used starts and answers from the network; its memory front answers again.
+async fn keeps_serving_without_its_store(cache_yaml: &str, domain: &str) {
+    let fixture = Fixture::start().await;
+    fixture.publish(domain, "id1", ENFORCE);
+    let daemon = start(&fixture, cache_yaml).await;
     let addr = tcp_addr(&daemon);
-    assert_eq!(
-        query(addr, "postfix", "sentinel-down.test").await,
-        ENFORCE_REPLY
-    );
-    assert_eq!(
-        query(addr, "postfix", "sentinel-down.test").await,
-        ENFORCE_REPLY
-    );
-    // The memory front answered the second query.
-    assert_eq!(
-        fixture.https().request_count("mta-sts.sentinel-down.test"),
-        1
-    );
+    for _ in 0..2 {
+        assert_eq!(query(addr, "postfix", domain).await, ENFORCE_REPLY);
+    }
+    let fetches = fixture.https().request_count(&format!("mta-sts.{domain}"));
+    assert_eq!(fetches, 1, "the memory front answered the second query");
     daemon.shutdown().await;
+}
+
+/// A TLS-only redis-server on a spare port, its certificate issued for `localhost` by a test CA; killed when
+/// dropped.
+#[cfg(feature = "redis")]
+struct TlsRedis {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+#[cfg(feature = "redis")]
+impl TlsRedis {
+    /// Starts the server and waits until it is ready, or `None` (test skipped) without redis-server.
+    async fn start() -> Option<Self> {
+        let binary =
+            mtasts_test_support::tool_or_skip("redis_tls", "redis-server", "redis-server")?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ca = mtasts_test_support::TestCa::new();
+        ca.write_pem(&dir.path().join("ca.pem"));
+        let (cert, key) = ca
+            .issue(&["localhost"])
+            .write_pem_files(dir.path(), "server");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("spare port")
+            .port();
+        let log = dir.path().join("redis.log");
+        let child = std::process::Command::new(binary)
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--tls-auth-clients",
+                "no",
+            ])
+            .arg("--tls-cert-file")
+            .arg(&cert)
+            .arg("--tls-key-file")
+            .arg(&key)
+            .arg("--tls-ca-cert-file")
+            .arg(dir.path().join("ca.pem"))
+            .arg("--logfile")
+            .arg(&log)
+            .spawn()
+            .expect("spawn redis-server");
+        let server = Self { child, port, dir };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("Ready to accept connections"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "TLS redis-server not ready"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Some(server)
+    }
+
+    /// The `cache` section for this server, trusting `ca`.
+    fn yaml(&self, ca: &std::path::Path) -> String {
+        format!(
+            "cache:\n  type: redis\n  options:\n    url: \"rediss://localhost:{}/0\"\n    ssl_ca_certs: \"{}\"\n    socket_timeout: 1\n    socket_connect_timeout: 1\n",
+            self.port,
+            ca.display()
+        )
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rediss://`: a daemon serves what another wrote over TLS; with a CA that does not sign the server's
+/// certificate the store is unavailable and the daemon keeps serving from the network.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_over_tls() {
+    let Some(server) = TlsRedis::start().await else {
+        return;
+    };
+    check_store(&server.yaml(&server.dir.path().join("ca.pem")), "tls.test").await;
+    let other = server.dir.path().join("other-ca.pem");
+    mtasts_test_support::TestCa::with_name("another CA").write_pem(&other);
+    keeps_serving_without_its_store(&server.yaml(&other), "wrong-ca.test").await;
 }
 
 #[cfg(feature = "postgres")]
