@@ -96,6 +96,25 @@ fn latency(value: Option<Duration>) -> String {
     }
 }
 
+/// A latency, with its ratio to the bare server's when there is one.
+fn latency_vs(row: &Row, bare: Option<&Row>, of: fn(&Row) -> &[Duration]) -> String {
+    let value = median_duration(of(row));
+    match (
+        value,
+        bare.filter(|b| b.role != row.role)
+            .and_then(|b| median_duration(of(b))),
+    ) {
+        (Some(v), Some(b)) if !b.is_zero() => {
+            format!(
+                "{} ({:.1}×)",
+                latency(Some(v)),
+                v.as_secs_f64() / b.as_secs_f64()
+            )
+        }
+        _ => latency(value),
+    }
+}
+
 fn ratio(row: &Row, reference: Option<&Row>) -> String {
     match reference {
         Some(reference) if reference.median() > 0.0 && !std::ptr::eq(row, reference) => {
@@ -117,7 +136,7 @@ fn rss_ratio(row: &Row, reference: Option<&Row>) -> String {
 /// The Markdown table of `rows` (grouped by scenario, in order).
 pub(crate) fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| scenario | server | result: median (min–max) | p50 | p99 | errors | peak RSS | × bare | RSS × bare | × baseline | load avg | note |\n\
+        "| scenario | server | result: median (min–max) | p50 (× bare) | p99 (× bare) | errors | peak RSS | × bare | RSS × bare | × baseline | load avg | note |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in rows {
@@ -137,8 +156,8 @@ pub(crate) fn table(rows: &[Row]) -> String {
             row.scenario,
             row.server,
             spread(row),
-            latency(median_duration(&row.p50)),
-            latency(median_duration(&row.p99)),
+            latency_vs(row, bare, |r| &r.p50),
+            latency_vs(row, bare, |r| &r.p99),
             row.errors,
             row.rss_kib.map_or_else(
                 || "—".to_owned(),
@@ -206,11 +225,14 @@ mod tests {
             ),
             "{text}"
         );
-        assert!(lines[3].contains("| 140.0k (95.0k–150.0k) |"), "{text}");
+        assert!(
+            lines[3].contains("| 140.0k (95.0k–150.0k) | 80 µs (1.0×) | 300 µs (1.0×) |"),
+            "{text}"
+        );
         assert!(
             lines[3].contains("| 0.74 | 1.0 | 1.40 | 1.00→2.00 |"),
             "{text}"
         );
-        assert!(lines[4].contains("| 100.0k | 80 µs |"), "{text}");
+        assert!(lines[4].contains("| 100.0k | 80 µs (1.0×) |"), "{text}");
     }
 }
