@@ -110,16 +110,9 @@ fn redis_server(
 fn probe_at_start(cache: Arc<mtasts_cache_redis::RedisCache>, kind: &'static str) {
     tokio::spawn(async move {
         if let Err(e) = cache.ping().await {
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why.push_str(": ");
-                why.push_str(&s.to_string());
-                source = s.source();
-            }
             tracing::warn!(
                 store = kind,
-                error = %why,
+                error = %e.with_causes(),
                 "the cache store cannot be used; answering from the network until it can"
             );
         }

@@ -130,6 +130,27 @@ impl CacheError {
         }
     }
 
+    /// This error and each of its causes, `: `-separated: what a log line or a test needs to say why (the
+    /// `Display` of a driver error alone says "unavailable", its source says "certificate not trusted").
+    ///
+    /// ```
+    /// use mtasts_cache::CacheError;
+    /// let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+    /// let err = CacheError::unavailable("redis", refused);
+    /// assert_eq!(err.with_causes(), "redis cache unavailable: connection refused");
+    /// ```
+    #[must_use]
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = StdError::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     /// Builds [`CacheError::Corrupt`].
     pub fn corrupt(domain: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::Corrupt {

@@ -230,6 +230,26 @@ pub(crate) struct SentinelConfig {
     pub(crate) server: RedisServerConfig,
 }
 
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            dsn: None,
+            host: Vec::new(),
+            port: None,
+            user: None,
+            password: None,
+            passfile: None,
+            database: None,
+            ssl: None,
+            server_settings: Vec::new(),
+            command_timeout: None,
+            min_size: 0,
+            max_size: 10,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// `postgres` store options, with asyncpg's names: the Python daemon passes `cache.options` (but `timeout`) to
 /// `asyncpg.create_pool`. Keywords override the DSN's parts; the `PG*` environment variables fill the rest.
 #[derive(Debug, Clone, PartialEq)]
@@ -1003,6 +1023,7 @@ const SSL_MODES: [&str; 6] = [
 ];
 
 fn postgres_config(o: &mut Section<'_>) -> Result<PostgresConfig, ConfigError> {
+    let d = PostgresConfig::default();
     let key = o.key_path("host");
     let host = match o.node("host") {
         None => Vec::new(),
@@ -1072,9 +1093,9 @@ fn postgres_config(o: &mut Section<'_>) -> Result<PostgresConfig, ConfigError> {
         ssl,
         server_settings,
         command_timeout: o.opt_seconds("command_timeout")?,
-        min_size: o.int("min_size", 0, 0, 10_000)? as usize,
-        max_size: o.int("max_size", 10, 1, 10_000)? as usize,
-        timeout: o.seconds("timeout", Duration::from_secs(5))?,
+        min_size: o.int("min_size", d.min_size as i64, 0, 10_000)? as usize,
+        max_size: o.int("max_size", d.max_size as i64, 1, 10_000)? as usize,
+        timeout: o.seconds("timeout", d.timeout)?,
     })
 }
 

@@ -355,18 +355,7 @@ fn cache_types_and_options() {
             parse("cache:\n  type: postgres\n  options:\n    dsn: postgres://user@%2Frun%2Fpostgresql/user\n").cache,
             CacheConfig::Postgres(PostgresConfig {
                 dsn: Some("postgres://user@%2Frun%2Fpostgresql/user".into()),
-                host: Vec::new(),
-                port: None,
-                user: None,
-                password: None,
-                passfile: None,
-                database: None,
-                ssl: None,
-                server_settings: Vec::new(),
-                command_timeout: None,
-                min_size: 0,
-                max_size: 10,
-                timeout: Duration::from_secs(5),
+                ..PostgresConfig::default()
             })
         );
         // asyncpg's keywords, as configs in the field pass them.

@@ -1,10 +1,9 @@
 //! Redis over TLS, against a TLS-only redis-server the test starts with a certificate from a test CA.
 
-use std::error::Error as _;
 use std::sync::Arc;
 
+use mtasts_cache::PolicyCache;
 use mtasts_cache::conformance::{self, must_set, sample_entry};
-use mtasts_cache::{CacheError, PolicyCache};
 use mtasts_cache_redis::{RedisCache, TlsOptions};
 use mtasts_test_support::TestCa;
 
@@ -17,18 +16,6 @@ fn tls_options(url: &str, ca: std::path::PathBuf) -> mtasts_cache_redis::RedisOp
     let mut tls = TlsOptions::default();
     tls.ca_certs = Some(ca);
     options(url).tls(tls)
-}
-
-/// Every message in an error's source chain.
-fn messages(e: &CacheError) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// The conformance suite over `rediss://`, each function on its own database of one server.
@@ -80,7 +67,11 @@ async fn wrong_ca_or_name_fails_clearly() {
         .await
         .expect_err("untrusted certificate");
     assert_eq!(err.kind(), "unavailable", "{err:?}");
-    assert!(messages(&err).contains("certificate"), "{}", messages(&err));
+    assert!(
+        err.with_causes().contains("certificate"),
+        "{}",
+        err.with_causes()
+    );
 
     // The certificate names localhost, not 127.0.0.1: refused unless ssl_check_hostname is off.
     let by_address = server.url(0).replace("localhost", "127.0.0.1");

@@ -2,14 +2,13 @@
 //! the `postgres` user, through `runuser`: initdb refuses root), `ssl = on` with a server certificate from a test
 //! CA, and `hostssl` as the only TCP entry of pg_hba.conf, so a plain connection is refused by the server.
 
-use std::error::Error as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use mtasts_cache::PolicyCache;
 use mtasts_cache::conformance::{self, Harness, must_set, sample_entry};
-use mtasts_cache::{CacheError, PolicyCache};
 use mtasts_cache_sql::{PostgresCache, PostgresOptions};
 use mtasts_test_support::{TestCa, skip_or_fail};
 use tempfile::TempDir;
@@ -155,18 +154,6 @@ fn append(file: &Path, text: &str) {
     std::fs::write(file, content).expect("write config");
 }
 
-/// Every message in an error's source chain, for "reported clearly" checks.
-fn messages(e: &CacheError) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// The conformance suite with `sslmode=verify-full`, each function in its own schema of one cluster.
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_over_tls_with_verify_full() {
@@ -212,7 +199,7 @@ async fn a_plain_connection_is_refused_and_says_why() {
         .await
         .expect_err("plain text refused");
     assert_eq!(err.kind(), "config", "{err:?}");
-    let text = messages(&err);
+    let text = err.with_causes();
     assert!(text.contains("no encryption"), "{text}");
 }
 
@@ -229,7 +216,7 @@ async fn a_wrong_ca_fails_clearly() {
         .await
         .expect_err("untrusted certificate");
     assert_eq!(err.kind(), "unavailable", "{err:?}");
-    let text = messages(&err);
+    let text = err.with_causes();
     assert!(text.contains("certificate"), "{text}");
     // The right CA, but an address the certificate (issued for localhost) does not name: verify-full refuses,
     // verify-ca (no name check) accepts.

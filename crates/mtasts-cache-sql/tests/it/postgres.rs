@@ -64,6 +64,16 @@ impl Schema {
         dsn_for(&self.url, via, &self.name)
     }
 
+    /// Writes `entry` for `domain` through a store connected with `dsn`, and what that store reads back.
+    async fn round_trip(&self, dsn: &str, domain: &str, entry: &CacheEntry) -> CacheEntry {
+        let store = self.connect(dsn.to_owned(), Duration::from_secs(5)).await;
+        let store = store.unwrap_or_else(|e| panic!("connect with {dsn}: {}", e.with_causes()));
+        must_set(&store, domain, entry).await;
+        let got = store.get(domain).await.expect("get").expect("present");
+        store.close().await;
+        got
+    }
+
     pub(crate) async fn connect(
         &self,
         dsn: String,
@@ -261,39 +271,23 @@ mod cases {
             ..sample_entry(1_700_000_000)
         };
 
-        let store = schema
-            .connect(dsn.to_string(), Duration::from_secs(5))
+        let got = schema
+            .round_trip(dsn.as_str(), "example.com", &fetched_earlier)
             .await;
-        let store = store.expect("connect without CREATE");
-        must_set(&store, "example.com", &fetched_earlier).await;
-        let got = store
-            .get("example.com")
-            .await
-            .expect("get")
-            .expect("present");
         assert_eq!(
             got.fetched_at, got.checked_at,
             "no side table: fetched at ts"
         );
-        store.close().await;
 
         schema.execute(&format!(
             "CREATE TABLE mtasts_fetch_meta (domain text primary key, fetched_at bigint, pol_id text); \
              GRANT SELECT, INSERT, UPDATE, DELETE ON mtasts_fetch_meta TO {role}"
         ))
         .await;
-        let store = schema
-            .connect(dsn.to_string(), Duration::from_secs(5))
+        let got = schema
+            .round_trip(dsn.as_str(), "example.org", &fetched_earlier)
             .await;
-        let store = store.expect("connect without CREATE, side table present");
-        must_set(&store, "example.org", &fetched_earlier).await;
-        let got = store
-            .get("example.org")
-            .await
-            .expect("get")
-            .expect("present");
         assert_eq!(got, fetched_earlier, "the side table is used");
-        store.close().await;
         schema
             .execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
             .await;
