@@ -51,18 +51,19 @@ pub(crate) async fn open(
             redis_server(&mut options.server, &r.server, rediss);
             // Lazy: a Redis that is down at start must not keep the daemon from answering (cache errors count
             // as misses).
-            let cache = Arc::new(RedisCache::connect_lazy(options).map_err(store)?);
-            probe_at_start(Arc::clone(&cache), "redis");
-            Ok((Some(cache), memory_cache_size))
+            let cache = RedisCache::connect_lazy(options).map_err(store)?;
+            Ok((Some(probe_at_start(cache, "redis")), memory_cache_size))
         }
         #[cfg(feature = "redis")]
         CacheConfig::RedisSentinel(s) => {
             use mtasts_cache_redis::{RedisCache, SentinelOptions};
             let mut options = SentinelOptions::new(s.master_name.clone(), s.sentinels.clone());
             redis_server(&mut options.server, &s.server, false);
-            let cache = Arc::new(RedisCache::sentinel_lazy(options).map_err(store)?);
-            probe_at_start(Arc::clone(&cache), "redis_sentinel");
-            Ok((Some(cache), memory_cache_size))
+            let cache = RedisCache::sentinel_lazy(options).map_err(store)?;
+            Ok((
+                Some(probe_at_start(cache, "redis_sentinel")),
+                memory_cache_size,
+            ))
         }
         #[cfg(feature = "postgres")]
         CacheConfig::Postgres(pg) => {
@@ -107,9 +108,14 @@ fn redis_server(
 /// Says at start, without waiting for it, whether a lazily connected store can be used: a wrong CA, name,
 /// password or address is a warning with its cause right away, not only a miss at the first lookup.
 #[cfg(feature = "redis")]
-fn probe_at_start(cache: Arc<mtasts_cache_redis::RedisCache>, kind: &'static str) {
+fn probe_at_start(
+    cache: mtasts_cache_redis::RedisCache,
+    kind: &'static str,
+) -> Arc<dyn PolicyCache> {
+    let cache = Arc::new(cache);
+    let probed = Arc::clone(&cache);
     tokio::spawn(async move {
-        if let Err(e) = cache.ping().await {
+        if let Err(e) = probed.ping().await {
             tracing::warn!(
                 store = kind,
                 error = %e.with_causes(),
@@ -117,4 +123,5 @@ fn probe_at_start(cache: Arc<mtasts_cache_redis::RedisCache>, kind: &'static str
             );
         }
     });
+    cache
 }
