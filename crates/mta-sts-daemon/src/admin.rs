@@ -427,6 +427,12 @@ mod tests {
         )
     }
 
+    fn show_of(domain: &str) -> CacheCommand {
+        CacheCommand::Show {
+            domain: domain.to_owned(),
+        }
+    }
+
     fn purge_of(domain: &str) -> CacheCommand {
         CacheCommand::Purge(PurgeArgs {
             domain: Some(domain.to_owned()),
@@ -474,13 +480,7 @@ mod tests {
     #[tokio::test]
     async fn show_normalises_the_domain() {
         let store = store_with(&["example.com"]).await;
-        let (code, out, _) = exec(
-            Some(&store),
-            CacheCommand::Show {
-                domain: "Example.COM.".into(),
-            },
-        )
-        .await;
+        let (code, out, _) = exec(Some(&store), show_of("Example.COM.")).await;
         assert_eq!(code, Exit::Success);
         assert!(
             out.starts_with("domain:     example.com\npolicy id:  id1\n"),
@@ -492,13 +492,7 @@ mod tests {
     #[tokio::test]
     async fn show_and_purge_of_an_absent_domain_exit_1() {
         let store = store_with(&["example.com"]).await;
-        let (code, out, err) = exec(
-            Some(&store),
-            CacheCommand::Show {
-                domain: "other.example".into(),
-            },
-        )
-        .await;
+        let (code, out, err) = exec(Some(&store), show_of("other.example")).await;
         assert_eq!((code, out.as_str()), (Exit::Failure, ""));
         assert!(err.contains("other.example is not cached"), "{err}");
         let (code, _, _) = exec(Some(&store), purge_of("other.example")).await;
@@ -658,13 +652,7 @@ mod tests {
                 "{err}"
             );
         }
-        let (code, out, err) = exec(
-            Some(&store),
-            CacheCommand::Show {
-                domain: "example.com".into(),
-            },
-        )
-        .await;
+        let (code, out, err) = exec(Some(&store), show_of("example.com")).await;
         assert_eq!((code, out.as_str()), (Exit::Failure, ""));
         assert!(
             err.contains("corrupt") && err.contains("cache purge example.com"),
@@ -678,9 +666,7 @@ mod tests {
         for cmd in [
             CacheCommand::List,
             CacheCommand::Export,
-            CacheCommand::Show {
-                domain: "example.com".into(),
-            },
+            show_of("example.com"),
             purge_of("example.com"),
         ] {
             let (code, _, err) = exec(Some(&store), cmd.clone()).await;

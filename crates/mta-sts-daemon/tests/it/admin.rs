@@ -7,88 +7,23 @@
     allow(dead_code, unused_imports)
 )]
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use mta_sts_daemon::Running;
 use mtasts_test_support::Fixture;
-use tokio::process::Command;
-use tokio::time::Instant;
 
-use crate::stores::{postgres_yaml, redis_yaml, sentinel_yaml, unique};
+use crate::stores::primed_store;
 use crate::support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_mta-sts-daemon");
 
 /// The policy after the domain moved its MX without changing its id.
 const MOVED: &str = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: new.example.com\n";
 const MOVED_REPLY: &str = "OK secure match=new.example.com servername=hostname";
 
-/// Exit code, standard output and standard error of one run of the binary.
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `mta-sts-daemon -c CONFIG cache ARGS…`.
-async fn cache(config: &Path, args: &[&str]) -> Output {
-    let output = tokio::time::timeout(
-        Duration::from_secs(60),
-        Command::new(BIN)
-            .arg("-c")
-            .arg(config)
-            .arg("cache")
-            .args(args)
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("cache {args:?} did not exit"))
-    .expect("run the binary");
-    Output {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-/// Writes the configuration both the in-process daemon and the binary read.
-fn write_config(dir: &Path, fixture: &Fixture, extra: &str) -> PathBuf {
-    let path = dir.join("mta-sts-daemon.yml");
-    std::fs::write(&path, config_yaml(fixture, extra)).expect("write config");
-    path
-}
-
-/// Queries until the answer is `want`, failing after a deadline.
-async fn wait_for_answer(daemon: &Running, domain: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = query(tcp_addr(daemon), "postfix", domain).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{domain}: still {got:?}, expected {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Every command on a store holding `domain` (cached by a daemon), then purge. Other tests may share the
 /// server (Redis, PostgreSQL), so other entries (even corrupt ones, exit 1) may be listed too, and
 /// `purge --all` is only run on a private store by the caller.
-async fn check_commands(cache_yaml: &str, domain: &str) {
-    let fixture = Fixture::start().await;
-    fixture.publish(domain, "id1", ENFORCE);
+pub(crate) async fn check_commands(cache_yaml: &str, domain: &str) {
+    let fixture = enforcing(domain).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &fixture, cache_yaml);
-    let daemon = start(&fixture, cache_yaml).await;
-    assert_eq!(
-        query(tcp_addr(&daemon), "postfix", domain).await,
-        ENFORCE_REPLY
-    );
-    daemon.shutdown().await;
+    let config = fixture_config(dir.path(), &fixture, cache_yaml);
+    primed_store(&fixture, cache_yaml, &[domain]).await;
 
     let list = cache(&config, &["list"]).await;
     assert!(matches!(list.code, Some(0 | 1)), "list: {}", list.stderr);
@@ -163,37 +98,31 @@ async fn check_commands(cache_yaml: &str, domain: &str) {
 /// A daemon keeps answering from memory only until `cache_grace` has passed after a purge by another process:
 /// then it finds the entry gone from the store and fetches the policy again, even though the domain changed
 /// its MX without changing the policy id (where a mere id re-check would keep the old policy).
-async fn check_purge_reaches_running_daemon(cache_yaml: &str, domain: &str) {
-    let fixture = Fixture::start().await;
-    fixture.publish(domain, "id1", ENFORCE);
+pub(crate) async fn check_purge_reaches_running_daemon(cache_yaml: &str, domain: &str) {
+    let fixture = enforcing(domain).await;
     let cache_yaml = format!("cache_grace: 1\n{cache_yaml}");
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &fixture, &cache_yaml);
+    let config = fixture_config(dir.path(), &fixture, &cache_yaml);
     let daemon = start(&fixture, &cache_yaml).await;
-    assert_eq!(
-        query(tcp_addr(&daemon), "postfix", domain).await,
-        ENFORCE_REPLY
-    );
+    let addr = tcp_addr(&daemon);
+    assert_eq!(query(addr, "postfix", domain).await, ENFORCE_REPLY);
 
     fixture.publish(domain, "id1", MOVED);
     // Without a purge, the id re-check after grace keeps the cached policy.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while daemon.engine().stats().unchanged.get() == 0 {
-        assert!(Instant::now() < deadline, "no id re-check after grace");
-        assert_eq!(
-            query(tcp_addr(&daemon), "postfix", domain).await,
-            ENFORCE_REPLY
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(
-        query(tcp_addr(&daemon), "postfix", domain).await,
-        ENFORCE_REPLY
-    );
+    let engine = daemon.engine();
+    eventually("an id re-check after grace", POLL, || async move {
+        assert_eq!(query(addr, "postfix", domain).await, ENFORCE_REPLY);
+        engine.stats().unchanged.get() > 0
+    })
+    .await;
+    assert_eq!(query(addr, "postfix", domain).await, ENFORCE_REPLY);
 
     let purge = cache(&config, &["purge", domain]).await;
     assert_eq!(purge.code, Some(0), "{}", purge.stderr);
-    wait_for_answer(&daemon, domain, MOVED_REPLY).await;
+    eventually("the purged domain discovered afresh", POLL, || async move {
+        query(addr, "postfix", domain).await == MOVED_REPLY
+    })
+    .await;
     let stats = daemon.engine().stats();
     assert_eq!(stats.store_purged.get(), 1);
     assert_eq!(
@@ -211,13 +140,6 @@ async fn check_purge_reaches_running_daemon(cache_yaml: &str, domain: &str) {
     daemon.shutdown().await;
 }
 
-fn sqlite_yaml(dir: &Path) -> String {
-    format!(
-        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n",
-        dir.join("cache.db").display()
-    )
-}
-
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn sqlite_commands() {
@@ -227,15 +149,11 @@ async fn sqlite_commands() {
 
     // A private store: purge --all empties it.
     let fixture = Fixture::start().await;
-    let config = write_config(dir.path(), &fixture, &yaml);
+    let config = fixture_config(dir.path(), &fixture, &yaml);
     for d in ["a.test", "b.test"] {
         fixture.publish(d, "id1", TESTING);
     }
-    let daemon = start(&fixture, &yaml).await;
-    for d in ["a.test", "b.test"] {
-        query(tcp_addr(&daemon), "postfix", d).await;
-    }
-    daemon.shutdown().await;
+    primed_store(&fixture, &yaml, &["a.test", "b.test"]).await;
     let list = cache(&config, &["list"]).await;
     assert_eq!(list.code, Some(0));
     assert_eq!(list.stdout.lines().count(), 3, "{}", list.stdout);
@@ -259,40 +177,12 @@ async fn sqlite_purge_reaches_a_running_daemon() {
     check_purge_reaches_running_daemon(&sqlite_yaml(dir.path()), "purge-sqlite.test").await;
 }
 
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn redis_commands_and_purge_reaching_a_running_daemon() {
-    if let Some(yaml) = redis_yaml().await {
-        check_commands(&yaml, &unique("admin-redis")).await;
-        check_purge_reaches_running_daemon(&yaml, &unique("purge-redis")).await;
-    }
-}
-
-/// Through Sentinel when MTASTS_TEST_SENTINEL=host:port[,master_name] names one (CI starts one).
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn redis_sentinel_commands_and_purge_reaching_a_running_daemon() {
-    if let Some(yaml) = sentinel_yaml() {
-        check_commands(&yaml, &unique("admin-sentinel")).await;
-        check_purge_reaches_running_daemon(&yaml, &unique("purge-sentinel")).await;
-    }
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test]
-async fn postgres_commands_and_purge_reaching_a_running_daemon() {
-    if let Some(yaml) = postgres_yaml().await {
-        check_commands(&yaml, &unique("admin-pg")).await;
-        check_purge_reaches_running_daemon(&yaml, &unique("purge-pg")).await;
-    }
-}
-
 /// `internal`: the policies live only in a daemon's memory; every command says so and exits 69.
 #[tokio::test]
 async fn internal_cache_is_refused() {
     let fixture = Fixture::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &fixture, "cache:\n  type: internal\n");
+    let config = fixture_config(dir.path(), &fixture, "cache:\n  type: internal\n");
     for args in [
         &["list"][..],
         &["show", "example.com"],
@@ -317,7 +207,7 @@ async fn internal_cache_is_refused() {
 async fn missing_sqlite_file_is_not_created() {
     let fixture = Fixture::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), &fixture, &sqlite_yaml(dir.path()));
+    let config = fixture_config(dir.path(), &fixture, &sqlite_yaml(dir.path()));
     let out = cache(&config, &["list"]).await;
     assert_eq!(out.code, Some(69), "{}", out.stderr);
     assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
@@ -330,7 +220,7 @@ async fn missing_sqlite_file_is_not_created() {
 async fn unreachable_store_exits_69() {
     let fixture = Fixture::start().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
+    let config = fixture_config(
         dir.path(),
         &fixture,
         "cache:\n  type: redis\n  options:\n    url: \"redis://127.0.0.1:1/0\"\n    socket_connect_timeout: 0.5\n    socket_timeout: 0.5\n",
@@ -357,7 +247,7 @@ async fn usage_and_config_errors() {
 
     let fixture = Fixture::start().await;
     // DOMAIN is checked before the store is looked at.
-    let config = write_config(dir.path(), &fixture, "cache:\n  type: internal\n");
+    let config = fixture_config(dir.path(), &fixture, "cache:\n  type: internal\n");
     for args in [
         &["show", ".example.com"][..],
         &["purge", "[192.0.2.1]"],

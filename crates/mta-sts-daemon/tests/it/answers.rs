@@ -8,46 +8,17 @@ use crate::support::*;
 
 #[tokio::test]
 async fn enforced_policy_answers_secure_match() {
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
-    let daemon = start(&fixture, "").await;
-    let addr = tcp_addr(&daemon);
+    let (_fixture, daemon, addr) = standard("").await;
     assert_eq!(query(addr, "postfix", "enforce.test").await, ENFORCE_REPLY);
     daemon.shutdown().await;
 }
 
+/// Every form Postfix sends a next-hop in reaches the domain's policy with one discovery; parent-domain keys
+/// (RFC 8461 §3.4) and IP literals are `NOTFOUND ` without any network access.
 #[tokio::test]
-async fn every_key_form_reaches_the_same_policy() {
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
-    let daemon = start(&fixture, "").await;
-    let addr = tcp_addr(&daemon);
-    for key in [
-        "enforce.test",
-        "ENFORCE.TEST",
-        "enforce.test.",
-        "[enforce.test]",
-        "[enforce.test]:25",
-        "enforce.test:587",
-    ] {
-        assert_eq!(
-            query(addr, "postfix", key).await,
-            ENFORCE_REPLY,
-            "key {key:?}"
-        );
-    }
-    // One discovery served them all.
-    assert_eq!(fixture.https().request_count("mta-sts.enforce.test"), 1);
-    daemon.shutdown().await;
-}
-
-#[tokio::test]
-async fn parent_domains_and_ip_literals_are_notfound_without_network() {
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
-    let daemon = start(&fixture, "").await;
-    let addr = tcp_addr(&daemon);
-    for key in [
+async fn keys_are_normalized_and_parents_and_addresses_skipped() {
+    let (fixture, daemon, addr) = standard("").await;
+    let skipped = [
         ".enforce.test",
         ".test",
         "[192.0.2.1]",
@@ -55,21 +26,25 @@ async fn parent_domains_and_ip_literals_are_notfound_without_network() {
         "[2001:db8::1]:25",
         "2001:db8::1",
         "not a domain",
-    ] {
-        assert_eq!(
-            query(addr, "postfix", key).await,
-            "NOTFOUND ",
-            "key {key:?}"
-        );
-    }
+    ];
+    assert_replies(addr, &skipped.map(|key| ("postfix", key, "NOTFOUND "))).await;
     assert_eq!(fixture.dns().total_queries(), 0);
+    let forms = [
+        "enforce.test",
+        "ENFORCE.TEST",
+        "enforce.test.",
+        "[enforce.test]",
+        "[enforce.test]:25",
+        "enforce.test:587",
+    ];
+    assert_replies(addr, &forms.map(|key| ("postfix", key, ENFORCE_REPLY))).await;
+    assert_eq!(fixture.https().request_count("mta-sts.enforce.test"), 1);
     daemon.shutdown().await;
 }
 
 #[tokio::test]
 async fn u_labels_are_looked_up_as_a_labels() {
-    let fixture = Fixture::start().await;
-    fixture.publish("xn--bcher-kva.test", "id1", ENFORCE);
+    let fixture = enforcing("xn--bcher-kva.test").await;
     let daemon = start(&fixture, "").await;
     assert_eq!(
         query(tcp_addr(&daemon), "postfix", "bücher.test").await,
@@ -78,22 +53,12 @@ async fn u_labels_are_looked_up_as_a_labels() {
     daemon.shutdown().await;
 }
 
+/// No enforced policy (testing, none, none published) and failed discoveries (HTTP error, SERVFAIL, invalid
+/// policy file) are all `NOTFOUND `, never a lookup error (RFC 8461 §3.3: deliver as if there were no policy).
 #[tokio::test]
-async fn testing_none_and_absent_policies_are_notfound() {
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
+async fn no_enforced_policy_and_discovery_failures_are_notfound_never_errors() {
+    let fixture = standard_fixture().await;
     fixture.dns().set_nxdomain("_mta-sts.absent.test");
-    let daemon = start(&fixture, "").await;
-    let addr = tcp_addr(&daemon);
-    assert_eq!(query(addr, "postfix", "testing.test").await, "NOTFOUND ");
-    assert_eq!(query(addr, "postfix", "none.test").await, "NOTFOUND ");
-    assert_eq!(query(addr, "postfix", "absent.test").await, "NOTFOUND ");
-    daemon.shutdown().await;
-}
-
-#[tokio::test]
-async fn discovery_failures_are_notfound_never_errors() {
-    let fixture = Fixture::start().await;
     fixture.publish_txt("broken.test", "id1");
     fixture.serve("broken.test", PolicyResponse::status(500));
     fixture.dns().set_servfail("_mta-sts.servfail.test");
@@ -103,59 +68,65 @@ async fn discovery_failures_are_notfound_never_errors() {
         PolicyResponse::policy("version: STSv1\nmode: enforce\nmax_age: 86400\n"),
     );
     let daemon = start(&fixture, "").await;
-    let addr = tcp_addr(&daemon);
-    for key in ["broken.test", "servfail.test", "badpolicy.test"] {
-        assert_eq!(
-            query(addr, "postfix", key).await,
-            "NOTFOUND ",
-            "key {key:?}"
-        );
-    }
+    let keys = [
+        "testing.test",
+        "none.test",
+        "absent.test",
+        "broken.test",
+        "servfail.test",
+        "badpolicy.test",
+    ];
+    assert_replies(
+        tcp_addr(&daemon),
+        &keys.map(|key| ("postfix", key, "NOTFOUND ")),
+    )
+    .await;
     daemon.shutdown().await;
 }
 
 #[tokio::test]
 async fn zones_select_their_settings_and_fall_back_to_default_zone() {
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
-    let daemon = start(
-        &fixture,
+    let (_fixture, daemon, addr) = standard(
         "default_zone:\n  require_sni: yes\nzones:\n  strict:\n    strict_testing: yes\n  nosni:\n    require_sni: no\n  rpt:\n    tlsrpt: on\n",
     )
     .await;
-    let addr = tcp_addr(&daemon);
-    // strict_testing: testing answered like enforce.
-    assert_eq!(
-        query(addr, "strict", "testing.test").await,
-        "OK secure match=mail.example.com servername=hostname"
+    let tlsrpt = format!(
+        "{ENFORCE_REPLY} policy_type=sts policy_domain=enforce.test policy_ttl=86400 \
+         mx_host_pattern=mail.example.com mx_host_pattern=*.mx.example.net \
+         {{ policy_string = version: STSv1 }} {{ policy_string = mode: enforce }} \
+         {{ policy_string = max_age: 86400 }} {{ policy_string = mx: mail.example.com }} \
+         {{ policy_string = mx: *.mx.example.net }}"
     );
-    assert_eq!(query(addr, "strict", "none.test").await, "NOTFOUND ");
-    assert_eq!(query(addr, "postfix", "testing.test").await, "NOTFOUND ");
-    // require_sni: false (Postfix < 3.4).
-    assert_eq!(
-        query(addr, "nosni", "enforce.test").await,
-        "OK secure match=mail.example.com:.mx.example.net"
-    );
-    // An unknown zone name uses default_zone.
-    assert_eq!(query(addr, "whatever", "enforce.test").await, ENFORCE_REPLY);
-    // tlsrpt: Postfix 3.10 attributes.
-    assert_eq!(
-        query(addr, "rpt", "enforce.test").await,
-        format!(
-            "{ENFORCE_REPLY} policy_type=sts policy_domain=enforce.test policy_ttl=86400 \
-             mx_host_pattern=mail.example.com mx_host_pattern=*.mx.example.net \
-             {{ policy_string = version: STSv1 }} {{ policy_string = mode: enforce }} \
-             {{ policy_string = max_age: 86400 }} {{ policy_string = mx: mail.example.com }} \
-             {{ policy_string = mx: *.mx.example.net }}"
-        )
-    );
+    assert_replies(
+        addr,
+        &[
+            // strict_testing: testing answered like enforce.
+            (
+                "strict",
+                "testing.test",
+                "OK secure match=mail.example.com servername=hostname",
+            ),
+            ("strict", "none.test", "NOTFOUND "),
+            ("postfix", "testing.test", "NOTFOUND "),
+            // require_sni: false (Postfix < 3.4).
+            (
+                "nosni",
+                "enforce.test",
+                "OK secure match=mail.example.com:.mx.example.net",
+            ),
+            // An unknown zone name uses default_zone.
+            ("whatever", "enforce.test", ENFORCE_REPLY),
+            // tlsrpt: Postfix 3.10 attributes.
+            ("rpt", "enforce.test", &tlsrpt),
+        ],
+    )
+    .await;
     daemon.shutdown().await;
 }
 
 #[tokio::test]
 async fn concurrent_requests_share_one_discovery() {
-    let fixture = Fixture::start().await;
-    fixture.publish("coalesce.test", "id1", ENFORCE);
+    let fixture = enforcing("coalesce.test").await;
     let daemon = start(&fixture, "").await;
     let addr = tcp_addr(&daemon);
     let mut tasks = tokio::task::JoinSet::new();

@@ -1,36 +1,29 @@
 //! The built binary: exit codes, signals, systemd notification, pidfile, and Postfix's own client.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use mtasts_test_support::{Fixture, tool_or_skip};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use socketmap_proto::SocketmapClient;
 use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
 use crate::support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mta-sts-daemon");
-
 struct Spawned {
     child: Child,
     notify: UnixDatagram,
     port: u16,
-    dir: tempfile::TempDir,
+    /// Holds the configuration and the notify socket until the daemon is gone.
+    _dir: tempfile::TempDir,
 }
 
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
-}
-
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("mta-sts-daemon.yml");
-    std::fs::write(&path, text).expect("write config");
-    path
 }
 
 /// Runs the binary on a config and waits for its READY=1.
@@ -85,7 +78,7 @@ async fn try_spawn_daemon(
         child,
         notify,
         port,
-        dir,
+        _dir: dir,
     };
     let mut buf = [0u8; 256];
     tokio::select! {
@@ -107,6 +100,13 @@ async fn try_spawn_daemon(
 }
 
 impl Spawned {
+    /// A socketmap connection to the daemon.
+    async fn client(&self) -> SocketmapClient {
+        SocketmapClient::connect_tcp(localhost(self.port))
+            .await
+            .expect("connect to the daemon")
+    }
+
     async fn next_notification(&mut self) -> String {
         let mut buf = [0u8; 256];
         let n = tokio::select! {
@@ -139,24 +139,29 @@ impl Spawned {
     }
 }
 
-async fn run_to_exit(config_text: &str) -> (ExitStatus, String) {
+/// Runs the binary on `config_text` to its end.
+async fn run_on(config_text: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = write_config(dir.path(), config_text);
-    let output = tokio::time::timeout(
-        Duration::from_secs(30),
-        Command::new(BIN)
-            .arg("-c")
-            .arg(&config)
-            .env_remove("LISTEN_FDS")
-            .output(),
+    run_bin(
+        ["-c", config.to_str().expect("UTF-8 path")]
+            .iter()
+            .chain(args),
     )
     .await
-    .expect("daemon did not exit")
-    .expect("run");
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+}
+
+/// Runs the daemon with its log going to a file (and `args`), stops it, and returns the log.
+async fn log_of(args: &[&str]) -> String {
+    let fixture = Fixture::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("daemon.log");
+    let mut all = vec!["-l", log.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    let spawned = spawn_daemon(&fixture, "", &all).await;
+    let (status, stderr) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    std::fs::read_to_string(&log).expect("log file")
 }
 
 #[tokio::test]
@@ -189,8 +194,8 @@ async fn bad_config_exits_78_naming_the_key_and_binds_nothing() {
         ),
     ];
     for (text, needle) in cases {
-        let (status, stderr) = run_to_exit(&text).await;
-        assert_eq!(status.code(), Some(78), "config {text:?}: {stderr}");
+        let Output { code, stderr, .. } = run_on(&text, &[]).await;
+        assert_eq!(code, Some(78), "config {text:?}: {stderr}");
         assert!(
             stderr.contains(needle),
             "config {text:?}: stderr lacks {needle:?}: {stderr}"
@@ -201,48 +206,31 @@ async fn bad_config_exits_78_naming_the_key_and_binds_nothing() {
 
 #[tokio::test]
 async fn missing_config_file_exits_78_and_an_uncreatable_pidfile_73() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let missing = dir.path().join("missing.yml");
-    let output = Command::new(BIN)
-        .arg("-c")
-        .arg(&missing)
-        .env_remove("LISTEN_FDS")
-        .output()
-        .await
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(78), "{stderr}");
-    assert!(stderr.contains("missing.yml"), "{stderr}");
+    let out = run_bin(["-c", "/nonexistent/missing.yml"]).await;
+    assert_eq!(out.code, Some(78), "{}", out.stderr);
+    assert!(out.stderr.contains("missing.yml"), "{}", out.stderr);
 
-    let config = write_config(dir.path(), "host: 127.0.0.1\nport: 0\n");
-    let output = Command::new(BIN)
-        .arg("-c")
-        .arg(&config)
-        .arg("-p")
-        .arg(dir.path().join("no/such/dir/daemon.pid"))
-        .env_remove("LISTEN_FDS")
-        .output()
-        .await
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(73), "{stderr}");
-    assert!(stderr.contains("cannot write pidfile"), "{stderr}");
+    let out = run_on(
+        "host: 127.0.0.1\nport: 0\n",
+        &["-p", "/nonexistent/dir/daemon.pid"],
+    )
+    .await;
+    assert_eq!(out.code, Some(73), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot write pidfile"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[tokio::test]
 async fn unknown_flag_is_a_usage_error() {
-    let output = Command::new(BIN)
-        .arg("--frobnicate")
-        .output()
-        .await
-        .expect("run");
-    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(run_bin(["--frobnicate"]).await.code, Some(2));
 }
 
 #[tokio::test]
 async fn serves_signals_ready_stops_on_sigterm_with_pidfile_and_warnings() {
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
+    let fixture = standard_fixture().await;
     let pid_dir = tempfile::tempdir().expect("tempdir");
     let pidfile = pid_dir.path().join("daemon.pid");
     let pidfile_arg = pidfile.to_string_lossy().into_owned();
@@ -254,10 +242,14 @@ async fn serves_signals_ready_stops_on_sigterm_with_pidfile_and_warnings() {
     .await;
     let pid = std::fs::read_to_string(&pidfile).expect("pidfile");
     assert_eq!(pid.trim(), spawned.child.id().expect("pid").to_string());
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
-    assert_eq!(query(addr, "postfix", "enforce.test").await, ENFORCE_REPLY);
-    assert_eq!(query(addr, "postfix", "testing.test").await, "NOTFOUND ");
-    let _dir = spawned.dir.path().to_owned();
+    assert_replies(
+        localhost(spawned.port),
+        &[
+            ("postfix", "enforce.test", ENFORCE_REPLY),
+            ("postfix", "testing.test", "NOTFOUND "),
+        ],
+    )
+    .await;
     let (status, stderr) = spawned.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(
@@ -270,27 +262,13 @@ async fn serves_signals_ready_stops_on_sigterm_with_pidfile_and_warnings() {
 
 #[tokio::test]
 async fn logfile_receives_the_logs() {
-    let fixture = Fixture::start().await;
-    let log_dir = tempfile::tempdir().expect("tempdir");
-    let log = log_dir.path().join("daemon.log");
-    let log_arg = log.to_string_lossy().into_owned();
-    let spawned = spawn_daemon(&fixture, "", &["-l", &log_arg, "-v", "debug"]).await;
-    let (status, _) = spawned.stop().await;
-    assert_eq!(status.code(), Some(0));
-    let text = std::fs::read_to_string(&log).expect("log file");
+    let text = log_of(&["-v", "debug"]).await;
     assert!(text.contains("serving"), "{text}");
 }
 
 #[tokio::test]
 async fn json_log_format_writes_one_object_per_line() {
-    let fixture = Fixture::start().await;
-    let log_dir = tempfile::tempdir().expect("tempdir");
-    let log = log_dir.path().join("daemon.jsonl");
-    let log_arg = log.to_string_lossy().into_owned();
-    let spawned = spawn_daemon(&fixture, "", &["-l", &log_arg, "--log-format", "json"]).await;
-    let (status, _) = spawned.stop().await;
-    assert_eq!(status.code(), Some(0));
-    let text = std::fs::read_to_string(&log).expect("log file");
+    let text = log_of(&["--log-format", "json"]).await;
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines.len() >= 2, "expected start and stop lines: {text}");
     for line in lines {
@@ -312,8 +290,7 @@ async fn postmap_queries_the_daemon() {
     let Some(postmap) = tool_or_skip("postmap_queries_the_daemon", "postmap", "postfix") else {
         return;
     };
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
+    let fixture = standard_fixture().await;
     fixture.dns().set_nxdomain("_mta-sts.absent.test");
     let spawned = spawn_daemon(
         &fixture,
@@ -391,8 +368,7 @@ async fn socket_activation_serves_passed_sockets() {
     ) else {
         return;
     };
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
+    let fixture = standard_fixture().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let unbound = dir.path().join("from-config.sock");
     let passed_unix = dir.path().join("passed.sock");
@@ -421,43 +397,33 @@ async fn socket_activation_serves_passed_sockets() {
         .spawn()
         .expect("spawn systemd-socket-activate");
     // systemd-socket-activate starts the daemon on the first connection.
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut client = loop {
-        match socketmap_proto::SocketmapClient::connect_tcp(addr).await {
-            Ok(c) => break c,
-            Err(e) => {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "activation socket never listened: {e}"
-                );
-                tokio::task::yield_now().await;
-            }
-        }
-    };
-    assert_eq!(
-        client
-            .query("postfix", "enforce.test")
-            .await
-            .expect("query")
-            .to_string(),
-        ENFORCE_REPLY
-    );
+    eventually(
+        "the activation socket listening",
+        Duration::ZERO,
+        || async move {
+            tokio::net::TcpStream::connect(localhost(port))
+                .await
+                .is_ok()
+        },
+    )
+    .await;
     let mut spawned = Spawned {
         child,
         notify,
         port,
-        dir,
+        _dir: dir,
     };
+    let mut client = spawned.client().await;
+    assert_eq!(
+        ask(&mut client, "postfix", "enforce.test").await,
+        ENFORCE_REPLY
+    );
     assert_eq!(spawned.next_notification().await, "READY=1");
-    let mut unix = socketmap_proto::SocketmapClient::connect_unix(&passed_unix)
+    let mut unix = SocketmapClient::connect_unix(&passed_unix)
         .await
         .expect("connect unix");
     assert_eq!(
-        unix.query("postfix", "enforce.test")
-            .await
-            .expect("query")
-            .to_string(),
+        ask(&mut unix, "postfix", "enforce.test").await,
         ENFORCE_REPLY
     );
     assert!(
@@ -472,25 +438,15 @@ async fn socket_activation_serves_passed_sockets() {
 /// `-u`/`-g`: privileges are dropped after binding (as root); without root the switch fails cleanly.
 #[tokio::test]
 async fn user_and_group_are_applied_after_binding() {
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
+    let fixture = standard_fixture().await;
     if !nix::unistd::Uid::effective().is_root() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = write_config(dir.path(), &format!("port: {}\n", free_port()));
-        let out = Command::new(BIN)
-            .arg("-c")
-            .arg(&config)
-            .args(["-u", "0"])
-            .output()
-            .await
-            .expect("run");
-        assert_eq!(
-            out.status.code(),
-            Some(1),
+        let out = run_on(&format!("port: {}\n", free_port()), &["-u", "0"]).await;
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot drop privileges"),
             "{}",
-            String::from_utf8_lossy(&out.stderr)
+            out.stderr
         );
-        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot drop privileges"));
         return;
     }
     let spawned = spawn_daemon(&fixture, "", &["-u", "65534", "-g", "65534"]).await;
@@ -513,8 +469,10 @@ async fn user_and_group_are_applied_after_binding() {
         "{status}"
     );
     assert_eq!(ids("Groups:").as_deref(), Some("65534"), "{status}");
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
-    assert_eq!(query(addr, "postfix", "enforce.test").await, ENFORCE_REPLY);
+    assert_eq!(
+        query(localhost(spawned.port), "postfix", "enforce.test").await,
+        ENFORCE_REPLY
+    );
     let (status, stderr) = spawned.stop().await;
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
@@ -528,27 +486,17 @@ async fn sighup_is_logged_and_ignored() {
     let log_arg = log.to_string_lossy().into_owned();
     let spawned = spawn_daemon(&fixture, "", &["-l", &log_arg]).await;
     spawned.signal(Signal::SIGHUP);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .contains("SIGHUP ignored")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no SIGHUP line in the log"
-        );
-        tokio::task::yield_now().await;
-    }
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
-    let mut client = socketmap_proto::SocketmapClient::connect_tcp(addr)
-        .await
-        .expect("the daemon still listens after SIGHUP");
+    let log = log.as_path();
+    eventually("a SIGHUP line in the log", Duration::ZERO, || async move {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("SIGHUP ignored")
+    })
+    .await;
+    // The daemon still listens and answers after SIGHUP.
+    let mut client = spawned.client().await;
     assert_eq!(
-        client
-            .query("postfix", ".example.com")
-            .await
-            .expect("query")
-            .to_string(),
+        ask(&mut client, "postfix", ".example.com").await,
         "NOTFOUND "
     );
     let (status, _) = spawned.stop().await;
@@ -560,28 +508,13 @@ async fn sighup_is_logged_and_ignored() {
 async fn second_signal_exits_at_once() {
     let fixture = Fixture::start().await;
     let mut spawned = spawn_daemon(&fixture, "shutdown_timeout: 600\n", &[]).await;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], spawned.port));
     // An idle client connection keeps the first SIGTERM's drain waiting.
-    let mut idle = socketmap_proto::SocketmapClient::connect_tcp(addr)
-        .await
-        .expect("connect");
-    assert_eq!(
-        idle.query("postfix", "none.test")
-            .await
-            .expect("query")
-            .to_string(),
-        "NOTFOUND "
-    );
+    let mut idle = spawned.client().await;
+    assert_eq!(ask(&mut idle, "postfix", "none.test").await, "NOTFOUND ");
     spawned.signal(Signal::SIGTERM);
     assert_eq!(spawned.next_notification().await, "STOPPING=1");
     // Still draining: the open connection is still served.
-    assert_eq!(
-        idle.query("postfix", "none.test")
-            .await
-            .expect("query")
-            .to_string(),
-        "NOTFOUND "
-    );
+    assert_eq!(ask(&mut idle, "postfix", "none.test").await, "NOTFOUND ");
     spawned.signal(Signal::SIGINT);
     let status = tokio::time::timeout(Duration::from_secs(10), spawned.child.wait())
         .await

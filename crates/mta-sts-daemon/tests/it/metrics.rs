@@ -101,8 +101,7 @@ const METRICS_TCP: &str = "metrics:\n  listen: \"127.0.0.1:0\"\n";
 async fn scrape_counts_known_traffic_exactly() {
     const N: u32 = 5; // lookups of an enforced domain
     const M: u32 = 3; // parent-domain keys
-    let fixture = Fixture::start().await;
-    publish_standard(&fixture);
+    let fixture = standard_fixture().await;
     fixture.dns().set_nxdomain("_mta-sts.nopolicy.test");
     fixture.publish_txt("broken.test", "id1");
     fixture.serve("broken.test", PolicyResponse::status(404));
@@ -207,32 +206,16 @@ async fn scrape_counts_known_traffic_exactly() {
     }
     // The socketmap side and the engine agree.
     assert_eq!(daemon.engine().stats().fetched.get(), 3);
-    drop(client);
-    daemon.shutdown().await;
-}
-
-/// A SQLite store (in `dir`) holding `domain`'s policy, written by a daemon that looked it up once and stopped:
-/// the configuration of that store, with the metrics endpoint on.
-#[cfg(feature = "sqlite")]
-async fn primed_store(fixture: &Fixture, dir: &Path, domain: &str) -> String {
-    let cache = format!(
-        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n{METRICS_TCP}",
-        dir.join("cache.db").display()
-    );
-    let first = start(fixture, &cache).await;
-    let reply = query(tcp_addr(&first), "postfix", domain).await;
-    assert!(reply.starts_with("OK secure match="), "{domain}: {reply}");
-    first.shutdown().await;
-    cache
+    close_and_stop(client, daemon).await;
 }
 
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn store_hits_are_counted_per_layer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fixture = Fixture::start().await;
-    fixture.publish("enforce.test", "id1", ENFORCE);
-    let cache = primed_store(&fixture, dir.path(), "enforce.test").await;
+    let fixture = enforcing("enforce.test").await;
+    let cache = format!("{}{METRICS_TCP}", sqlite_yaml(dir.path()));
+    crate::stores::primed_store(&fixture, &cache, &["enforce.test"]).await;
     // A new daemon on the same store answers from it without discovery.
     let second = start(&fixture, &cache).await;
     for _ in 0..2 {
@@ -261,24 +244,12 @@ async fn store_hits_are_counted_per_layer() {
 #[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn proactive_refresh_runs_are_counted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fixture = Fixture::start().await;
-    let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: mail.example.com\n";
-    fixture.publish("proactive.test", "id1", policy);
-    let cache = primed_store(&fixture, dir.path(), "proactive.test").await;
-    let second = start(
-        &fixture,
-        &format!("{cache}proactive_policy_fetching:\n  enabled: true\n  interval: 86400\n"),
-    )
+    let (_fixture, second, _dir) = crate::stores::restarted_for_a_proactive_pass(METRICS_TCP).await;
+    let metrics = second.metrics();
+    eventually("a proactive pass recorded", Duration::ZERO, || async move {
+        metrics.refresh_runs() > 0
+    })
     .await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while second.metrics().refresh_runs() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no proactive pass recorded"
-        );
-        tokio::task::yield_now().await;
-    }
     let body = scrape(&second).await;
     assert_series(
         &body,
@@ -312,8 +283,7 @@ async fn proactive_refresh_runs_are_counted() {
 #[tokio::test]
 async fn endpoint_on_a_unix_socket_with_mode() {
     let fixture = standard_fixture().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("metrics.sock");
+    let (_dir, path) = socket_path("metrics.sock");
     let daemon = start(
         &fixture,
         &format!(

@@ -1,177 +1,129 @@
-//! Each cache type configured through YAML, against the real servers.
+//! Each cache type configured through YAML, against the real servers: a restarted daemon answers from the
+//! store, the `cache` commands work on it, and a purge reaches a running daemon.
 
 // reason: the helpers serve the store tests, which are compiled only with their features.
 #![cfg_attr(
     not(any(feature = "sqlite", feature = "redis", feature = "postgres")),
-    allow(dead_code)
+    allow(dead_code, unused_imports)
 )]
 
-use mtasts_test_support::{Fixture, skip_or_fail};
+use mtasts_test_support::Fixture;
 
+use crate::admin::{check_commands, check_purge_reaches_running_daemon};
 use crate::support::*;
 
-/// `url` if the service answers a TCP connect; otherwise fail under CI, skip (None) elsewhere.
-async fn service(env: &str, default: &str, what: &str) -> Option<String> {
-    let url = std::env::var(env).unwrap_or_else(|_| default.to_owned());
-    let target = authority(&url);
-    if tokio::net::TcpStream::connect(&target).await.is_ok() {
-        return Some(url);
+/// A daemon on `cache_yaml` that looked each of `domains` up once and stopped, leaving their policies in the
+/// store. A lookup may be answered before the store write ends (writes never delay answers), so this waits
+/// until `cache show` finds each one.
+pub(crate) async fn primed_store(fixture: &Fixture, cache_yaml: &str, domains: &[&str]) {
+    let first = start(fixture, cache_yaml).await;
+    for domain in domains {
+        query(tcp_addr(&first), "postfix", domain).await;
     }
-    skip_or_fail(
-        &format!("{what} is not reachable at {target} ({env}={url})"),
-        &format!("start it, or set {env}"),
-    );
-    None
-}
-
-fn authority(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let rest = rest.split('/').next().unwrap_or(rest);
-    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    hostport.to_owned()
-}
-
-/// The `cache` section for the shared Redis (`REDIS_URL`), or `None` when the test is skipped.
-pub(crate) async fn redis_yaml() -> Option<String> {
-    let url = service("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis").await?;
-    Some(format!(
-        "cache:\n  type: redis\n  options:\n    url: \"{url}\"\n    max_connections: 4\n"
-    ))
-}
-
-/// The `cache` section for the Sentinel named by `MTASTS_TEST_SENTINEL=host:port[,master_name]`.
-fn sentinel_yaml_from_env() -> Option<String> {
-    let spec = std::env::var("MTASTS_TEST_SENTINEL").ok()?;
-    let (hostport, master) = spec.split_once(',').unwrap_or((&spec, "mymaster"));
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .expect("MTASTS_TEST_SENTINEL=host:port");
-    Some(format!(
-        "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: \"{master}\"\n    sentinels:\n      - [\"{host}\", {port}]\n"
-    ))
-}
-
-/// [`sentinel_yaml_from_env`], or `None` when the test is skipped (CI starts a Sentinel).
-pub(crate) fn sentinel_yaml() -> Option<String> {
-    let yaml = sentinel_yaml_from_env();
-    if yaml.is_none() {
-        skip_or_fail(
-            "MTASTS_TEST_SENTINEL is not set",
-            "start a Redis Sentinel and set MTASTS_TEST_SENTINEL=host:port[,master] (see .ci/run)",
-        );
+    first.shutdown().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = fixture_config(dir.path(), fixture, cache_yaml);
+    for domain in domains {
+        let config = config.as_path();
+        eventually(&format!("{domain} in the store"), POLL, || async move {
+            cache(config, &["show", domain]).await.code == Some(0)
+        })
+        .await;
     }
-    yaml
 }
 
-/// The `cache` section for the shared PostgreSQL (`POSTGRES_URL`), or `None` when the test is skipped.
-pub(crate) async fn postgres_yaml() -> Option<String> {
-    let dsn = service(
-        "POSTGRES_URL",
-        "postgres://postgres@127.0.0.1:5432/test",
-        "PostgreSQL",
-    )
-    .await?;
-    Some(format!(
-        "cache:\n  type: postgres\n  options:\n    dsn: \"{dsn}\"\n"
-    ))
-}
-
-/// Starts a daemon with `cache_yaml`, checks answers, restarts it on the same store and checks that the
-/// policy is answered from the store (no new HTTPS fetch).
-async fn check_store(cache_yaml: &str, domain: &str) {
-    let fixture = Fixture::start().await;
-    fixture.publish(domain, "id1", ENFORCE);
-    let daemon = start(&fixture, cache_yaml).await;
-    assert_eq!(
-        query(tcp_addr(&daemon), "postfix", domain).await,
-        ENFORCE_REPLY
-    );
-    daemon.shutdown().await;
-    let fetched = fixture.https().request_count(&format!("mta-sts.{domain}"));
-    assert_eq!(fetched, 1);
+/// Starts a daemon with `cache_yaml`, restarts it on the same store and checks that the policy is answered
+/// from the store (no new HTTPS fetch).
+async fn check_restart_reads_the_store(cache_yaml: &str, domain: &str) {
+    let fixture = enforcing(domain).await;
+    primed_store(&fixture, cache_yaml, &[domain]).await;
+    let host = format!("mta-sts.{domain}");
+    assert_eq!(fixture.https().request_count(&host), 1);
     let daemon = start(&fixture, cache_yaml).await;
     assert_eq!(
         query(tcp_addr(&daemon), "postfix", domain).await,
         ENFORCE_REPLY
     );
     assert_eq!(
-        fixture.https().request_count(&format!("mta-sts.{domain}")),
-        fetched,
+        fixture.https().request_count(&host),
+        1,
         "store was not used"
     );
     daemon.shutdown().await;
 }
 
-pub(crate) fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{prefix}-{}-{nanos}.test", std::process::id())
+/// Everything a store shared with other hosts does (`None`: the service is missing and the test skipped).
+async fn check_shared_store(cache_yaml: Option<String>, name: &str) {
+    if let Some(yaml) = cache_yaml {
+        check_restart_reads_the_store(&yaml, &unique(name)).await;
+        check_commands(&yaml, &unique(&format!("admin-{name}"))).await;
+        check_purge_reaches_running_daemon(&yaml, &unique(&format!("purge-{name}"))).await;
+    }
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis() {
+    check_shared_store(redis_yaml().await, "redis").await;
+}
+
+/// Through Sentinel when MTASTS_TEST_SENTINEL=host:port[,master_name] names one (CI starts one).
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_sentinel() {
+    check_shared_store(sentinel_yaml(), "sentinel").await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres() {
+    check_shared_store(postgres_yaml().await, "pg").await;
+}
+
+/// asyncpg's keyword options next to the DSN, as configurations written for the Python daemon carry them.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_with_asyncpg_keywords() {
+    if let Some(yaml) = postgres_yaml().await {
+        let keywords = "    ssl: false\n    server_settings:\n      application_name: mta-sts-test\n    \
+                        command_timeout: 2\n    min_size: 1\n    max_size: 3\n    timeout: 2\n";
+        check_restart_reads_the_store(&format!("{yaml}{keywords}"), &unique("pg-keywords")).await;
+    }
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    check_restart_reads_the_store(&sqlite_yaml(dir.path()), "sqlite.test").await;
+    assert!(dir.path().join("cache.db").exists());
 }
 
 #[tokio::test]
 async fn internal_cache() {
-    let fixture = Fixture::start().await;
-    fixture.publish("internal.test", "id1", ENFORCE);
+    let fixture = enforcing("internal.test").await;
     let daemon = start(
         &fixture,
         "cache:\n  type: internal\n  options:\n    cache_size: 2\n",
     )
     .await;
-    assert_eq!(
-        query(tcp_addr(&daemon), "postfix", "internal.test").await,
-        ENFORCE_REPLY
-    );
-    assert_eq!(
-        query(tcp_addr(&daemon), "postfix", "internal.test").await,
-        ENFORCE_REPLY
-    );
+    let addr = tcp_addr(&daemon);
+    assert_replies(
+        addr,
+        &[
+            ("postfix", "internal.test", ENFORCE_REPLY),
+            ("postfix", "internal.test", ENFORCE_REPLY),
+        ],
+    )
+    .await;
     assert_eq!(fixture.https().request_count("mta-sts.internal.test"), 1);
     daemon.shutdown().await;
 }
 
-#[cfg(feature = "sqlite")]
-#[tokio::test]
-async fn sqlite_cache() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = dir.path().join("cache.db");
-    check_store(
-        &format!(
-            "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n",
-            db.display()
-        ),
-        "sqlite.test",
-    )
-    .await;
-    assert!(db.exists());
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn redis_cache() {
-    if let Some(yaml) = redis_yaml().await {
-        check_store(&yaml, &unique("redis")).await;
-    }
-}
-
-#[cfg(feature = "redis")]
-#[tokio::test]
-async fn redis_sentinel_cache() {
-    // A Sentinel deployment is tested when MTASTS_TEST_SENTINEL=host:port[,master_name] names one. Without it,
-    // the same YAML points at a Sentinel that is down: the daemon must start and keep answering from the
-    // network (store errors count as misses, RFC 8461 §3.3 delivery is never blocked by the cache).
-    if let Some(yaml) = sentinel_yaml_from_env() {
-        check_store(&yaml, &unique("sentinel")).await;
-        return;
-    }
-    let yaml = "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: mymaster\n    sentinels:\n      - [\"127.0.0.1\", 1]\n    socket_timeout: 0.5\n    socket_connect_timeout: 0.5\n";
-    keeps_serving_without_its_store(yaml, "sentinel-down.test").await;
-}
-
-/// A daemon whose store cannot be used starts and answers from the network; its memory front answers again.
+/// A daemon whose store cannot be used starts and answers from the network (store errors count as misses;
+/// RFC 8461 §3.3 delivery is never blocked by the cache); its memory front answers again.
 async fn keeps_serving_without_its_store(cache_yaml: &str, domain: &str) {
-    let fixture = Fixture::start().await;
-    fixture.publish(domain, "id1", ENFORCE);
+    let fixture = enforcing(domain).await;
     let daemon = start(&fixture, cache_yaml).await;
     let addr = tcp_addr(&daemon);
     for _ in 0..2 {
@@ -180,6 +132,14 @@ async fn keeps_serving_without_its_store(cache_yaml: &str, domain: &str) {
     let fetches = fixture.https().request_count(&format!("mta-sts.{domain}"));
     assert_eq!(fetches, 1, "the memory front answered the second query");
     daemon.shutdown().await;
+}
+
+/// A Sentinel that is down at start does not stop the daemon.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_sentinel_down_at_start_does_not_stop_the_daemon() {
+    let yaml = "cache:\n  type: redis_sentinel\n  options:\n    sentinel_master_name: mymaster\n    sentinels:\n      - [\"127.0.0.1\", 1]\n    socket_timeout: 0.5\n    socket_connect_timeout: 0.5\n";
+    keeps_serving_without_its_store(yaml, "sentinel-down.test").await;
 }
 
 /// A TLS-only redis-server on a spare port, its certificate issued for `localhost` by a test CA; killed when
@@ -236,16 +196,11 @@ impl TlsRedis {
             .spawn()
             .expect("spawn redis-server");
         let server = Self { child, port, dir };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !std::fs::read_to_string(&log)
-            .is_ok_and(|l| l.contains("Ready to accept connections"))
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "TLS redis-server not ready"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let log = log.as_path();
+        eventually("the TLS redis-server ready", POLL, || async move {
+            std::fs::read_to_string(log).is_ok_and(|l| l.contains("Ready to accept connections"))
+        })
+        .await;
         Some(server)
     }
 
@@ -275,73 +230,54 @@ async fn redis_over_tls() {
     let Some(server) = TlsRedis::start().await else {
         return;
     };
-    check_store(&server.yaml(&server.dir.path().join("ca.pem")), "tls.test").await;
+    check_restart_reads_the_store(&server.yaml(&server.dir.path().join("ca.pem")), "tls.test")
+        .await;
     let other = server.dir.path().join("other-ca.pem");
     mtasts_test_support::TestCa::with_name("another CA").write_pem(&other);
     keeps_serving_without_its_store(&server.yaml(&other), "wrong-ca.test").await;
 }
 
-#[cfg(feature = "postgres")]
-#[tokio::test]
-async fn postgres_cache() {
-    if let Some(yaml) = postgres_yaml().await {
-        check_store(&yaml, &unique("pg")).await;
-    }
-}
-
-/// asyncpg's keyword options next to the DSN, as configurations written for the Python daemon carry them.
-#[cfg(feature = "postgres")]
-#[tokio::test]
-async fn postgres_cache_with_asyncpg_keywords() {
-    if let Some(yaml) = postgres_yaml().await {
-        let keywords = "    ssl: false\n    server_settings:\n      application_name: mta-sts-test\n    \
-                        command_timeout: 2\n    min_size: 1\n    max_size: 3\n    timeout: 2\n";
-        check_store(&format!("{yaml}{keywords}"), &unique("pg-keywords")).await;
-    }
-}
-
-/// Proactive fetching: at start (no pass recorded in the store) the daemon refreshes cached policies that would
-/// expire before the next pass, without any client asking, and records the pass in the store.
+/// A fixture publishing a policy (max_age 600, which would expire before the next pass), a SQLite store (in the
+/// returned directory) holding it, and a daemon restarted on that store with proactive fetching on (and
+/// `extra`): at start no pass is recorded, so one runs.
 #[cfg(feature = "sqlite")]
-#[tokio::test]
-async fn proactive_fetching_refreshes_the_store() {
+pub(crate) async fn restarted_for_a_proactive_pass(
+    extra: &str,
+) -> (Fixture, mta_sts_daemon::Running, tempfile::TempDir) {
     let fixture = Fixture::start().await;
     let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: mail.example.com\n";
     fixture.publish("proactive.test", "id1", policy);
     let dir = tempfile::tempdir().expect("tempdir");
-    let cache = format!(
-        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n",
-        dir.path().join("c.db").display()
-    );
-    let first = start(&fixture, &cache).await;
-    assert_eq!(
-        query(tcp_addr(&first), "postfix", "proactive.test").await,
-        "OK secure match=mail.example.com servername=hostname"
-    );
-    first.shutdown().await;
+    let cache = format!("{}{extra}", sqlite_yaml(dir.path()));
+    primed_store(&fixture, &cache, &["proactive.test"]).await;
     assert_eq!(fixture.https().request_count("mta-sts.proactive.test"), 1);
-
-    let second = start(
+    let daemon = start(
         &fixture,
         &format!("{cache}proactive_policy_fetching:\n  enabled: true\n  interval: 86400\n  concurrency_limit: 2\n"),
     )
     .await;
-    // The policy (max_age 600) would expire before the next pass: it is fetched again, unasked.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while fixture.https().request_count("mta-sts.proactive.test") < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no proactive refresh happened"
-        );
-        tokio::task::yield_now().await;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while second.engine().last_proactive_refresh().await.is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pass was not recorded in the store"
-        );
-        tokio::task::yield_now().await;
-    }
-    second.shutdown().await;
+    (fixture, daemon, dir)
+}
+
+/// Proactive fetching: the policy is fetched again without any client asking, and the pass is recorded in the
+/// store.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn proactive_fetching_refreshes_the_store() {
+    let (fixture, daemon, _dir) = restarted_for_a_proactive_pass("").await;
+    let https = fixture.https();
+    eventually(
+        "a proactive refetch",
+        std::time::Duration::ZERO,
+        || async move { https.request_count("mta-sts.proactive.test") >= 2 },
+    )
+    .await;
+    let engine = daemon.engine();
+    eventually(
+        "the pass recorded in the store",
+        std::time::Duration::ZERO,
+        || async move { engine.last_proactive_refresh().await.is_some() },
+    )
+    .await;
+    daemon.shutdown().await;
 }
