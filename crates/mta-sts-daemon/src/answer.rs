@@ -4,7 +4,10 @@
 //! - `enforce` → `OK secure match=<mx1>:<mx2>…` (`*.x` written `.x`, duplicates removed), then
 //!   ` servername=hostname` when the zone has `require_sni`, then the Postfix 3.10 TLSRPT attributes when it
 //!   has `tlsrpt`;
-//! - `testing` → `NOTFOUND ` unless `strict_testing`; `none`, no policy, failed discovery → `NOTFOUND `.
+//! - `testing` → `NOTFOUND ` unless `strict_testing`; `none`, no policy, failed discovery → `NOTFOUND `;
+//! - in a zone with `dane`, a domain whose DANE discovery (RFC 7672 §2.2) gives `dane-only` or `dane` →
+//!   `OK dane-only` / `OK dane`, exactly, whatever its MTA-STS policy (RFC 8461 §2: MTA-STS must not override
+//!   DANE; Postfix reports DANE to TLSRPT itself, so no attributes follow).
 //!
 //! Never `TEMP`/`PERM`/`TIMEOUT` for a discovery problem: Postfix defers mail on any table lookup error, while
 //! RFC 8461 §3.3 says to deliver as if there were no policy.
@@ -12,9 +15,10 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use mtasts_core::{Mode, PolicyDomain};
 use mtasts_engine::ResolvedPolicy;
+use mtasts_fetch::dane::DaneAnswer;
 use socketmap_proto::Reply;
 
 use crate::config::ZoneConfig;
@@ -69,11 +73,15 @@ pub enum AnswerKind {
     IpLiteral,
     /// `NOTFOUND ` without lookup: not a domain name, or a request without a usable key.
     Invalid,
+    /// `OK dane-only`: a zone with `dane`, every MX host has usable DNSSEC-validated TLSA records.
+    DaneOnly,
+    /// `OK dane`: a zone with `dane`, some MX hosts have DNSSEC-validated TLSA records (or a TLSA lookup failed).
+    Dane,
 }
 
 impl AnswerKind {
     /// Every kind, in label order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::Secure,
         Self::Testing,
         Self::None,
@@ -81,6 +89,8 @@ impl AnswerKind {
         Self::ParentDomain,
         Self::IpLiteral,
         Self::Invalid,
+        Self::DaneOnly,
+        Self::Dane,
     ];
 
     /// The label value.
@@ -94,6 +104,8 @@ impl AnswerKind {
             Self::ParentDomain => "parent_domain",
             Self::IpLiteral => "ip_literal",
             Self::Invalid => "invalid",
+            Self::DaneOnly => "dane_only",
+            Self::Dane => "dane",
         }
     }
 
@@ -199,6 +211,25 @@ pub(crate) fn reply_for(
         append_tlsrpt(&mut out, domain, resolved);
     }
     (Reply::Ok(out.freeze()), AnswerKind::Secure)
+}
+
+/// The reply for a DANE answer (RFC 7672 via Postfix's own `dane-only` / `dane` levels), and its kind; `None` when
+/// DANE does not apply and the MTA-STS answer ([`reply_for`]) is given.
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "answered once the engine runs the DANE discovery (issue 13, phase 2b)"
+    )
+)]
+pub(crate) fn dane_reply(answer: DaneAnswer) -> Option<(Reply, AnswerKind)> {
+    let kind = match answer {
+        DaneAnswer::DaneOnly => AnswerKind::DaneOnly,
+        DaneAnswer::Dane => AnswerKind::Dane,
+        _ => return None,
+    };
+    let level = answer.postfix_level()?;
+    Some((Reply::Ok(Bytes::from_static(level.as_bytes())), kind))
 }
 
 /// Postfix 3.10 TLSRPT attributes (TLSRPT_README, "MTA-STS support via smtp_tls_policy_maps"):
@@ -355,6 +386,20 @@ mod tests {
     }
 
     #[test]
+    fn dane_answers_are_exactly_the_postfix_level() {
+        let reply = |answer| dane_reply(answer).map(|(reply, kind)| (reply.to_string(), kind));
+        assert_eq!(
+            reply(DaneAnswer::DaneOnly),
+            Some(("OK dane-only".to_owned(), AnswerKind::DaneOnly))
+        );
+        assert_eq!(
+            reply(DaneAnswer::Dane),
+            Some(("OK dane".to_owned(), AnswerKind::Dane))
+        );
+        assert_eq!(reply(DaneAnswer::MtaSts), None);
+    }
+
+    #[test]
     fn skipped_keys_and_labels() {
         assert_eq!(
             AnswerKind::from(SkipReason::ParentDomain),
@@ -370,7 +415,9 @@ mod tests {
                 "no_policy",
                 "parent_domain",
                 "ip_literal",
-                "invalid"
+                "invalid",
+                "dane_only",
+                "dane"
             ]
         );
         for (i, kind) in AnswerKind::ALL.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! Wiring: configuration → fetcher, store, engine, listener, server, proactive refresh.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use mtasts_engine::{Clock, Engine};
@@ -34,6 +35,12 @@ impl Bound {
     pub fn bind(config: Config) -> Result<Self, StartError> {
         // Built now, while still privileged: it reads the CA files and /etc/resolv.conf.
         let fetcher = build_fetcher(&config)?;
+        if config.dane_enabled() {
+            warn_untrusted_nameservers(fetcher.nameservers());
+            warn!(
+                "`dane: true` is read, but this build does not look up DANE yet: every zone gives the MTA-STS answer"
+            );
+        }
         // Sockets passed by systemd (socket activation) win over the configured one.
         let mut listeners = Listener::from_systemd().map_err(|source| StartError::Systemd {
             what: "LISTEN_FDS socket",
@@ -249,6 +256,34 @@ fn local_addr(listener: &Listener, listen: &ListenConfig) -> Result<LocalAddr, S
     })
 }
 
+/// The nameservers whose AD bit cannot be trusted: those not on loopback. DANE answers rest on the resolver's AD
+/// bit, which only means something over a path no one else can write to (RFC 7672 §2.1.3: a validating resolver on
+/// the same host, as Postfix's `smtp_dns_support_level = dnssec` also assumes).
+fn untrusted_nameservers(servers: &[SocketAddr]) -> Vec<SocketAddr> {
+    servers
+        .iter()
+        .filter(|addr| !addr.ip().is_loopback())
+        .copied()
+        .collect()
+}
+
+/// Warns, once at start, when a zone has `dane` and a nameserver is not on loopback.
+fn warn_untrusted_nameservers(servers: &[SocketAddr]) {
+    let untrusted = untrusted_nameservers(servers);
+    if !untrusted.is_empty() {
+        let list = untrusted
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        warn!(
+            nameservers = %list,
+            "a zone has `dane: true` but these nameservers are not on loopback: their AD bit (DNSSEC validated) \
+             can be forged on the way; use a validating resolver on this host (resolver.nameservers: [\"127.0.0.1\"])"
+        );
+    }
+}
+
 fn build_fetcher(config: &Config) -> Result<Fetcher, StartError> {
     let mut builder = Fetcher::builder().timeout(config.default_zone.timeout);
     if !config.resolver.nameservers.is_empty() {
@@ -268,4 +303,28 @@ fn build_fetcher(config: &Config) -> Result<Fetcher, StartError> {
         }
     }
     builder.build().map_err(StartError::Fetcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_nameservers_are_trusted_for_dane() {
+        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|a| a.parse().expect("addr")).collect()
+        };
+        assert!(
+            untrusted_nameservers(&addrs(&["127.0.0.1:53", "127.0.0.53:53", "[::1]:5353"]))
+                .is_empty()
+        );
+        assert_eq!(
+            untrusted_nameservers(&addrs(&[
+                "127.0.0.1:53",
+                "192.0.2.1:53",
+                "[2001:db8::1]:53"
+            ])),
+            addrs(&["192.0.2.1:53", "[2001:db8::1]:53"])
+        );
+    }
 }

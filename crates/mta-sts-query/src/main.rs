@@ -2,7 +2,7 @@
 //!
 //! Compatible with the Python tool's command line:
 //! `mta-sts-query [-v {debug,info,warn,error,fatal}] domain [known_version]`, plus `--json`,
-//! `--nameserver`, `--ca-file` and `--timeout`. The exit code tells the outcome (see
+//! `--dane`, `--nameserver`, `--ca-file` and `--timeout`. The exit code tells the outcome (see
 //! [`Outcome`]); `-v debug` traces every discovery step on stderr.
 
 use std::io::{self, IsTerminal as _, Write};
@@ -14,8 +14,10 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use mtasts_cli::{Generate, Verbosity};
-use mtasts_core::PolicyId;
+use mtasts_core::{PolicyDomain, PolicyId};
 use mtasts_fetch::{Discovery, Fetcher};
+
+mod dane_report;
 
 const EXIT_CODES: &str = "\
 Exit status:
@@ -24,7 +26,8 @@ Exit status:
   2  invalid command line
   3  the domain has no policy (no TXT record, NXDOMAIN, no valid STSv1 record, ...)
   4  the policy id equals KNOWN_VERSION: unchanged, not fetched
-  5  discovery failed (DNS failure or timeout, TLS, HTTP, invalid policy file, ...)";
+  5  discovery failed (DNS failure or timeout, TLS, HTTP, invalid policy file, ...)
+The status is the MTA-STS discovery's, also with --dane.";
 
 /// The outcome of a query, as an exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +59,11 @@ struct Args {
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
+
+    /// Also run the DANE discovery (RFC 7672): MX, each host's addresses and TLSA records, and the
+    /// answer the daemon gives in a zone with `dane: true`.
+    #[arg(long)]
+    dane: bool,
 
     /// Nameserver to ask, `IP` or `IP:PORT` (repeatable; default: /etc/resolv.conf).
     #[arg(long = "nameserver", value_name = "ADDR", value_parser = parse_nameserver)]
@@ -171,18 +179,34 @@ fn run(args: &Args, domain: &str) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let discovery = runtime.block_on(async {
+    let (discovery, dane) = runtime.block_on(async {
         let fetcher = builder.build().context("cannot set up discovery")?;
-        anyhow::Ok(fetcher.discover_name(domain, known_id.as_ref()).await)
+        let dane = async {
+            match PolicyDomain::parse(domain) {
+                Ok(policy_domain) if args.dane => Some(fetcher.discover_dane(&policy_domain).await),
+                _ => None,
+            }
+        };
+        anyhow::Ok(tokio::join!(
+            fetcher.discover_name(domain, known_id.as_ref()),
+            dane
+        ))
     })?;
     let outcome = outcome(&discovery);
     report::leniency_warnings(&mut io::stderr().lock(), domain, &discovery)?;
     let mut stdout = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut stdout, &report::json(domain, &discovery))?;
+        let mut value = report::json(domain, &discovery);
+        if let Some(view) = &dane {
+            value["dane"] = dane_report::json(view);
+        }
+        serde_json::to_writer_pretty(&mut stdout, &value)?;
         writeln!(stdout)?;
     } else {
         report::text(&mut stdout, domain, &discovery)?;
+        if let Some(view) = &dane {
+            dane_report::text(&mut stdout, view)?;
+        }
     }
     stdout.flush()?;
     Ok(outcome)

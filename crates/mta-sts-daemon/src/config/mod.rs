@@ -167,6 +167,9 @@ pub(crate) struct ZoneConfig {
     pub(crate) require_sni: bool,
     /// Append Postfix 3.10 TLSRPT attributes. Default false.
     pub(crate) tlsrpt: bool,
+    /// Also run the DANE discovery (RFC 7672 §2.2) and answer `dane-only` / `dane` where DNSSEC-validated TLSA
+    /// records exist, since MTA-STS must not override DANE (RFC 8461 §2). Default false.
+    pub(crate) dane: bool,
 }
 
 impl Default for ZoneConfig {
@@ -176,6 +179,7 @@ impl Default for ZoneConfig {
             timeout: DEFAULT_REFRESH_TIMEOUT,
             require_sni: true,
             tlsrpt: false,
+            dane: false,
         }
     }
 }
@@ -414,13 +418,20 @@ pub(crate) struct FreshnessConfig {
     /// After a failed discovery, do not retry that domain for this long (RFC 8461 §3.3). Default
     /// [`DEFAULT_FAILURE_BACKOFF`] (60 s).
     pub(crate) failure_backoff: Duration,
+    /// Longest time a DANE answer is kept in memory (it is kept for the smallest TTL of the DNS records it
+    /// comes from, at least `cache_grace`). Default [`DEFAULT_MAX_DANE_TTL`] (3 600 s).
+    pub(crate) max_dane_ttl: Duration,
 }
+
+/// The default of `freshness.max_dane_ttl`.
+pub(crate) const DEFAULT_MAX_DANE_TTL: Duration = Duration::from_secs(3_600);
 
 impl Default for FreshnessConfig {
     fn default() -> Self {
         Self {
             max_negative_ttl: DEFAULT_MAX_NEGATIVE_TTL,
             failure_backoff: DEFAULT_FAILURE_BACKOFF,
+            max_dane_ttl: DEFAULT_MAX_DANE_TTL,
         }
     }
 }
@@ -563,6 +574,11 @@ impl Config {
     #[cfg(test)]
     pub(crate) fn zone(&self, name: &str) -> &ZoneConfig {
         self.zones.get(name).unwrap_or(&self.default_zone)
+    }
+
+    /// Whether any zone (`default_zone` or `zones.<name>`) has `dane: true`.
+    pub(crate) fn dane_enabled(&self) -> bool {
+        self.default_zone.dane || self.zones.values().any(|zone| zone.dane)
     }
 
     fn from_node(root: &Node) -> Result<(Self, Diagnostics), ConfigError> {
@@ -709,6 +725,7 @@ impl Config {
         let freshness = FreshnessConfig {
             max_negative_ttl: fr.seconds("max_negative_ttl", d.freshness.max_negative_ttl)?,
             failure_backoff: fr.seconds("failure_backoff", d.freshness.failure_backoff)?,
+            max_dane_ttl: fr.seconds("max_dane_ttl", d.freshness.max_dane_ttl)?,
         };
         unknown.extend(fr.unknown_keys());
 
@@ -815,6 +832,7 @@ fn zone_config(z: &mut Section<'_>) -> Result<ZoneConfig, ConfigError> {
         timeout,
         require_sni: z.bool("require_sni", d.require_sni)?,
         tlsrpt: z.bool("tlsrpt", d.tlsrpt)?,
+        dane: z.bool("dane", d.dane)?,
     })
 }
 

@@ -70,6 +70,11 @@ fn empty_file_means_python_defaults() {
         assert!(cfg.default_zone.require_sni);
         assert!(!cfg.default_zone.strict_testing);
         assert!(!cfg.default_zone.tlsrpt);
+        assert!(
+            !cfg.default_zone.dane,
+            "DANE is off unless a zone asks for it"
+        );
+        assert_eq!(cfg.freshness.max_dane_ttl, Duration::from_secs(3600));
         assert_eq!(cfg.default_zone.timeout, Duration::from_secs(4));
         assert!(cfg.zones.is_empty());
         assert!(cfg.unknown_keys.is_empty());
@@ -259,6 +264,20 @@ fn zones_fill_defaults_per_zone() {
         ("zones: [a]\n", "zones"),
         ("default_zone:\n  timeout: 0\n", "default_zone.timeout"),
     ]);
+}
+
+#[test]
+fn dane_is_a_zone_switch_with_its_own_cache_bound() {
+    let cfg = parse("zones:\n  dane:\n    dane: yes\nfreshness:\n  max_dane_ttl: 600\n");
+    assert!(cfg.zone("dane").dane);
+    assert!(!cfg.default_zone.dane);
+    assert!(cfg.dane_enabled());
+    assert_eq!(cfg.freshness.max_dane_ttl, Duration::from_secs(600));
+    assert!(!parse("").dane_enabled());
+    assert!(parse("default_zone:\n  dane: true\n").dane_enabled());
+    let e = error("default_zone:\n  dane: \"true\"\n");
+    assert!(e.contains("`default_zone.dane` (line 2)"), "{e}");
+    assert!(error("freshness:\n  max_dane_ttl: long\n").contains("`freshness.max_dane_ttl`"));
 }
 
 #[test]

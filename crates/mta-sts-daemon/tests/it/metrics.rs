@@ -6,8 +6,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use mta_sts_daemon::LocalAddr;
 use mta_sts_daemon::Running;
+use mta_sts_daemon::{AnswerKind, LocalAddr};
 use mtasts_test_support::{Fixture, PolicyResponse};
 use socketmap_proto::SocketmapClient;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -319,12 +319,7 @@ async fn no_endpoint_unless_configured() {
         "NOTFOUND "
     );
     let zone = daemon.metrics().zone(b"postfix");
-    assert_eq!(
-        daemon
-            .metrics()
-            .answers(zone, mta_sts_daemon::AnswerKind::ParentDomain),
-        1
-    );
+    assert_eq!(daemon.metrics().answers(zone, AnswerKind::ParentDomain), 1);
     daemon.shutdown().await;
 }
 
@@ -433,8 +428,20 @@ async fn docs_and_dashboard_name_the_exposed_metrics() {
         .expect("a Metrics section");
     let rows = section.lines().take_while(|l| !l.starts_with("## "));
     // That table names metrics without their `mtasts_` prefix.
-    let documented = first_column_names(rows.filter(|l| l.starts_with("| `")), "mtasts_");
+    let rows: Vec<&str> = rows.filter(|l| l.starts_with("| `")).collect();
+    let documented = first_column_names(rows.iter().copied(), "mtasts_");
     assert_eq!(documented, exposed, "docs/operations.md metrics table");
+    // The answer kinds listed for `answers_total` are exactly the `kind` label's values.
+    let answers_row = rows
+        .iter()
+        .find(|row| row.starts_with("| `answers_total"))
+        .expect("an answers_total row");
+    let (_, kinds) = answers_row
+        .split_once("kind: ")
+        .expect("the row lists the kinds");
+    let documented_kinds: Vec<&str> = kinds.split('`').skip(1).step_by(2).collect();
+    let kinds: Vec<&str> = AnswerKind::ALL.iter().map(|k| k.as_str()).collect();
+    assert_eq!(documented_kinds, kinds, "docs/operations.md answer kinds");
 
     let module = read_repo_file("crates/mta-sts-daemon/src/metrics.rs");
     let rows = module.lines().filter_map(|l| l.strip_prefix("//! "));

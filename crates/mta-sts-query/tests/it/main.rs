@@ -322,3 +322,72 @@ async fn records_accepted_through_a_leniency_are_flagged() {
     let value: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
     assert_eq!(value["leniencies"], serde_json::json!([]));
 }
+
+/// `--dane`: the MX validation, each host's TLSA records with their usability, and the daemon's answer, in text
+/// and JSON, next to the MTA-STS result (which keeps the exit status).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dane_shows_the_view_and_the_daemons_answer() {
+    let f = fixture().await;
+    f.publish(DOMAIN, "d1", ENFORCE);
+    let dns = f.dns();
+    dns.set_secure_by_default(true);
+    dns.set_mx(DOMAIN, 10, "mail.example.com");
+    dns.set_a("mail.example.com", std::net::Ipv4Addr::LOCALHOST);
+    dns.set_tlsa("_25._tcp.mail.example.com", 3, 1, 1, &[0xab; 32]);
+    dns.add_tlsa("_25._tcp.mail.example.com", 0, 0, 1, &[0xcd; 32]);
+
+    let (code, stdout, stderr) = run(query(&f).arg("--dane").arg(DOMAIN)).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("mode:         enforce"), "{stdout}");
+    assert!(
+        stdout.contains("dane mx:      validated (DNSSEC)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("dane host:    mail.example.com (preference 10)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  tlsa:       validated at _25._tcp.mail.example.com"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("3 1 1 {} (usable)", "ab".repeat(32))),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 0 1 "), "{stdout}");
+    assert!(
+        stdout.contains("(unusable: certificate usage 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dane answer:  OK dane-only ("), "{stdout}");
+
+    let (code, stdout, _) = run(query(&f).arg("--json").arg("--dane").arg(DOMAIN)).await;
+    assert_eq!(code, 0);
+    let value: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    assert_eq!(value["status"], "policy");
+    let dane = &value["dane"];
+    assert_eq!(dane["mx"]["status"], "secure");
+    assert_eq!(dane["answer"], "dane_only");
+    assert_eq!(dane["reply"], "OK dane-only");
+    let records = &dane["hosts"][0]["tlsa"]["records"];
+    assert_eq!(records.as_array().map(Vec::len), Some(2), "{dane}");
+
+    // An unsigned zone: TLSA records count for nothing, the daemon gives the MTA-STS answer.
+    dns.set_secure_by_default(false);
+    let (code, stdout, _) = run(query(&f).arg("--json").arg("--dane").arg(DOMAIN)).await;
+    assert_eq!(code, 0);
+    let value: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    assert_eq!(value["dane"]["mx"]["status"], "insecure");
+    assert_eq!(value["dane"]["answer"], "mta_sts");
+    assert_eq!(value["dane"]["reply"], serde_json::Value::Null);
+    assert_eq!(value["dane"]["hosts"], serde_json::json!([]));
+
+    // Without --dane, no DANE lookup at all.
+    let mx_queries = dns.query_count(DOMAIN);
+    assert!(mx_queries > 0, "the --dane runs asked for MX");
+    let (_, stdout, _) = run(query(&f).arg("--json").arg(DOMAIN)).await;
+    let value: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    assert_eq!(value["dane"], serde_json::Value::Null);
+    assert_eq!(dns.query_count(DOMAIN), mx_queries);
+}

@@ -406,6 +406,103 @@ impl fmt::Display for DaneReason {
     }
 }
 
+impl MxStatus {
+    /// A stable, short label: `secure`, `secure_implicit`, `secure_nxdomain`, `insecure`, `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Secure => "secure",
+            Self::SecureImplicit => "secure_implicit",
+            Self::SecureNxDomain => "secure_nxdomain",
+            Self::Insecure => "insecure",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// What the lookup found, in a few words (a failure with its error).
+impl fmt::Display for MxStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secure => f.write_str("validated (DNSSEC)"),
+            Self::SecureImplicit => {
+                f.write_str("validated: no MX records, the domain is its own host")
+            }
+            Self::SecureNxDomain => f.write_str("validated: the domain does not exist"),
+            Self::Insecure => f.write_str("not validated: DANE does not apply"),
+            Self::Failed(error) => write!(f, "lookup failed: {error}"),
+        }
+    }
+}
+
+impl Addresses {
+    /// A stable, short label: `secure`, `secure_alias`, `insecure`, `none`, `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Secure { .. } => "secure",
+            Self::SecureAlias { .. } => "secure_alias",
+            Self::Insecure => "insecure",
+            Self::None => "none",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// What the lookups found, in a few words (a failure with its error).
+impl fmt::Display for Addresses {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Secure { expanded: None } => f.write_str("validated"),
+            Self::Secure {
+                expanded: Some(name),
+            } => write!(f, "validated (alias of {name})"),
+            Self::SecureAlias { target } => write!(
+                f,
+                "validated alias of {target}, whose addresses are not validated"
+            ),
+            Self::Insecure => f.write_str("not validated: no DANE for this host"),
+            Self::None => f.write_str("no address: the host does not count"),
+            Self::Failed(error) => write!(f, "lookup failed: {error}"),
+        }
+    }
+}
+
+impl TlsaStatus {
+    /// A stable, short label: `not_looked`, `secure`, `insecure`, `absent`, `failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotLooked => "not_looked",
+            Self::Secure { .. } => "secure",
+            Self::Insecure => "insecure",
+            Self::Absent => "absent",
+            Self::Failed(_) => "failed",
+        }
+    }
+
+    /// The validated records (usable or not); empty unless [`TlsaStatus::Secure`].
+    pub fn records(&self) -> &[TlsaRecord] {
+        match self {
+            Self::Secure { records, .. } => records,
+            _ => &[],
+        }
+    }
+}
+
+/// What the lookup found, in a few words (a failure with its error); the records are not listed.
+impl fmt::Display for TlsaStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotLooked => f.write_str("not looked up (addresses not validated)"),
+            Self::Secure { name, records } if records.is_empty() => {
+                write!(f, "validated at {name}, no records")
+            }
+            Self::Secure { name, .. } => write!(f, "validated at {name}"),
+            Self::Insecure => f.write_str("records not validated: ignored"),
+            Self::Absent => f.write_str("none"),
+            Self::Failed(error) => write!(f, "lookup failed: {error}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
