@@ -28,6 +28,7 @@
 //! | `mtasts_stale_answers_total` | counter | |
 //! | `mtasts_store_errors_total` | counter | `op` = `read`, `write` |
 //! | `mtasts_memory_purged_total` | counter | |
+//! | `mtasts_store_future_times_total` | counter | |
 //! | `mtasts_proactive_refresh_runs_total` | counter | `result` = `completed`, `incomplete` |
 //! | `mtasts_proactive_refresh_results_total` | counter | `result` ([`RefreshReport`] fields) |
 //! | `mtasts_proactive_refresh_last_run_timestamp_seconds` | gauge | |

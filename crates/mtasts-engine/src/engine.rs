@@ -17,7 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::coalesce::wait;
 use crate::discover::{Discover, Discoverer};
 use crate::freshness::{Freshness, Purpose};
-use crate::refresh::Inner;
+use crate::refresh::{Inner, WarnOnce};
 use crate::resolution::{Resolution, Source};
 use crate::stats::EngineStats;
 
@@ -76,7 +76,7 @@ impl EngineBuilder {
 
     /// How long after a check an answer is given without asking the store or the network (the Python daemon's
     /// `cache_grace`). It is also the shortest time a "no policy" answer is cached. Default
-    /// [`DEFAULT_CACHE_GRACE`]. Whole seconds.
+    /// [`DEFAULT_CACHE_GRACE`]. Kept with sub-second precision, on monotonic time.
     #[must_use]
     pub const fn cache_grace(mut self, grace: Duration) -> Self {
         self.cache_grace = grace;
@@ -135,7 +135,7 @@ impl EngineBuilder {
     #[must_use]
     pub fn build_with_registry(self, registry: &mut Registry) -> Engine {
         let max_in_flight = self.max_in_flight.max(1);
-        let cache_grace = self.cache_grace.as_secs();
+        let cache_grace = self.cache_grace;
         let front = Arc::new(ShardedLru::new(self.memory_capacity));
         let stats = EngineStats::new(registry, {
             let front = Arc::clone(&front);
@@ -151,12 +151,13 @@ impl EngineBuilder {
                 clock: self.clock,
                 freshness: Freshness {
                     grace: cache_grace,
-                    max_negative_ttl: self.max_negative_ttl.as_secs().max(cache_grace),
-                    failure_backoff: self.failure_backoff.as_secs(),
+                    max_negative_ttl: self.max_negative_ttl.max(cache_grace),
+                    failure_backoff: self.failure_backoff,
                 },
                 refresh_timeout: self.refresh_timeout,
                 stats,
                 last_proactive: AtomicU64::new(0),
+                skew_warnings: WarnOnce::new(),
             }),
         }
     }
@@ -268,7 +269,7 @@ impl Engine {
     pub fn cached(&self, domain: &PolicyDomain) -> Option<Resolution> {
         let inner = &self.inner;
         let key = domain.as_str();
-        let now = inner.clock.now();
+        let now = inner.clock.monotonic();
         let resolution = inner.front.get(key)?.answer(now)?;
         inner.stats.memory_hits.inc();
         debug!(
@@ -295,7 +296,7 @@ impl Engine {
                 }
                 resolution
             }
-            None => inner.fallback(key, inner.clock.now()),
+            None => inner.fallback(key, inner.clock.monotonic()),
         }
     }
 

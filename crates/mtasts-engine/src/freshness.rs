@@ -5,13 +5,21 @@
 //! a discovery's result changes: the memory entry, the store write, the answer. Neither does I/O, awaits, reads a
 //! clock or counts anything: time is an argument, the effects are returned. The async shell (`refresh.rs`) does
 //! the I/O around them; the unit tests at the bottom drive them without a runtime.
+//!
+//! Time comes in two kinds ([`Now`]): what stores keep is wall-clock seconds; what memory keeps is monotonic
+//! ([`Instant`]), with sub-second precision, so a wall clock that steps neither stretches nor cuts a deadline.
+//! A stored time is converted when it is read. One more than [`MAX_CLOCK_SKEW`](mtasts_cache::MAX_CLOCK_SKEW)
+//! in the future (a host whose clock runs ahead wrote it) counts as now, and never as a newer check than the
+//! memory copy: the copy is re-checked after `cache_grace`, and that write replaces the entry.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mtasts_cache::CacheEntry;
+use mtasts_cache::{CacheEntry, clamp_skewed, is_skewed};
 use mtasts_core::{Mode, PolicyId};
+use tokio::time::Instant;
 
+use crate::clock::{Now, later};
 use crate::discover::{Discovery, DiscoveryError, NoPolicyReason};
 use crate::resolution::{Resolution, ResolvedPolicy, Source};
 
@@ -44,48 +52,86 @@ pub const fn refetch_margin(max_age: u64) -> u64 {
     }
 }
 
-/// Whether `policy` must be fetched over HTTPS (not just re-checked by TXT id) at `now`, given that it should
-/// stay valid for `horizon` more seconds (the next proactive pass).
-fn needs_refetch(policy: &ResolvedPolicy, now: u64, horizon: u64) -> bool {
-    let margin = refetch_margin(u64::from(policy.policy().max_age().as_secs()));
-    now.saturating_add(margin).saturating_add(horizon) >= policy.expires_at()
+/// Whether a policy with `max_age` seconds and `remaining` validity must be fetched over HTTPS (not just
+/// re-checked by TXT id), given that it should stay valid `horizon` longer (until the next proactive pass).
+fn needs_refetch(max_age: u32, remaining: Duration, horizon: Duration) -> bool {
+    let margin = Duration::from_secs(refetch_margin(u64::from(max_age)));
+    remaining <= margin.saturating_add(horizon)
 }
 
-/// What the engine keeps in memory per domain.
+/// A policy in memory, and the monotonic time it stops being valid (RFC 8461 §5.1: `max_age` after its fetch).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Held {
+    pub(crate) policy: Arc<ResolvedPolicy>,
+    pub(crate) expires: Instant,
+}
+
+impl Held {
+    /// `policy`, fetched over HTTPS `now`.
+    fn fetched(policy: Arc<ResolvedPolicy>, now: &Now) -> Self {
+        let max_age = Duration::from_secs(u64::from(policy.policy().max_age().as_secs()));
+        Self {
+            expires: now.after(max_age),
+            policy,
+        }
+    }
+
+    /// `policy`, read from a store at `now`: valid for what is left of `max_age` after its stored fetch time.
+    fn stored(policy: Arc<ResolvedPolicy>, now: &Now) -> Self {
+        Self {
+            expires: now.after(now.until(policy.expires_at())),
+            policy,
+        }
+    }
+
+    /// Whether the policy may be applied at `now` (RFC 8461 §5.1).
+    pub(crate) fn is_valid(&self, now: Instant) -> bool {
+        now < self.expires
+    }
+
+    /// Whether it must be fetched over HTTPS at `now` to stay valid `horizon` longer; see [`refetch_margin`].
+    fn needs_refetch(&self, now: Instant, horizon: Duration) -> bool {
+        let remaining = self.expires.saturating_duration_since(now);
+        needs_refetch(self.policy.policy().max_age().as_secs(), remaining, horizon)
+    }
+}
+
+/// What the engine keeps in memory per domain. Times are monotonic.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct FrontEntry {
     /// The cached policy (possibly expired; [`FrontEntry::answer`] checks), or none.
-    pub(crate) policy: Option<Arc<ResolvedPolicy>>,
-    /// When `policy` was last confirmed current (0 when there is none).
-    pub(crate) checked_at: u64,
+    pub(crate) policy: Option<Held>,
+    /// When `policy` was last confirmed current (`None`: there is none, or longer ago than the monotonic clock
+    /// reaches).
+    pub(crate) checked: Option<Instant>,
     /// Answer from memory, without store or network, while `now < fresh_until`.
-    pub(crate) fresh_until: u64,
+    pub(crate) fresh_until: Instant,
     /// No discovery for this domain while `now < retry_after` (failure back-off, RFC 8461 §3.3).
-    pub(crate) retry_after: u64,
+    pub(crate) retry_after: Option<Instant>,
 }
 
 impl FrontEntry {
-    /// `policy`, confirmed current at `checked_at`: answered from memory for `grace` seconds.
-    fn confirmed(policy: Arc<ResolvedPolicy>, checked_at: u64, grace: u64) -> Self {
+    /// `held`, confirmed current at `checked`: answered from memory for `grace`.
+    fn confirmed(held: Held, checked: Instant, grace: Duration) -> Self {
         Self {
-            policy: Some(policy),
-            checked_at,
-            fresh_until: checked_at.saturating_add(grace),
-            retry_after: 0,
+            policy: Some(held),
+            checked: Some(checked),
+            fresh_until: later(checked, grace),
+            retry_after: None,
         }
     }
 
     /// The answer this entry gives at `now`, or `None` when the store and maybe the network must be asked.
-    pub(crate) fn answer(&self, now: u64) -> Option<Resolution> {
+    pub(crate) fn answer(&self, now: Instant) -> Option<Resolution> {
         if now >= self.fresh_until {
             return None;
         }
-        let backing_off = now < self.retry_after;
+        let backing_off = self.retry_after.is_some_and(|until| now < until);
         match &self.policy {
             // RFC 8461 §5.1: an expired policy is never applied; look again.
-            Some(policy) if !policy.is_valid_at(now) => None,
-            Some(policy) => Some(Resolution {
-                policy: Some(Arc::clone(policy)),
+            Some(held) if !held.is_valid(now) => None,
+            Some(held) => Some(Resolution {
+                policy: Some(Arc::clone(&held.policy)),
                 source: if backing_off {
                     Source::Stale
                 } else {
@@ -101,9 +147,27 @@ impl FrontEntry {
     }
 
     /// The policy, if it may still be applied at `now` (RFC 8461 §5.1).
-    pub(crate) fn valid_policy(&self, now: u64) -> Option<Arc<ResolvedPolicy>> {
-        self.policy.clone().filter(|p| p.is_valid_at(now))
+    pub(crate) fn valid_policy(&self, now: Instant) -> Option<Arc<ResolvedPolicy>> {
+        valid(self.policy.as_ref(), now)
     }
+
+    /// Whether a proactive pass at `now` refreshes this entry (see [`Purpose::is_due`]); `false` without a
+    /// policy.
+    pub(crate) fn is_due(&self, purpose: Purpose, now: Instant) -> bool {
+        self.policy.as_ref().is_some_and(|held| {
+            let age = self
+                .checked
+                .map_or(Duration::MAX, |c| now.saturating_duration_since(c));
+            let remaining = held.expires.saturating_duration_since(now);
+            purpose.is_due(held.policy.policy().max_age().as_secs(), age, remaining)
+        })
+    }
+}
+
+/// `held`'s policy, if it may still be applied at `now`.
+fn valid(held: Option<&Held>, now: Instant) -> Option<Arc<ResolvedPolicy>> {
+    held.filter(|h| h.is_valid(now))
+        .map(|h| Arc::clone(&h.policy))
 }
 
 /// The answer when discovery failed or could not run: the cached policy while it is valid (RFC 8461 §3.3), else
@@ -149,8 +213,11 @@ pub(crate) enum Purpose {
     /// A lookup: answers checked less than `cache_grace` ago are fresh; bounded by `max_in_flight`.
     Lookup,
     /// The proactive refresh: entries checked less than `min_age` ago are fresh; the policy should stay valid
-    /// `horizon` seconds more. Bounded by the pass's own concurrency, not by `max_in_flight`.
-    Proactive { min_age: u64, horizon: u64 },
+    /// `horizon` more. Bounded by the pass's own concurrency, not by `max_in_flight`.
+    Proactive {
+        min_age: Duration,
+        horizon: Duration,
+    },
 }
 
 impl Purpose {
@@ -162,41 +229,49 @@ impl Purpose {
         } else {
             1.0
         };
-        // Truncation is intended: whole seconds; the value is finite and non-negative.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let min_age = (interval.as_secs_f64() / ratio) as u64;
         Self::Proactive {
-            min_age,
-            horizon: interval.as_secs(),
+            min_age: interval.div_f64(ratio),
+            horizon: interval,
         }
     }
 
-    /// Whether a proactive pass refreshes `policy`, last checked at `checked_at`: checked `min_age` ago or more,
-    /// or it would come within its near-expiry margin before the next pass. A lookup refreshes whatever it is
-    /// asked about.
-    pub(crate) fn is_due(self, policy: &ResolvedPolicy, checked_at: u64, now: u64) -> bool {
+    /// Whether a proactive pass refreshes a policy with `max_age` seconds, checked `age` ago and valid
+    /// `remaining` longer: checked `min_age` ago or more, or it would come within its near-expiry margin before
+    /// the next pass. A lookup refreshes whatever it is asked about.
+    pub(crate) fn is_due(self, max_age: u32, age: Duration, remaining: Duration) -> bool {
         match self {
             Self::Lookup => true,
             Self::Proactive { min_age, horizon } => {
-                now.saturating_sub(checked_at) >= min_age || needs_refetch(policy, now, horizon)
+                age >= min_age || needs_refetch(max_age, remaining, horizon)
             }
         }
     }
+
+    /// [`Purpose::is_due`] for a store's `entry` at `now`, its times counted as [`Stored::Entry`]'s are (one more
+    /// than `MAX_CLOCK_SKEW` in the future counts as now).
+    pub(crate) fn is_due_stored(self, entry: &CacheEntry, now: &Now) -> bool {
+        let checked_at = clamp_skewed(entry.checked_at, now.secs());
+        let fetched_at = clamp_skewed(entry.fetched_at, now.secs());
+        let max_age = entry.policy.max_age().as_secs();
+        let remaining = now.until(fetched_at.saturating_add(u64::from(max_age)));
+        self.is_due(max_age, now.since(checked_at), remaining)
+    }
+}
+
+/// Whether a store's `entry` holds a time more than `MAX_CLOCK_SKEW` after `now` (a host whose clock runs ahead
+/// wrote it).
+pub(crate) fn is_skewed_entry(entry: &CacheEntry, now: &Now) -> bool {
+    is_skewed(entry.checked_at, now.secs()) || is_skewed(entry.fetched_at, now.secs())
 }
 
 /// The best policy known for a domain during a refresh.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Known {
-    pub(crate) policy: Arc<ResolvedPolicy>,
-    pub(crate) checked_at: u64,
+    pub(crate) held: Held,
+    /// When it was last confirmed current (monotonic; `None`: long ago).
+    pub(crate) checked: Option<Instant>,
     /// Read from the store (newer than the memory copy), not from memory.
     pub(crate) from_store: bool,
-}
-
-impl Known {
-    fn valid_policy(&self, now: u64) -> Option<Arc<ResolvedPolicy>> {
-        Some(Arc::clone(&self.policy)).filter(|p| p.is_valid_at(now))
-    }
 }
 
 /// What the store said about a domain.
@@ -216,6 +291,8 @@ pub(crate) struct Decision {
     /// The store no longer holds a domain memory had: purged (e.g. `mta-sts-daemon cache purge` on any host
     /// sharing the store) or lost. The memory copy is forgotten.
     pub(crate) purged: bool,
+    /// The store's entry holds a time more than `MAX_CLOCK_SKEW` in the future, counted as now.
+    pub(crate) skewed: bool,
     pub(crate) step: Step,
 }
 
@@ -244,9 +321,9 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// The answer when the discovery cannot start in time (no slot): the known policy while valid, else none.
-    pub(crate) fn overloaded(&self, now: u64) -> Done {
+    pub(crate) fn overloaded(&self, now: Instant) -> Done {
         Done {
-            resolution: stale_or_none(self.known.as_ref().and_then(|k| k.valid_policy(now))),
+            resolution: stale_or_none(valid(self.known.as_ref().map(|k| &k.held), now)),
             outcome: Outcome::Overloaded,
         }
     }
@@ -301,7 +378,7 @@ pub(crate) enum Event {
         /// A valid cached policy stays in use (RFC 8461 §10.2).
         kept_cached: bool,
         /// How long "no policy" (or the kept policy) is answered from memory.
-        ttl: u64,
+        ttl: Duration,
     },
     Failed {
         error: DiscoveryError,
@@ -324,15 +401,15 @@ pub(crate) enum Anomaly {
     Overran { timeout: Duration },
 }
 
-/// The engine's freshness settings, whole seconds.
+/// The engine's freshness settings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Freshness {
     /// How long a check is answered from memory (`cache_grace`); also the shortest "no policy" caching.
-    pub(crate) grace: u64,
+    pub(crate) grace: Duration,
     /// The longest "no policy" caching, whatever the DNS negative TTL (never below `grace`).
-    pub(crate) max_negative_ttl: u64,
+    pub(crate) max_negative_ttl: Duration,
     /// How long a domain is not discovered again after a failure (RFC 8461 §3.3).
-    pub(crate) failure_backoff: u64,
+    pub(crate) failure_backoff: Duration,
 }
 
 impl Freshness {
@@ -346,39 +423,52 @@ impl Freshness {
         &self,
         front: Option<&FrontEntry>,
         stored: Stored,
-        now: u64,
+        now: &Now,
         purpose: Purpose,
     ) -> Decision {
-        let retry_after = front.map_or(0, |entry| entry.retry_after);
+        let retry_after = front.and_then(|entry| entry.retry_after);
         let mut known = front.and_then(|entry| {
-            entry.policy.as_ref().map(|policy| Known {
-                policy: Arc::clone(policy),
-                checked_at: entry.checked_at,
+            entry.policy.as_ref().map(|held| Known {
+                held: held.clone(),
+                checked: entry.checked,
                 from_store: false,
             })
         });
-        let mut purged = false;
+        let (mut purged, mut skewed) = (false, false);
         match stored {
-            Stored::Entry(entry)
-                if known
-                    .as_ref()
-                    .is_none_or(|k| entry.checked_at > k.checked_at) =>
-            {
-                let policy = match &known {
-                    // The same policy, checked again (by another host): keep sharing the memory copy.
-                    Some(k)
-                        if *k.policy.id() == entry.policy_id
-                            && k.policy.fetched_at() == entry.fetched_at =>
-                    {
-                        Arc::clone(&k.policy)
-                    }
-                    _ => Arc::new(ResolvedPolicy::from_entry(&entry)),
-                };
-                known = Some(Known {
-                    policy,
-                    checked_at: entry.checked_at,
-                    from_store: true,
+            Stored::Entry(entry) => {
+                skewed = is_skewed_entry(&entry, now);
+                // A time from the future counts as now (never later than now, at most 60 s ahead, as a check).
+                let checked_at = clamp_skewed(entry.checked_at, now.secs());
+                let checked = now.before(now.since(checked_at));
+                let fetched_at = clamp_skewed(entry.fetched_at, now.secs());
+                // Another host checked more recently than memory did. A check from the future is not: it says
+                // nothing about when the host really checked, and counting it as now at every read would keep
+                // it fresh forever.
+                let newer = known.as_ref().is_none_or(|k| {
+                    !is_skewed(entry.checked_at, now.secs()) && checked > k.checked
                 });
+                if newer {
+                    let held = match &known {
+                        // The same policy, checked again (by another host): keep sharing the memory copy.
+                        Some(k)
+                            if *k.held.policy.id() == entry.policy_id
+                                && k.held.policy.fetched_at() == fetched_at =>
+                        {
+                            k.held.clone()
+                        }
+                        _ => {
+                            let policy =
+                                ResolvedPolicy::new(entry.policy_id, entry.policy, fetched_at);
+                            Held::stored(Arc::new(policy), now)
+                        }
+                    };
+                    known = Some(Known {
+                        held,
+                        checked,
+                        from_store: true,
+                    });
+                }
             }
             // Gone from the store: forget the memory copy too, so that a purge reaches every engine using the
             // store within `cache_grace`. A full discovery with an HTTPS fetch follows (re-checking the old id
@@ -387,48 +477,51 @@ impl Freshness {
                 known = None;
                 purged = true;
             }
-            Stored::Entry(_) | Stored::Absent | Stored::Unknown => {}
+            Stored::Absent | Stored::Unknown => {}
         }
 
         let (min_age, horizon) = match purpose {
-            Purpose::Lookup => (self.grace, 0),
+            Purpose::Lookup => (self.grace, Duration::ZERO),
             Purpose::Proactive { min_age, horizon } => (min_age, horizon),
         };
         if let Some(k) = &known
-            && k.policy.is_valid_at(now)
-            && now.saturating_sub(k.checked_at) < min_age
+            && let Some(checked) = k.checked
+            && k.held.is_valid(now.mono)
+            && now.mono.saturating_duration_since(checked) < min_age
             // A proactive pass refreshes a policy that would near expiry before the next pass.
-            && (horizon == 0 || !needs_refetch(&k.policy, now, horizon))
+            && (horizon.is_zero() || !k.held.needs_refetch(now.mono, horizon))
         {
             let (source, remember) = if k.from_store {
-                // Another host's clock may be ahead: never trust a check from the future for longer than grace.
-                let checked_at = k.checked_at.min(now);
-                let entry = FrontEntry::confirmed(Arc::clone(&k.policy), checked_at, self.grace);
+                // Never later than now (`checked` is not): a check from the future is not trusted for longer
+                // than grace.
+                let entry = FrontEntry::confirmed(k.held.clone(), checked, self.grace);
                 (Source::Store, Some(entry))
             } else {
                 (Source::Memory, None)
             };
             let done = Done {
                 resolution: Resolution {
-                    policy: Some(Arc::clone(&k.policy)),
+                    policy: Some(Arc::clone(&k.held.policy)),
                     source,
                 },
                 outcome: Outcome::Fresh,
             };
             return Decision {
                 purged,
+                skewed,
                 step: Step::Answer { done, remember },
             };
         }
 
         // RFC 8461 §3.3: rate-limit refetch attempts after a failure.
-        if now < retry_after {
+        if retry_after.is_some_and(|until| now.mono < until) {
             let done = Done {
-                resolution: stale_or_none(known.as_ref().and_then(|k| k.valid_policy(now))),
+                resolution: stale_or_none(valid(known.as_ref().map(|k| &k.held), now.mono)),
                 outcome: Outcome::Backoff,
             };
             return Decision {
                 purged,
+                skewed,
                 step: Step::Answer {
                     done,
                     remember: None,
@@ -439,10 +532,11 @@ impl Freshness {
         // An unchanged id needs no HTTPS, unless the policy is near expiry (§5.1, see `refetch_margin`).
         let known_id = known
             .as_ref()
-            .filter(|k| !needs_refetch(&k.policy, now, horizon))
-            .map(|k| k.policy.id().clone());
+            .filter(|k| !k.held.needs_refetch(now.mono, horizon))
+            .map(|k| k.held.policy.id().clone());
         Decision {
             purged,
+            skewed,
             step: Step::Discover(Plan {
                 known,
                 known_id,
@@ -452,22 +546,22 @@ impl Freshness {
     }
 
     /// What `discovery`, run for `plan`, changes at `now` (when it finished).
-    pub(crate) fn apply(&self, discovery: Discovery, plan: Plan, now: u64) -> Applied {
+    pub(crate) fn apply(&self, discovery: Discovery, plan: Plan, now: &Now) -> Applied {
         match discovery {
             Discovery::Fetched { id, policy } => {
-                let resolved = Arc::new(ResolvedPolicy::new(id, policy, now));
+                let resolved = Arc::new(ResolvedPolicy::new(id, policy, now.secs()));
                 let event = Event::Fetched {
                     reason: plan.fetch_reason(),
                     id: resolved.id().clone(),
                     mode: resolved.policy().mode(),
                     max_age: resolved.policy().max_age().as_secs(),
                 };
-                self.confirmed(resolved, now, Outcome::Fetched, event)
+                self.confirmed(Held::fetched(resolved, now), now, Outcome::Fetched, event)
             }
             Discovery::Unchanged { id } => match plan.known {
                 Some(k) if plan.known_id.as_ref() == Some(&id) => {
                     // checked_at moves, fetched_at stays: an unchanged id does not extend validity (§5.1).
-                    self.confirmed(k.policy, now, Outcome::Unchanged, Event::Unchanged { id })
+                    self.confirmed(k.held, now, Outcome::Unchanged, Event::Unchanged { id })
                 }
                 known => {
                     let error = Anomaly::UnexpectedUnchanged {
@@ -486,12 +580,12 @@ impl Freshness {
                 negative_ttl,
             } => {
                 let ttl = negative_ttl
-                    .map_or(0, |ttl| ttl.as_secs())
+                    .unwrap_or_default()
                     .min(self.max_negative_ttl)
                     .max(self.grace);
-                let fresh_until = now.saturating_add(ttl);
+                let fresh_until = now.after(ttl);
                 let had_known = plan.known.is_some();
-                let kept = plan.known.filter(|k| k.policy.is_valid_at(now));
+                let kept = plan.known.filter(|k| k.held.is_valid(now.mono));
                 let event = Event::NoPolicy {
                     reason,
                     kept_cached: kept.is_some(),
@@ -500,22 +594,22 @@ impl Freshness {
                 let (front, store, policy) = match kept {
                     // RFC 8461 §10.2: removing the TXT record does not remove a cached policy; it applies until
                     // it expires (§5.1).
-                    Some(k) => (
-                        FrontEntry {
-                            policy: Some(Arc::clone(&k.policy)),
-                            checked_at: k.checked_at,
+                    Some(k) => {
+                        let policy = Arc::clone(&k.held.policy);
+                        let front = FrontEntry {
+                            policy: Some(k.held),
+                            checked: k.checked,
                             fresh_until,
-                            retry_after: 0,
-                        },
-                        StoreWrite::Nothing,
-                        Some(k.policy),
-                    ),
+                            retry_after: None,
+                        };
+                        (front, StoreWrite::Nothing, Some(policy))
+                    }
                     None => (
                         FrontEntry {
                             policy: None,
-                            checked_at: 0,
+                            checked: None,
                             fresh_until,
-                            retry_after: 0,
+                            retry_after: None,
                         },
                         // Expired and no longer published: nothing left to keep (bounds store growth).
                         if had_known {
@@ -543,17 +637,12 @@ impl Freshness {
         }
     }
 
-    /// `policy` confirmed current at `now` by a discovery: remembered, written through, answered.
-    fn confirmed(
-        &self,
-        policy: Arc<ResolvedPolicy>,
-        now: u64,
-        outcome: Outcome,
-        event: Event,
-    ) -> Applied {
+    /// `held` confirmed current at `now` by a discovery: remembered, written through, answered.
+    fn confirmed(&self, held: Held, now: &Now, outcome: Outcome, event: Event) -> Applied {
+        let policy = Arc::clone(&held.policy);
         Applied {
-            front: FrontEntry::confirmed(Arc::clone(&policy), now, self.grace),
-            store: StoreWrite::Set(policy.to_entry(now)),
+            store: StoreWrite::Set(policy.to_entry(now.secs())),
+            front: FrontEntry::confirmed(held, now.mono, self.grace),
             done: Done {
                 resolution: Resolution {
                     policy: Some(policy),
@@ -566,20 +655,21 @@ impl Freshness {
     }
 
     /// A failed discovery: back off, answer from the cached policy while it is valid (§3.3).
-    fn failed(&self, known: Option<Known>, error: DiscoveryError, now: u64) -> Applied {
-        let kept = known.filter(|k| k.policy.is_valid_at(now));
+    fn failed(&self, known: Option<Known>, error: DiscoveryError, now: &Now) -> Applied {
+        let kept = known.filter(|k| k.held.is_valid(now.mono));
         let stale = kept.is_some();
-        let retry_after = now.saturating_add(self.failure_backoff);
-        let (policy, checked_at) = match kept {
-            Some(k) => (Some(k.policy), k.checked_at),
-            None => (None, 0),
+        let retry_after = now.after(self.failure_backoff);
+        let (held, checked) = match kept {
+            Some(k) => (Some(k.held), k.checked),
+            None => (None, None),
         };
+        let policy = held.as_ref().map(|h| Arc::clone(&h.policy));
         Applied {
             front: FrontEntry {
-                policy: policy.clone(),
-                checked_at,
+                policy: held,
+                checked,
                 fresh_until: retry_after,
-                retry_after,
+                retry_after: Some(retry_after),
             },
             store: StoreWrite::Nothing,
             done: Done {

@@ -5,16 +5,16 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mtasts_cache::ScanToken;
+use mtasts_cache::{MAX_CLOCK_SKEW, ScanToken, is_skewed};
 use mtasts_core::PolicyDomain;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::clock::Now;
 use crate::coalesce::wait;
 use crate::engine::Engine;
-use crate::freshness::{Done, Outcome, Purpose};
-use crate::resolution::ResolvedPolicy;
+use crate::freshness::{Done, Outcome, Purpose, is_skewed_entry};
 
 /// Store scan page size for the proactive refresh.
 const SCAN_PAGE: usize = 256;
@@ -89,12 +89,11 @@ impl Engine {
     ) -> RefreshReport {
         let inner = &self.inner;
         let started = Instant::now();
-        let now = inner.clock.now();
+        let now = Now::read(&*inner.clock);
         let purpose = Purpose::proactive(interval, grace_ratio);
         let concurrency = concurrency.max(1);
         let mut report = RefreshReport::default();
         let mut tasks = JoinSet::new();
-        let is_due = |policy: &ResolvedPolicy, checked_at| purpose.is_due(policy, checked_at, now);
 
         if let Some(store) = &inner.store {
             let mut token: Option<ScanToken> = None;
@@ -110,7 +109,10 @@ impl Engine {
                 report.invalid += page.corrupt.len() as u64;
                 for (domain, entry) in page.entries {
                     report.scanned += 1;
-                    if is_due(&ResolvedPolicy::from_entry(&entry), entry.checked_at) {
+                    if is_skewed_entry(&entry, &now) {
+                        inner.skewed(&domain);
+                    }
+                    if purpose.is_due_stored(&entry, &now) {
                         report.due += 1;
                         self.schedule(&mut tasks, &mut report, &domain, purpose, concurrency)
                             .await;
@@ -127,8 +129,8 @@ impl Engine {
         } else {
             let mut due = Vec::new();
             inner.front.for_each(|key, entry| {
-                if let Some(policy) = &entry.policy {
-                    due.push((key.to_string(), is_due(policy, entry.checked_at)));
+                if entry.policy.is_some() {
+                    due.push((key.to_string(), entry.is_due(purpose, now.mono)));
                 }
             });
             for (domain, due) in due {
@@ -213,8 +215,9 @@ impl Engine {
         let engine = self.clone();
         let interval = interval.max(Duration::from_secs(1));
         tokio::spawn(async move {
+            let mut passes = Passes::default();
             loop {
-                let wait = engine.until_next_pass(interval).await;
+                let wait = engine.until_next_pass(interval, &mut passes).await;
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                     // Look again: another host sharing the store may have run a pass meanwhile.
@@ -224,6 +227,7 @@ impl Engine {
                 let report = engine
                     .refresh_proactively(interval, grace_ratio, concurrency)
                     .await;
+                passes.ours = Some((report.finished_at, engine.inner.clock.monotonic()));
                 on_pass(&report);
                 // At least one interval between passes, even if the store could not record this one.
                 tokio::time::sleep(interval).await;
@@ -231,12 +235,14 @@ impl Engine {
         })
     }
 
-    /// How long until the next proactive pass is due: `interval` after the last recorded pass, on the engine's
-    /// clock (zero when none is recorded).
-    async fn until_next_pass(&self, interval: Duration) -> Duration {
-        let last = self.last_proactive_refresh().await.unwrap_or(0);
-        let due = last.saturating_add(interval.as_secs());
-        Duration::from_secs(due.saturating_sub(self.inner.clock.now()))
+    /// How long until the next proactive pass is due: `interval` after the last recorded pass (zero when none is
+    /// recorded).
+    async fn until_next_pass(&self, interval: Duration, passes: &mut Passes) -> Duration {
+        let Some(last) = self.last_proactive_refresh().await else {
+            return Duration::ZERO;
+        };
+        let now = Now::read(&*self.inner.clock);
+        interval.saturating_sub(passes.since(last, &now))
     }
 
     async fn schedule(
@@ -280,6 +286,44 @@ impl Engine {
                 }
             },
             None => Some(self.inner.last_proactive.load(Ordering::Relaxed)).filter(|&ts| ts != 0),
+        }
+    }
+}
+
+/// What the proactive loop has seen of the recorded pass times (Unix seconds), to count them on monotonic time
+/// where it can.
+#[derive(Debug, Default)]
+struct Passes {
+    /// This loop's last pass: its recorded time, and when it finished (monotonic).
+    ours: Option<(u64, Instant)>,
+    /// A recorded time from the future (more than `MAX_CLOCK_SKEW` ahead), and when it was first read.
+    future: Option<(u64, Instant)>,
+}
+
+impl Passes {
+    /// How long ago the pass recorded at `last` ran, at `now`. This loop's own pass is timed on monotonic time (a
+    /// wall clock that steps does not move it). A time from the future counts as the moment it was first read,
+    /// so the next pass still comes an interval later (and records a sane time).
+    fn since(&mut self, last: u64, now: &Now) -> Duration {
+        if let Some((ours, at)) = self.ours
+            && ours == last
+        {
+            return now.mono.saturating_duration_since(at);
+        }
+        if !is_skewed(last, now.secs()) {
+            return now.since(last);
+        }
+        match self.future {
+            Some((seen, at)) if seen == last => now.mono.saturating_duration_since(at),
+            _ => {
+                warn!(
+                    proactive_fetch_ts = last,
+                    max_skew_secs = MAX_CLOCK_SKEW.as_secs(),
+                    "the last proactive refresh was recorded in the future (a clock ahead of ours); counted as now"
+                );
+                self.future = Some((last, now.mono));
+                Duration::ZERO
+            }
         }
     }
 }

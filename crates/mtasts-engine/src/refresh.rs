@@ -6,13 +6,13 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use mtasts_cache::lru::ShardedLru;
-use mtasts_cache::{CacheError, PolicyCache};
+use mtasts_cache::{CacheError, MAX_CLOCK_SKEW, PolicyCache};
 use mtasts_core::{PolicyDomain, PolicyId};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Now};
 use crate::coalesce::{Flight, Flights};
 use crate::discover::{Discoverer, Discovery, DiscoveryError, DiscoveryRequest};
 use crate::freshness::{
@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) stats: EngineStats,
     /// When the last proactive pass finished, when there is no store (0 = never).
     pub(crate) last_proactive: AtomicU64,
+    /// Domains whose store entries were found from the future, for warning once per domain.
+    pub(crate) skew_warnings: WarnOnce,
 }
 
 impl Inner {
@@ -66,11 +68,11 @@ impl Inner {
     async fn refresh(&self, domain: &PolicyDomain, timeout: Duration, purpose: Purpose) -> Done {
         let key = domain.as_str();
         let deadline = Instant::now() + timeout;
-        let now = self.clock.now();
+        let now = Now::read(&*self.clock);
         let front = self.front.peek(key);
         if let (Purpose::Lookup, Some(entry)) = (purpose, &front)
             // Refreshed since the caller looked (it raced with the end of the previous discovery).
-            && let Some(resolution) = entry.answer(now)
+            && let Some(resolution) = entry.answer(now.mono)
         {
             return Done {
                 resolution,
@@ -80,7 +82,10 @@ impl Inner {
 
         // Read-through: the store may hold a newer check, e.g. by another host sharing it.
         let stored = self.read_store(key).await;
-        let decision = self.freshness.decide(front.as_ref(), stored, now, purpose);
+        let decision = self.freshness.decide(front.as_ref(), stored, &now, purpose);
+        if decision.skewed {
+            self.skewed(key);
+        }
         if decision.purged {
             self.stats.store_purged.inc();
             debug!(
@@ -117,7 +122,7 @@ impl Inner {
                         domain = key,
                         "no discovery slot within the timeout (max_in_flight); answering from cache"
                     );
-                    let done = plan.overloaded(now);
+                    let done = plan.overloaded(Now::read(&*self.clock).mono);
                     self.count(&done);
                     return done;
                 }
@@ -131,7 +136,9 @@ impl Inner {
             .discover(domain, plan.known_id.as_ref(), deadline)
             .await;
         let duration_ms = millis(started.elapsed());
-        let applied = self.freshness.apply(discovery, plan, self.clock.now());
+        let applied = self
+            .freshness
+            .apply(discovery, plan, &Now::read(&*self.clock));
         self.count(&applied.done);
         self.log(key, &applied.event, duration_ms);
         self.remember(key, applied.front);
@@ -168,6 +175,19 @@ impl Inner {
                 warn!(domain = key, kind = error.kind(), %error, "policy cache read failed; treated as a miss");
                 Stored::Unknown
             }
+        }
+    }
+
+    /// A store entry of `key` holds a time from the future: counted, and warned about once per domain.
+    pub(crate) fn skewed(&self, key: &str) {
+        self.stats.store_skewed.inc();
+        if self.skew_warnings.first(key) {
+            warn!(
+                domain = key,
+                max_skew_secs = MAX_CLOCK_SKEW.as_secs(),
+                "policy cache entry written with a clock ahead of ours (a host sharing the store?); counted as \
+                 checked now and replaced by the next check"
+            );
         }
     }
 
@@ -261,7 +281,7 @@ impl Inner {
                 reason = reason.kind(),
                 detail = %reason,
                 kept_cached,
-                ttl,
+                ttl = ttl.as_secs_f64(),
                 duration_ms,
                 "MTA-STS discovery"
             ),
@@ -271,7 +291,7 @@ impl Inner {
                 reason = error.kind(),
                 error = %error,
                 stale,
-                backoff = self.freshness.failure_backoff,
+                backoff = self.freshness.failure_backoff.as_secs_f64(),
                 duration_ms,
                 "MTA-STS discovery"
             ),
@@ -286,7 +306,7 @@ impl Inner {
     /// The answer when a lookup's refresh did not finish in time: the memory front's answer (the discovery may
     /// have finished and updated memory while its store write is still pending), else the cached policy while
     /// valid, else none.
-    pub(crate) fn fallback(&self, key: &str, now: u64) -> Resolution {
+    pub(crate) fn fallback(&self, key: &str, now: Instant) -> Resolution {
         let Some(entry) = self.front.peek(key) else {
             return Resolution::none(Source::Unavailable);
         };
@@ -318,6 +338,44 @@ async fn bounded<T>(op: impl Future<Output = Result<T, CacheError>>) -> Result<T
             store: "engine",
             after: STORE_CAP,
         }))
+}
+
+/// Remembers the domains a warning was logged for (the most recent [`WarnOnce::CAPACITY`]), so that one is
+/// logged once per domain, and at most one a second in all.
+#[derive(Debug)]
+pub(crate) struct WarnOnce {
+    seen: ShardedLru<Arc<str>, ()>,
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl WarnOnce {
+    const CAPACITY: usize = 4_096;
+    const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+    pub(crate) fn new() -> Self {
+        Self {
+            seen: ShardedLru::new(Self::CAPACITY),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Whether to log the warning for `key` now: not logged for it before, nor for any key within the last
+    /// second.
+    pub(crate) fn first(&self, key: &str) -> bool {
+        if self.seen.insert(Arc::from(key), ()).is_some() {
+            return false;
+        }
+        let now = Instant::now();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|at| now.saturating_duration_since(at) < Self::MIN_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -108,14 +108,6 @@ impl ResolvedPolicy {
         }
     }
 
-    pub(crate) fn from_entry(entry: &CacheEntry) -> Self {
-        Self::new(
-            entry.policy_id.clone(),
-            entry.policy.clone(),
-            entry.fetched_at,
-        )
-    }
-
     pub(crate) fn to_entry(&self, checked_at: u64) -> CacheEntry {
         CacheEntry {
             checked_at,

@@ -95,6 +95,9 @@ pub struct EngineStats {
     /// Memory copies dropped because the store no longer held the domain (purged, e.g. by
     /// `mta-sts-daemon cache purge`); each is followed by a full discovery (`mtasts_memory_purged_total`).
     pub store_purged: Count,
+    /// Store entries read with a time more than `MAX_CLOCK_SKEW` (60 s) after this host's clock, written by a
+    /// host whose clock runs ahead; each counted as now (`mtasts_store_future_times_total`).
+    pub store_skewed: Count,
     /// Failed discoveries by failure kind ([`DiscoveryError::kind`](crate::DiscoveryError::kind)).
     failures: Family<Label, Counter>,
 }
@@ -176,6 +179,10 @@ impl EngineStats {
             store_purged: r.count(
                 "mtasts_memory_purged",
                 "Memory copies dropped because the store no longer held the domain (purged); each is rediscovered",
+            ),
+            store_skewed: r.count(
+                "mtasts_store_future_times",
+                "Store entries read with a time more than 60 s after this host's clock (a host whose clock runs ahead wrote them); each counted as now",
             ),
             failures,
         }

@@ -749,8 +749,8 @@ async fn a_hanging_store_write_does_not_hold_the_lookup() {
 struct TokioClock(tokio::time::Instant);
 
 impl Clock for TokioClock {
-    fn now(&self) -> u64 {
-        T0 + self.0.elapsed().as_secs()
+    fn wall(&self) -> Duration {
+        Duration::from_secs(T0) + self.0.elapsed()
     }
 }
 
@@ -792,16 +792,23 @@ async fn first_two_passes(engine: &Engine) -> (RefreshReport, u64) {
     (first, second)
 }
 
-/// With a pass recorded an hour ago (by this host before a restart, or by another host sharing the store), the
-/// next one waits until the recorded one is a day old; then one runs every day.
-#[tokio::test(start_paused = true)]
-async fn the_proactive_loop_waits_until_the_recorded_pass_is_an_interval_old() {
+/// An engine on tokio's time and a memory store, `example.com` discovered (a year-long policy), and a proactive
+/// pass recorded at `recorded` (Unix seconds).
+async fn with_a_recorded_pass(recorded: u64) -> (Arc<Fake>, Arc<MemoryCache>, Engine) {
     let fake = Fake::new();
     fake.publish(EXAMPLE, "id1", 31_557_600);
     let store = Arc::new(MemoryCache::new(100));
     let engine = engine_on_tokio_time(&fake, Arc::clone(&store) as Arc<dyn PolicyCache>);
     answer(&engine, EXAMPLE).await;
-    assert!(store.set_proactive_fetch_ts(T0 - 3_600).await.is_ok());
+    assert!(store.set_proactive_fetch_ts(recorded).await.is_ok());
+    (fake, store, engine)
+}
+
+/// With a pass recorded an hour ago (by this host before a restart, or by another host sharing the store), the
+/// next one waits until the recorded one is a day old; then one runs every day.
+#[tokio::test(start_paused = true)]
+async fn the_proactive_loop_waits_until_the_recorded_pass_is_an_interval_old() {
+    let (fake, _store, engine) = with_a_recorded_pass(T0 - 3_600).await;
 
     let (first, second) = first_two_passes(&engine).await;
     assert_eq!(
@@ -825,4 +832,74 @@ async fn proactive_passes_stay_an_interval_apart_when_the_store_cannot_record_th
         "nothing recorded: the first pass runs at once"
     );
     assert_eq!(second, T0 + DAY.as_secs());
+}
+
+/// A wall clock stepping back or forth neither stretches nor cuts what memory keeps: grace, a cached "no
+/// policy", the back-off, a policy's expiry (issue 11 item 1).
+#[tokio::test]
+async fn a_wall_clock_step_does_not_move_memory_deadlines() {
+    let day = DAY.as_secs();
+    let (s, engine) = discovered(600, Setup::engine).await;
+    s.fake.set("none.example", Reply::NoPolicy(None));
+    assert_eq!(answer(&engine, "none.example").await, "discovered -");
+    // A day back: grace (60 s) still ends 60 s after the check, not a day later.
+    s.clock.step(DAY, false);
+    play(&s, &engine, &[(59, "memory id1"), (1, "discovered id1")]).await;
+    assert_eq!(answer(&engine, "none.example").await, "discovered -");
+    // A day forth: nothing is cut short, and the policy fetched 60 s ago is not taken as expired.
+    s.clock.step(DAY, true);
+    play(&s, &engine, &[(0, "memory id1")]).await;
+    assert_eq!(answer(&engine, "none.example").await, "memory -");
+    // The back-off after a failure lasts its 120 s, however the wall clock jumps meanwhile.
+    s.fake.set(EXAMPLE, Reply::Fail);
+    play(&s, &engine, &[(60, "stale id1")]).await;
+    s.clock.set(T0 + 10 * day);
+    play(&s, &engine, &[(119, "stale id1")]).await;
+    assert_eq!(s.fake.calls(), 5);
+    play(&s, &engine, &[(1, "stale id1")]).await;
+    assert_eq!(s.fake.calls(), 6);
+    // Expiry stays 600 s after the fetch on the monotonic clock (240 s have passed): it is still applied 359 s
+    // on, and not 360 s on.
+    s.clock.set(T0);
+    play(&s, &engine, &[(359, "stale id1"), (1, "unavailable -")]).await;
+}
+
+/// A proactive pass recorded in the future (a host whose clock runs ahead shares the store) counts as run now:
+/// the next one comes an interval later instead of never, and records a sane time (issue 11 item 1).
+#[tokio::test(start_paused = true)]
+async fn a_proactive_pass_recorded_in_the_future_counts_as_now() {
+    let (_fake, store, engine) = with_a_recorded_pass(T0 + 10 * 365 * DAY.as_secs()).await;
+
+    let (first, second) = first_two_passes(&engine).await;
+    assert_eq!(
+        first.finished_at,
+        T0 + DAY.as_secs(),
+        "the pass recorded in the future did not count as now"
+    );
+    assert_eq!(second, first.finished_at + DAY.as_secs());
+    assert_eq!(
+        store.proactive_fetch_ts().await.ok().flatten(),
+        Some(second)
+    );
+}
+
+/// An entry checked in the future (a host whose clock runs ahead wrote it) counts as checked now: answered for
+/// `cache_grace`, then re-checked by TXT, and that check replaces it in the store; it is counted (issue 11
+/// item 1). Row 1 of the issue's table: before, it was served forever with no DNS query.
+#[tokio::test]
+async fn an_entry_checked_in_the_future_is_rechecked_after_grace_and_replaced() {
+    let s = Setup::publishing(86_400);
+    // The store's clock is the system's: the engine's wall clock shows the same.
+    let now = mtasts_cache::skew_limit() - mtasts_cache::MAX_CLOCK_SKEW.as_secs();
+    s.clock.set(now);
+    let ahead = CacheEntry::new(now + 86_400, id("id1"), policy(86_400));
+    assert!(matches!(s.store.set(EXAMPLE, &ahead).await, Ok(true)));
+    let engine = s.engine_with_store();
+
+    play(&s, &engine, &[(0, "store id1"), (59, "memory id1")]).await;
+    assert_eq!(s.fake.calls(), 0);
+    play(&s, &engine, &[(1, "discovered id1")]).await;
+    assert_eq!(s.fake.asked(), [Some("id1".into())]);
+    assert_eq!(stored(&*s.store, EXAMPLE).await, Some((now + 60, now)));
+    assert_eq!(engine.stats().store_skewed.get(), 2);
 }

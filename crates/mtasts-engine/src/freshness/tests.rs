@@ -1,22 +1,46 @@
 //! The freshness rules, table-driven, without a runtime: no tokio, no clock, no store, no discoverer.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use mtasts_cache::CacheEntry;
 use mtasts_core::Policy;
+use tokio::time::Instant;
 
 use super::*;
 
+/// The wall clock at the start of each test (Unix seconds).
 const T0: u64 = 1_700_000_000;
 const DAY: u64 = 86_400;
 const RULES: Freshness = Freshness {
-    grace: 60,
-    max_negative_ttl: 3_600,
-    failure_backoff: 120,
+    grace: Duration::from_secs(60),
+    max_negative_ttl: Duration::from_secs(3_600),
+    failure_backoff: Duration::from_secs(120),
 };
 
-/// Policy `id` with `max_age`, fetched at `fetched_at`.
+/// Monotonic time at the start of each test (when the wall clock shows T0).
+static M0: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+/// `ms` milliseconds after the start (T0 on the wall clock, M0 on the monotonic one).
+fn at_ms(ms: u64) -> Now {
+    let since = Duration::from_millis(ms);
+    Now {
+        wall: Duration::from_secs(T0) + since,
+        mono: *M0 + since,
+    }
+}
+
+/// `secs` seconds after the start.
+fn at(secs: u64) -> Now {
+    at_ms(secs * 1_000)
+}
+
+/// Monotonic time `secs` after the start.
+fn mono(secs: u64) -> Instant {
+    at(secs).mono
+}
+
+/// Policy `id` with `max_age`, fetched at `fetched_at` (Unix seconds).
 fn policy(id: &str, max_age: u64, fetched_at: u64) -> Arc<ResolvedPolicy> {
     let text = format!("version: STSv1\nmode: enforce\nmax_age: {max_age}\nmx: mx.example.com\n");
     let policy = Policy::parse(text.as_bytes()).unwrap_or_else(|e| panic!("test policy: {e}"));
@@ -24,13 +48,28 @@ fn policy(id: &str, max_age: u64, fetched_at: u64) -> Arc<ResolvedPolicy> {
     Arc::new(ResolvedPolicy::new(id, policy, fetched_at))
 }
 
+/// Policy `id` with `max_age`, fetched at the start, as memory holds it.
+fn held(id: &str, max_age: u64) -> Held {
+    Held::fetched(policy(id, max_age, T0), &at(0))
+}
+
 fn id_of(policy: Option<&Arc<ResolvedPolicy>>) -> &str {
     policy.map_or("-", |p| p.id().as_str())
 }
 
-/// `time` as seconds after T0 (0 stays 0: "never").
+/// Seconds from the start to `time` (wall-clock seconds, 0 staying 0: "never").
 fn rel(time: u64) -> u64 {
     time.saturating_sub(T0)
+}
+
+/// Seconds from the start to the monotonic `time`, with a fraction when there is one.
+fn rel_mono(time: Instant) -> String {
+    let since = time.saturating_duration_since(*M0);
+    if since.subsec_nanos() == 0 {
+        since.as_secs().to_string()
+    } else {
+        format!("{:.1}", since.as_secs_f64())
+    }
 }
 
 fn outcome(outcome: Outcome) -> String {
@@ -47,9 +86,11 @@ fn outcome(outcome: Outcome) -> String {
 
 /// A [`Decision`] in words: `fresh memory id1`, `fresh store id1 remembered@50`, `backoff stale id1`,
 /// `recheck id1` (a discovery asking about id1), `fetch` (a discovery that fetches over HTTPS); `purged, …`
-/// when the memory copy was dropped. Times are seconds after T0.
+/// when the memory copy was dropped, `skewed, …` when the store's entry is from the future. Times are seconds
+/// after the start.
 fn decided(decision: &Decision) -> String {
     let purged = if decision.purged { "purged, " } else { "" };
+    let skewed = if decision.skewed { "skewed, " } else { "" };
     let step = match &decision.step {
         Step::Answer { done, remember } => {
             let answer = format!(
@@ -58,8 +99,8 @@ fn decided(decision: &Decision) -> String {
                 done.resolution.source,
                 id_of(done.resolution.policy.as_ref())
             );
-            match remember {
-                Some(entry) => format!("{answer} remembered@{}", rel(entry.checked_at)),
+            match remember.as_ref().and_then(|entry| entry.checked) {
+                Some(checked) => format!("{answer} remembered@{}", rel_mono(checked)),
                 None => answer,
             }
         }
@@ -68,46 +109,54 @@ fn decided(decision: &Decision) -> String {
             None => "fetch".into(),
         },
     };
-    format!("{purged}{step}")
+    format!("{skewed}{purged}{step}")
 }
 
 const LOOKUP: Purpose = Purpose::Lookup;
 /// A daily pass refreshing entries checked more than half a day ago.
 const DAILY: Purpose = Purpose::Proactive {
-    min_age: DAY / 2,
-    horizon: DAY,
+    min_age: Duration::from_secs(DAY / 2),
+    horizon: Duration::from_secs(DAY),
 };
 
-/// A day-long policy `id` fetched at T0 and confirmed at T0 + `checked`, as a lookup leaves it in memory.
+/// A day-long policy `id` fetched at the start and confirmed `checked` seconds later, as a lookup leaves it in
+/// memory.
 fn mem(id: &str, checked: u64) -> Option<FrontEntry> {
     Some(FrontEntry::confirmed(
-        policy(id, DAY, T0),
-        T0 + checked,
+        held(id, DAY),
+        mono(checked),
         RULES.grace,
     ))
 }
 
-/// A policy `id` with `max_age`, fetched and confirmed at T0.
+/// A policy `id` with `max_age`, fetched and confirmed at the start.
 fn mem_aged(id: &str, max_age: u64) -> Option<FrontEntry> {
     Some(FrontEntry::confirmed(
-        policy(id, max_age, T0),
-        T0,
+        held(id, max_age),
+        mono(0),
         RULES.grace,
     ))
 }
 
-/// The store's entry for a day-long policy `id` fetched at T0, checked at T0 + `checked`.
+/// The store's entry for a day-long policy `id` fetched at the start, checked `checked` seconds later.
 fn in_store(id: &str, checked: u64) -> Stored {
     Stored::Entry(policy(id, DAY, T0).to_entry(T0 + checked))
 }
 
-/// Memory backing off until T0 + `until`, keeping a 600 s policy `id` fetched at T0 (or nothing).
+/// The store's entry for a day-long policy `id` checked at `checked_at` and fetched at `fetched_at` (Unix
+/// seconds).
+fn stored_at(id: &str, checked_at: u64, fetched_at: u64) -> Stored {
+    Stored::Entry(policy(id, DAY, fetched_at).to_entry(checked_at))
+}
+
+/// Memory backing off until `until` seconds after the start, keeping a 600 s policy `id` fetched at the start
+/// (or nothing).
 fn off(id: Option<&str>, until: u64) -> Option<FrontEntry> {
     Some(FrontEntry {
-        policy: id.map(|id| policy(id, 600, T0)),
-        checked_at: if id.is_some() { T0 } else { 0 },
-        fresh_until: T0 + until,
-        retry_after: T0 + until,
+        policy: id.map(|id| held(id, 600)),
+        checked: id.map(|_| mono(0)),
+        fresh_until: mono(until),
+        retry_after: Some(mono(until)),
     })
 }
 
@@ -123,7 +172,12 @@ fn decide_for_a_lookup() {
         ("past grace, store unreadable", mem("id1", 0), UNKNOWN, 61, "recheck id1"),
         ("another host checked", mem("id1", 0), in_store("id1", 50), 61, "fresh store id1 remembered@50"),
         ("store has a new policy", mem("id1", 0), in_store("id2", 61), 62, "fresh store id2 remembered@61"),
-        ("check from the future", None, in_store("id1", 500), 0, "fresh store id1 remembered@0"),
+        ("a check from the future counts as now", None, in_store("id1", 500), 0, "skewed, fresh store id1 remembered@0"),
+        ("a check 30 s ahead is kept", None, in_store("id1", 30), 0, "fresh store id1 remembered@0"),
+        ("a check from the future is not newer than memory", mem("id1", 0), in_store("id1", 3_600), 61, "skewed, recheck id1"),
+        ("nor while memory is fresh", mem("id1", 0), in_store("id2", 3_600), 59, "skewed, fresh memory id1"),
+        ("a fetch from the future counts as now", None, stored_at("id1", T0, T0 + 365 * DAY), 0, "skewed, fresh store id1 remembered@0"),
+        ("checked before the monotonic clock began", None, stored_at("id1", 1, T0), 0, "recheck id1"),
         ("older store entry", mem("id1", 10), in_store("id0", 0), 71, "recheck id1"),
         ("gone from the store", mem("id1", 0), ABSENT, 61, "purged, fetch"),
         ("absent, nothing known", None, ABSENT, 0, "fetch"),
@@ -136,7 +190,7 @@ fn decide_for_a_lookup() {
         ("purged while backing off", off(Some("id1"), 220), ABSENT, 200, "purged, backoff unavailable -"),
     ];
     for (name, front, stored, now, want) in cases {
-        let decision = RULES.decide(front.as_ref(), stored, T0 + now, LOOKUP);
+        let decision = RULES.decide(front.as_ref(), stored, &at(now), LOOKUP);
         assert_eq!(decided(&decision), want, "{name}");
     }
 }
@@ -150,13 +204,13 @@ fn decide_for_a_daily_proactive_pass() {
         ("near expiry before the next pass", mem_aged("id1", DAY), 3_600, "fetch"),
     ];
     for (name, front, now, want) in cases {
-        let decision = RULES.decide(front.as_ref(), UNKNOWN, T0 + now, DAILY);
+        let decision = RULES.decide(front.as_ref(), UNKNOWN, &at(now), DAILY);
         assert_eq!(decided(&decision), want, "{name}");
     }
 }
 
 /// What a discovery changed, in words: the outcome, the answer, the memory entry (policy, checked, fresh until,
-/// retry after), the store write and the log line's reason. Times are seconds after T0.
+/// retry after; 0 for none), the store write and the log line's reason. Times are seconds after the start.
 fn applied(applied: &Applied) -> String {
     let front = &applied.front;
     let store = match &applied.store {
@@ -179,19 +233,20 @@ fn applied(applied: &Applied) -> String {
         outcome(applied.done.outcome),
         applied.done.resolution.source,
         id_of(applied.done.resolution.policy.as_ref()),
-        id_of(front.policy.as_ref()),
-        rel(front.checked_at),
-        rel(front.fresh_until),
-        rel(front.retry_after),
+        id_of(front.policy.as_ref().map(|held| &held.policy)),
+        front.checked.map_or("0".into(), rel_mono),
+        rel_mono(front.fresh_until),
+        front.retry_after.map_or("0".into(), rel_mono),
     )
 }
 
-/// A plan knowing policy `id` (`max_age`, fetched at T0, checked at T0 + `checked`), asking about `asked`.
+/// A plan knowing policy `id` (`max_age`, fetched at the start, checked `checked` seconds later), asking about
+/// `asked`.
 fn knowing(id: &str, max_age: u64, checked: u64, asked: Option<&str>) -> Plan {
     Plan {
         known: Some(Known {
-            policy: policy(id, max_age, T0),
-            checked_at: T0 + checked,
+            held: held(id, max_age),
+            checked: Some(mono(checked)),
             from_store: false,
         }),
         known_id: asked.map(|id| id.parse().unwrap_or_else(|e| panic!("test id {id}: {e}"))),
@@ -233,8 +288,10 @@ fn failed() -> Discovery {
     Discovery::Failed(DiscoveryError::new("http_status", "HTTP 503"))
 }
 
-/// The discoveries of the apply tests finish at T0 + 100.
-const NOW: u64 = T0 + 100;
+/// The discoveries of the apply tests finish 100 s after the start.
+fn finished() -> Now {
+    at(100)
+}
 
 #[test]
 fn apply_a_discovery() {
@@ -267,7 +324,11 @@ fn apply_a_discovery() {
             "failed:http_status unavailable -; memory - 0/220/220; store -; log http_status"),
     ];
     for (name, plan, discovery, want) in cases {
-        assert_eq!(applied(&RULES.apply(discovery, plan, NOW)), want, "{name}");
+        assert_eq!(
+            applied(&RULES.apply(discovery, plan, &finished())),
+            want,
+            "{name}"
+        );
     }
 }
 
@@ -279,10 +340,10 @@ fn no_policy_is_cached_between_grace_and_max_negative_ttl() {
         (Some(300), 300),
         (Some(DAY), 3_600),
     ] {
-        let applied = RULES.apply(no_policy(negative_ttl), nothing(false), NOW);
+        let applied = RULES.apply(no_policy(negative_ttl), nothing(false), &finished());
         assert_eq!(
-            applied.front.fresh_until - NOW,
-            cached_for,
+            applied.front.fresh_until - finished().mono,
+            Duration::from_secs(cached_for),
             "negative TTL {negative_ttl:?}"
         );
     }
@@ -313,8 +374,8 @@ fn a_proactive_pass_every_interval_refreshes_entries_older_than_interval_over_ra
         assert_eq!(
             Purpose::proactive(Duration::from_secs(DAY), ratio),
             Purpose::Proactive {
-                min_age,
-                horizon: DAY
+                min_age: Duration::from_secs(min_age),
+                horizon: Duration::from_secs(DAY)
             },
             "ratio {ratio}"
         );
@@ -323,22 +384,98 @@ fn a_proactive_pass_every_interval_refreshes_entries_older_than_interval_over_ra
 
 #[test]
 fn a_proactive_pass_is_due_for_old_checks_and_policies_nearing_expiry() {
-    let long = policy("id1", 31_557_600, T0);
-    let day = policy("id1", DAY, T0);
-    for (what, policy, now, due) in [
-        ("checked an hour ago", &long, T0 + 3_600, false),
-        ("checked half a day ago", &long, T0 + DAY / 2, true),
-        (
-            "would near expiry before the next pass",
-            &day,
-            T0 + 3_600,
-            true,
-        ),
-    ] {
-        assert_eq!(DAILY.is_due(policy, T0, now), due, "{what}");
+    const YEAR: u32 = 31_557_600;
+    let secs = Duration::from_secs;
+    #[rustfmt::skip]
+    let cases = [
+        ("checked an hour ago", YEAR, 3_600, u64::from(YEAR), false),
+        ("checked half a day ago", YEAR, DAY / 2, u64::from(YEAR), true),
+        ("would near expiry before the next pass", 86_400, 3_600, DAY - 3_600, true),
+    ];
+    for (what, max_age, age, remaining, due) in cases {
+        assert_eq!(
+            DAILY.is_due(max_age, secs(age), secs(remaining)),
+            due,
+            "{what}"
+        );
     }
     assert!(
-        LOOKUP.is_due(&long, T0, T0),
+        LOOKUP.is_due(YEAR, Duration::ZERO, secs(u64::from(YEAR))),
         "a lookup refreshes what it asks about"
     );
+}
+
+/// A store's year-long policies, as a daily pass an hour after the start sees them: times from the future count
+/// as now.
+#[test]
+fn a_proactive_pass_counts_stored_times_from_the_future_as_now() {
+    const YEAR: u64 = 31_557_600;
+    let now = at(3_600);
+    #[rustfmt::skip]
+    let cases = [
+        ("checked at the start", T0, T0, false),
+        ("checked a day before", T0 - DAY, T0 - DAY, true),
+        ("checked 30 s ahead", T0 + 3_630, T0, false),
+        ("checked a year ahead: counts as now", T0 + YEAR, T0, false),
+        ("fetched a year ahead: counts as now", T0, T0 + YEAR, false),
+        ("fetched a year before the next pass", T0, T0 - YEAR + DAY, true),
+    ];
+    for (what, checked_at, fetched_at, due) in cases {
+        let entry = policy("id1", YEAR, fetched_at).to_entry(checked_at);
+        assert_eq!(DAILY.is_due_stored(&entry, &now), due, "{what}");
+    }
+}
+
+/// Row 11 of issue 11: memory deadlines are monotonic with sub-second precision. A "no policy" answer cached for
+/// a 1 s grace is still answered 0.2 s later and not 1 s later; a policy with `max_age: 2` is still applied
+/// 1.3 s and 1.99 s after its fetch, and not 2 s after.
+#[test]
+fn memory_deadlines_are_sub_second() {
+    let rules = Freshness {
+        grace: Duration::from_secs(1),
+        ..RULES
+    };
+    let nothing_found = rules.apply(no_policy(None), nothing(false), &at(0)).front;
+    for (ms, answered) in [(200, true), (999, true), (1_000, false)] {
+        let answer = nothing_found.answer(at_ms(ms).mono);
+        assert_eq!(answer.is_some(), answered, "no policy, {ms} ms later");
+    }
+
+    let text = "version: STSv1\nmode: enforce\nmax_age: 2\nmx: mx.example.com\n";
+    let discovery = Discovery::Fetched {
+        id: "id1".parse().unwrap_or_else(|e| panic!("test id: {e}")),
+        policy: Policy::parse(text.as_bytes()).unwrap_or_else(|e| panic!("test policy: {e}")),
+    };
+    // Fetched 0.7 s into a second: whole seconds would have dropped it at 1.3 s.
+    let fetched = RULES.apply(discovery, nothing(false), &at_ms(700)).front;
+    for (ms, valid) in [(2_000, true), (2_690, true), (2_700, false)] {
+        let answer = fetched.answer(at_ms(ms).mono);
+        assert_eq!(
+            answer.is_some(),
+            valid,
+            "max_age 2, {ms} ms after the start"
+        );
+    }
+}
+
+/// A policy read from the store is valid for what is left of its `max_age` after the stored fetch time, to the
+/// sub-second; one fetched in the future counts as fetched now.
+#[test]
+fn a_stored_policy_expires_max_age_after_its_stored_fetch() {
+    let expiry = |stored: Stored, now: Now| match RULES.decide(None, stored, &now, LOOKUP).step {
+        Step::Answer {
+            remember: Some(entry),
+            ..
+        } => entry.policy.map(|held| rel_mono(held.expires)),
+        Step::Answer { .. } | Step::Discover(_) => None,
+    };
+    // A day-long policy fetched at the start, read 0.5 s after it was checked.
+    let read = at_ms(100_500);
+    assert_eq!(
+        expiry(stored_at("id1", T0 + 100, T0), read),
+        Some(DAY.to_string())
+    );
+    // Fetched a year ahead: counts as fetched in the second of the read.
+    let ahead = stored_at("id1", T0 + 100, T0 + 365 * DAY);
+    assert_eq!(expiry(ahead, read), Some((DAY + 100).to_string()));
 }

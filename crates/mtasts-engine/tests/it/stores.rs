@@ -117,3 +117,37 @@ async fn proactive_refresh_over_sqlite() {
     // Refreshed entries answer from memory without the network.
     assert_eq!(answer(&engine, "d0.example").await, "memory id2");
 }
+
+/// Row 1 of issue 11: a SQLite row checked and fetched a day in the future (a host whose clock runs ahead wrote
+/// it) counts as checked now: answered for `cache_grace`, then its id re-checked by DNS, and that check
+/// replaces the row (whose fetch time now counts from the first read).
+#[tokio::test]
+async fn a_sqlite_row_from_the_future_is_rechecked_and_replaced() {
+    let dir = temp_dir();
+    let store = sqlite(&dir).await;
+    let world = World::start().await;
+    world.publish(EXAMPLE, "id1", 86_400);
+    // The store compares with the system clock: the engine's wall clock shows the same.
+    let now = mtasts_cache::skew_limit() - mtasts_cache::MAX_CLOCK_SKEW.as_secs();
+    world.clock.set(now);
+    let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mx.example.com\n";
+    let ahead = mtasts_cache::CacheEntry::new(
+        now + 86_400,
+        "id1".parse().unwrap_or_else(|e| panic!("id: {e}")),
+        policy.parse().unwrap_or_else(|e| panic!("policy: {e}")),
+    );
+    assert!(matches!(store.set(EXAMPLE, &ahead).await, Ok(true)));
+    let engine = world.engine(Some(&store));
+
+    assert_eq!(answer(&engine, EXAMPLE).await, "store id1");
+    world.advance(61);
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id1");
+    assert_eq!(world.traffic(EXAMPLE), (1, 0), "one TXT query, no HTTPS");
+    let stored = store.get(EXAMPLE).await.ok().flatten();
+    assert_eq!(
+        stored.map(|e| (e.checked_at, e.fetched_at)),
+        Some((now + 61, now))
+    );
+    // Counted at each of the two reads (warned about once).
+    assert_eq!(engine.stats().store_skewed.get(), 2);
+}
