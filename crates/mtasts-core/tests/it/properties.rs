@@ -158,6 +158,8 @@ proptest! {
 
     #[test]
     fn policy_domain_is_idempotent(name in domain()) {
+        // `domain()` can draw a dotted quad such as "0.0.0.0": an IP literal, which is never a policy domain.
+        prop_assume!(name.parse::<std::net::IpAddr>().is_err());
         let parsed = PolicyDomain::parse(&name).map_err(|e| TestCaseError::fail(format!("{name}: {e}")))?;
         prop_assert_eq!(parsed.as_str(), name.to_ascii_lowercase());
         prop_assert_eq!(PolicyDomain::parse(parsed.as_str()), Ok(parsed));
