@@ -231,6 +231,12 @@ mod tests {
         let cli = Cli::try_parse_from(["mta-sts-daemon", "--verbosity", "fatal", "--config", "a"])
             .unwrap();
         assert_eq!(cli.verbosity.level(), tracing::Level::ERROR);
+        let cli = Cli::try_parse_from(["mta-sts-daemon", "-v", "crit"]).unwrap();
+        assert_eq!(
+            cli.verbosity,
+            Verbosity::Fatal,
+            "the Python daemon's `crit`"
+        );
         assert!(Cli::try_parse_from(["mta-sts-daemon", "-v", "loud"]).is_err());
     }
 }

@@ -14,6 +14,7 @@ use crate::StartError;
 use crate::config::{Config, ListenConfig, ProxySetting};
 use crate::listen::{Listener, LocalAddr};
 use crate::metrics::{self, Metrics, TimedDiscover};
+use crate::privileges::SocketOwner;
 use crate::server::{Handler, serve};
 use crate::stores;
 
@@ -33,6 +34,11 @@ pub struct Bound {
 impl Bound {
     /// Binds the configured socket. Needs a tokio runtime.
     pub fn bind(config: Config) -> Result<Self, StartError> {
+        Self::bind_owned(config, SocketOwner::default())
+    }
+
+    /// [`Bound::bind`], the UNIX socket files created belonging to `owner` (`-u`/`-g`).
+    pub(crate) fn bind_owned(config: Config, owner: SocketOwner) -> Result<Self, StartError> {
         // Built now, while still privileged: it reads the CA files and /etc/resolv.conf.
         let fetcher = build_fetcher(&config)?;
         if config.dane_enabled() {
@@ -47,7 +53,7 @@ impl Bound {
             source,
         })?;
         if listeners.is_empty() {
-            listeners.push(bind(&config.listen, config.reuse_port)?);
+            listeners.push(bind(&config.listen, config.reuse_port, owner)?);
         }
         let local_addrs = listeners
             .iter()
@@ -56,7 +62,7 @@ impl Bound {
         let metrics = match &config.metrics {
             None => None,
             Some(m) => {
-                let listener = bind(&m.listen, config.reuse_port)?;
+                let listener = bind(&m.listen, config.reuse_port, owner)?;
                 let addr = local_addr(&listener, &m.listen)?;
                 Some((listener, addr))
             }
@@ -242,8 +248,12 @@ impl Running {
     }
 }
 
-fn bind(listen: &ListenConfig, reuse_port: bool) -> Result<Listener, StartError> {
-    Listener::bind(listen, reuse_port).map_err(|source| StartError::Bind {
+fn bind(
+    listen: &ListenConfig,
+    reuse_port: bool,
+    owner: SocketOwner,
+) -> Result<Listener, StartError> {
+    Listener::bind(listen, reuse_port, owner).map_err(|source| StartError::Bind {
         addr: listen.to_string(),
         source,
     })

@@ -36,6 +36,7 @@ mod listen;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod privileges;
 mod run;
 mod server;
 mod stores;

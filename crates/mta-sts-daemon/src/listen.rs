@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::config::ListenConfig;
+use crate::privileges::SocketOwner;
 
 /// The pause after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -53,15 +54,20 @@ impl std::fmt::Display for LocalAddr {
 }
 
 impl Listener {
-    /// Binds what the configuration asks for. Must be called within a tokio runtime.
+    /// Binds what the configuration asks for; a UNIX socket file gets `owner` (see [`SocketOwner`]). Must be
+    /// called within a tokio runtime.
     ///
     /// # Errors
     ///
-    /// The host name does not resolve, or the socket cannot be created, bound or given its mode.
-    pub(crate) fn bind(listen: &ListenConfig, reuse_port: bool) -> io::Result<Self> {
+    /// The host name does not resolve, or the socket cannot be created, bound or given its mode and owner.
+    pub(crate) fn bind(
+        listen: &ListenConfig,
+        reuse_port: bool,
+        owner: SocketOwner,
+    ) -> io::Result<Self> {
         match listen {
             ListenConfig::Tcp { host, port } => bind_tcp(host, *port, reuse_port),
-            ListenConfig::Unix { path, mode } => bind_unix(path, *mode),
+            ListenConfig::Unix { path, mode } => bind_unix(path, *mode, owner),
         }
     }
 
@@ -183,7 +189,7 @@ fn bind_tcp(host: &str, port: u16, reuse_port: bool) -> io::Result<Listener> {
     Ok(Listener::Tcp(TcpListener::from_std(socket.into())?))
 }
 
-fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<Listener> {
+fn bind_unix(path: &Path, mode: Option<u32>, owner: SocketOwner) -> io::Result<Listener> {
     // A stale socket file from an earlier run is replaced; anything else is left alone (bind then fails).
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         use std::os::unix::fs::FileTypeExt;
@@ -191,12 +197,27 @@ fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<Listener> {
             std::fs::remove_file(path)?;
         }
     }
-    let listener = Listener::Unix {
-        listener: UnixListener::bind(path)?,
-        cleanup: Some(path.to_owned()),
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    let set_up = move || -> io::Result<UnixListener> {
+        if let Some(mode) = mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        // Owner and group before `listen`: no client can connect before the socket has them.
+        owner.apply(path)?;
+        socket.listen(1024)?;
+        socket.set_nonblocking(true)?;
+        UnixListener::from_std(socket.into())
     };
-    if let Some(mode) = mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    match set_up() {
+        Ok(listener) => Ok(Listener::Unix {
+            listener,
+            cleanup: Some(path.to_owned()),
+        }),
+        Err(e) => {
+            // The file is ours (just bound): do not leave it behind.
+            let _ = std::fs::remove_file(path);
+            Err(e)
+        }
     }
-    Ok(listener)
 }

@@ -14,6 +14,7 @@ use crate::cli::{Cli, LogFormat};
 use crate::config::Config;
 use crate::daemon::Bound;
 use crate::exit::Exit;
+use crate::privileges::Privileges;
 use crate::systemd;
 
 /// Runs the daemon with parsed flags until a signal stops it; returns the process exit code
@@ -69,13 +70,21 @@ async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<(), StartErr
     // configuration), so it is logged and ignored.
     let mut hup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
 
-    let bound = Bound::bind(config)?;
+    // Looked up first: an unknown user or group binds nothing.
+    let privileges = Privileges::resolve(cli.user.as_deref(), cli.group.as_deref())?;
+    let owner = privileges
+        .as_ref()
+        .map(Privileges::socket_owner)
+        .unwrap_or_default();
+    let bound = Bound::bind_owned(config, owner)?;
     // The pidfile is written while still privileged (it usually lives in /run).
     let _pidfile = match &cli.pidfile {
         Some(path) => Some(Pidfile::create(path)?),
         None => None,
     };
-    drop_privileges(cli.user.as_deref(), cli.group.as_deref())?;
+    if let Some(privileges) = &privileges {
+        privileges.apply()?;
+    }
     let running = bound.start().await?;
     if let Err(e) = systemd::notify("READY=1") {
         warn!(error = %e, "could not notify systemd");
@@ -170,60 +179,6 @@ impl LogStyle {
             ansi: format == LogFormat::Text && !to_file && stderr_is_terminal,
         }
     }
-}
-
-/// Switches to `user`/`group` (names or numeric ids). With only `user`, its primary group is used.
-fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<(), StartError> {
-    use nix::unistd::{Gid, Group, Uid, User, setgid, setgroups, setuid};
-    if user.is_none() && group.is_none() {
-        return Ok(());
-    }
-    let priv_err = |what: String, source: nix::Error| StartError::Privileges {
-        what,
-        source: source.into(),
-    };
-    let user = match user {
-        Some(name) => {
-            let found = match name.parse::<u32>() {
-                Ok(uid) => User::from_uid(Uid::from_raw(uid)),
-                Err(_) => User::from_name(name),
-            };
-            Some(
-                found
-                    .map_err(|e| priv_err(format!("look up user {name}"), e))?
-                    .ok_or_else(|| StartError::Privileges {
-                        what: format!("user {name} does not exist"),
-                        source: std::io::ErrorKind::NotFound.into(),
-                    })?,
-            )
-        }
-        None => None,
-    };
-    let gid = match group {
-        Some(name) => match name.parse::<u32>() {
-            Ok(gid) => Gid::from_raw(gid),
-            Err(_) => {
-                Group::from_name(name)
-                    .map_err(|e| priv_err(format!("look up group {name}"), e))?
-                    .ok_or_else(|| StartError::Privileges {
-                        what: format!("group {name} does not exist"),
-                        source: std::io::ErrorKind::NotFound.into(),
-                    })?
-                    .gid
-            }
-        },
-        None => user.as_ref().map_or_else(nix::unistd::getgid, |u| u.gid),
-    };
-    // Supplementary groups first (needs root), then the group, then the user.
-    if Uid::effective().is_root() {
-        setgroups(&[gid]).map_err(|e| priv_err("drop supplementary groups".into(), e))?;
-    }
-    setgid(gid).map_err(|e| priv_err(format!("switch to group {gid}"), e))?;
-    if let Some(u) = &user {
-        setuid(u.uid).map_err(|e| priv_err(format!("switch to user {}", u.name), e))?;
-    }
-    info!(uid = %nix::unistd::getuid(), gid = %nix::unistd::getgid(), "privileges dropped");
-    Ok(())
 }
 
 /// A pidfile, removed when dropped.

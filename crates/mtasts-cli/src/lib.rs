@@ -1,7 +1,8 @@
 //! Command-line pieces shared by the two binaries, `mta-sts-daemon` and `mta-sts-query`, so that they
 //! accept the same words and print the same things:
 //!
-//! - [`Verbosity`]: `-v {debug,info,warn,error,fatal}`, the Python tools' log levels, as a [`tracing::Level`];
+//! - [`Verbosity`]: `-v {debug,info,warn,error,fatal}` (and `crit`, the same as `fatal`), the Python tools' log
+//!   levels, as a [`tracing::Level`];
 //! - [`Generate`]: `--generate {man,complete-bash,complete-zsh,complete-fish}` (release packaging).
 //!
 //! Only the binaries use this crate (it is not published); libraries never parse command lines.
@@ -45,7 +46,9 @@ pub enum Verbosity {
     Warn,
     /// Errors only.
     Error,
-    /// Only what stops the program (tracing has no level above error: the same as `error`).
+    /// Only what stops the program (tracing has no level above error: the same as `error`). `crit` is the
+    /// same level: the Python tools accept both names (`logging.FATAL` is `logging.CRITICAL`).
+    #[value(alias = "crit")]
     Fatal,
 }
 
@@ -166,6 +169,8 @@ mod tests {
             .collect();
         assert_eq!(names, ["debug", "info", "warn", "error", "fatal"]);
         assert_eq!(Verbosity::Fatal.level(), tracing::Level::ERROR);
+        // The Python tools take `crit` too (an alias of `fatal` in their LogLevel enum).
+        assert_eq!(Verbosity::from_str("crit", false), Ok(Verbosity::Fatal));
         assert_eq!(Verbosity::Debug.level(), tracing::Level::DEBUG);
     }
 }

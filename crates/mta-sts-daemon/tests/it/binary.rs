@@ -477,6 +477,82 @@ async fn user_and_group_are_applied_after_binding() {
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
+/// `-g GROUP` with `mode: 0660`: the socket file is created with the daemon's user and group before it listens,
+/// as the Python daemon's is (it switches ids before binding), so Postfix, in that group, can open it.
+#[tokio::test]
+async fn the_unix_socket_belongs_to_the_user_and_group_switched_to() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let Some(postmap) = tool_or_skip(
+        "the_unix_socket_belongs_to_the_user_and_group_switched_to",
+        "postmap",
+        "postfix",
+    ) else {
+        return;
+    };
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipping: switching to another user and group needs root");
+        return;
+    }
+    let postfix = nix::unistd::User::from_name("postfix")
+        .expect("look up postfix")
+        .expect("the postfix package creates the postfix user");
+    let fixture = standard_fixture().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Searchable by the postfix user, as /var/spool/postfix/run/mta-sts is.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let socket = dir.path().join("mta-sts.sock");
+    let spawned = spawn_daemon(
+        &fixture,
+        &format!("path: \"{}\"\nmode: 0660\n", socket.display()),
+        &["-u", "nobody", "-g", "postfix"],
+    )
+    .await;
+    let meta = std::fs::metadata(&socket).expect("socket file");
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (65534, postfix.gid.as_raw(), 0o660),
+        "owner, group and mode of the socket"
+    );
+    // Postfix's own client, as the postfix user: only the group lets it in.
+    std::fs::write(dir.path().join("main.cf"), "").expect("main.cf");
+    let out = Command::new(&postmap)
+        .arg("-c")
+        .arg(dir.path())
+        .arg("-q")
+        .arg("enforce.test")
+        .arg(format!("socketmap:unix:{}:postfix", socket.display()))
+        .uid(postfix.uid.as_raw())
+        .gid(postfix.gid.as_raw())
+        .output()
+        .await
+        .expect("postmap");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).trim_end()
+        ),
+        (
+            Some(0),
+            ENFORCE_REPLY.strip_prefix("OK ").expect("OK reply")
+        ),
+        "postmap as postfix: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, stderr) = spawned.stop().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// `-v crit`, which the Python daemon accepts: only errors are logged.
+#[tokio::test]
+async fn verbosity_crit_is_accepted_and_logs_only_errors() {
+    let text = log_of(&["-v", "crit"]).await;
+    assert!(
+        !text.contains("serving") && !text.contains("INFO"),
+        "{text}"
+    );
+}
+
 /// SIGHUP neither kills the daemon (its default action) nor stops it: it is logged and ignored.
 #[tokio::test]
 async fn sighup_is_logged_and_ignored() {
