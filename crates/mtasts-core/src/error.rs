@@ -111,6 +111,11 @@ pub enum Error {
         /// What is wrong there.
         reason: &'static str,
     },
+    /// A TXT record repeats the version field (`v=STSv1; id=1; v=STSv2`). Later duplicates of
+    /// other fields are ignored (RFC 8461 §3.2), but a second version is ambiguous: which version
+    /// is the record? So the record is invalid, and there is no policy (§3.1).
+    #[error("TXT record repeats the version field \"v\" (RFC 8461 §3.1)")]
+    TxtRepeatedVersion,
     /// A TXT record has no `id` field (RFC 8461 §3.1: `id` is required).
     #[error("TXT record has no \"id\" field (RFC 8461 §3.1)")]
     TxtMissingId,
@@ -172,6 +177,7 @@ impl Error {
             Self::MissingMx { .. } => "missing_mx",
             Self::AtLine { error, .. } => error.kind(),
             Self::TxtSyntax { .. } => "txt_syntax",
+            Self::TxtRepeatedVersion => "txt_repeated_version",
             Self::TxtMissingId => "txt_missing_id",
             Self::NoRecord => "no_record",
             Self::MultipleRecords { .. } => "multiple_records",

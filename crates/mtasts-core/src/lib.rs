@@ -63,7 +63,8 @@
 //!   file are skipped.
 //! - [`Leniency::MxTrailingDot`]: an `mx` pattern may end in a dot, which is dropped.
 //!
-//! Nothing ambiguous is accepted: another version (`v=STSv2`), a record that does not begin
+//! Nothing ambiguous is accepted: another version (`v=STSv2`), a repeated version field
+//! (`v=STSv1; id=1; v=STSv2`), a record that does not begin
 //! with `v=STSv1` and a delimiter, an id outside 1 to 32 letters and digits, line breaks or other
 //! characters in a record, and several `v=STSv1` records all mean no policy (§3.1: "if the
 //! resulting record is syntactically invalid, senders MUST assume the recipient domain does not

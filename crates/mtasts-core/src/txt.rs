@@ -95,6 +95,10 @@ impl FromStr for TxtRecord {
         let mut extensions = Vec::new();
         let mut leniencies = Leniencies::default();
         for (name, value) in syntax::txt_fields(text, &mut leniencies)? {
+            if name == "v" {
+                // The version field again (`…; v=STSv2`): ambiguous, never a leniency.
+                return Err(Error::TxtRepeatedVersion);
+            }
             if name == "id" {
                 // RFC 8461 §3.2 (for "TXT records and policy files"): a duplicated
                 // non-repeated field is ignored except for its first entry.
@@ -197,7 +201,6 @@ mod tests {
                 "a",
                 &[("x-y.z_9", "!\"#$%&'()*+,-./:<>?@[]^`{|}~")],
             ),
-            ("v=STSv1; id=a; v=STSv2", "a", &[("v", "STSv2")]),
             ("v=STSv1; ID=x; id=a", "a", &[("ID", "x")]),
             // A duplicated id: the first wins (RFC 8461 §3.2 paragraph on duplicates).
             ("v=STSv1; id=first; id=second", "first", &[]),
@@ -242,6 +245,8 @@ mod tests {
                 Some(15),
             ),
             ("v=STSv1; ext=1", "txt_missing_id", None),
+            ("v=STSv1; id=a; v=STSv2", "txt_repeated_version", None),
+            ("v=STSv1; v=STSv1; id=a", "txt_repeated_version", None),
             ("v=STSv1; id=a-b", "invalid_policy_id", None),
             ("v=STSv1; id=2016.08.31", "invalid_policy_id", None),
             (
