@@ -32,6 +32,8 @@ mod config;
 mod daemon;
 mod error;
 mod exit;
+#[cfg(test)]
+mod layers;
 mod listen;
 mod metrics;
 #[cfg(feature = "postgres")]
