@@ -1,7 +1,8 @@
 //! What a lookup returns.
 
+use std::any::Any;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use mtasts_cache::CacheEntry;
 use mtasts_core::{Mode, Policy, PolicyId};
@@ -77,12 +78,41 @@ impl fmt::Display for Source {
     }
 }
 
-/// A policy with the facts the engine tracks about it. Shared as `Arc<ResolvedPolicy>`; never mutated.
+/// A policy with the facts the engine tracks about it. Shared as `Arc<ResolvedPolicy>`; never mutated (but for
+/// the one value an embedder may derive from it once, [`ResolvedPolicy::derived`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedPolicy {
     id: PolicyId,
     policy: Policy,
     fetched_at: u64,
+    derived: Derived,
+}
+
+/// The slot of [`ResolvedPolicy::derived`]: set at most once. A clone starts empty, and it takes no part in
+/// equality (it is a function of the policy).
+#[derive(Default)]
+struct Derived(OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for Derived {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Derived(set)"
+        } else {
+            "Derived(empty)"
+        })
+    }
 }
 
 impl ResolvedPolicy {
@@ -105,7 +135,33 @@ impl ResolvedPolicy {
             id,
             policy,
             fetched_at,
+            derived: Derived(OnceLock::new()),
         }
+    }
+
+    /// A value the embedder derives from this policy, computed by `init` on the first call and kept as long as
+    /// the policy is: the policy never changes, so the value never goes stale, and every later call is a load.
+    /// The daemon keeps its rendered Postfix replies here, so a cache hit copies no policy text. One value per
+    /// policy: `None` when the slot already holds a value of another type.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use mtasts_engine::ResolvedPolicy;
+    /// let policy = "version: STSv1\nmode: enforce\nmax_age: 600\nmx: mx.example.com\n".parse()?;
+    /// let resolved = ResolvedPolicy::new("id1".parse()?, policy, 1_000);
+    /// let mx_count = |p: &ResolvedPolicy| p.derived(|| p.policy().mx().len()).copied();
+    /// assert_eq!(mx_count(&resolved), Some(1));
+    /// // Computed once: a later `init` is not called.
+    /// assert_eq!(resolved.derived(|| 99_usize), Some(&1));
+    /// assert_eq!(resolved.derived(|| "another type"), None);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn derived<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.derived
+            .0
+            .get_or_init(|| Box::new(init()))
+            .downcast_ref::<T>()
     }
 
     pub(crate) fn to_entry(&self, checked_at: u64) -> CacheEntry {
