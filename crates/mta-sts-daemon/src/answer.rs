@@ -17,8 +17,7 @@ use std::net::IpAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mtasts_core::{Mode, PolicyDomain};
-use mtasts_engine::ResolvedPolicy;
-use mtasts_fetch::dane::DaneAnswer;
+use mtasts_engine::{DaneAnswer, ResolvedPolicy};
 use socketmap_proto::Reply;
 
 use crate::config::ZoneConfig;
@@ -215,13 +214,6 @@ pub(crate) fn reply_for(
 
 /// The reply for a DANE answer (RFC 7672 via Postfix's own `dane-only` / `dane` levels), and its kind; `None` when
 /// DANE does not apply and the MTA-STS answer ([`reply_for`]) is given.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "answered once the engine runs the DANE discovery (issue 13, phase 2b)"
-    )
-)]
 pub(crate) fn dane_reply(answer: DaneAnswer) -> Option<(Reply, AnswerKind)> {
     let kind = match answer {
         DaneAnswer::DaneOnly => AnswerKind::DaneOnly,

@@ -107,6 +107,7 @@ impl Bound {
             .cache_grace(config.cache_grace)
             .max_negative_ttl(config.freshness.max_negative_ttl)
             .failure_backoff(config.freshness.failure_backoff)
+            .max_dane_ttl(config.freshness.max_dane_ttl)
             .max_in_flight(config.limits.max_discoveries)
             .refresh_timeout(config.default_zone.timeout);
         if let Some(store) = store {

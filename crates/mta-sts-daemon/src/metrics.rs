@@ -42,7 +42,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mtasts_engine::{
-    Clock as _, Discover, Discovery, DiscoveryRequest, RefreshReport, SystemClock, async_trait,
+    Clock as _, DaneDiscovery, Discover, Discovery, DiscoveryRequest, RefreshReport, SystemClock,
+    async_trait,
 };
 use prometheus_client::encoding::{prometheus_text, text};
 use prometheus_client::metrics::counter::Counter;
@@ -387,6 +388,10 @@ impl<D: Discover> Discover for TimedDiscover<D> {
             started: Instant::now(),
         };
         self.inner.discover(request).await
+    }
+
+    async fn discover_dane(&self, request: &DiscoveryRequest<'_>) -> DaneDiscovery {
+        self.inner.discover_dane(request).await
     }
 }
 

@@ -19,7 +19,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::answer::{AnswerKind, Key, normalize_key, reply_for};
+use crate::answer::{AnswerKind, Key, dane_reply, normalize_key, reply_for};
 use crate::config::{Config, LimitsConfig, ZoneConfig};
 use crate::listen::Listener;
 use crate::metrics::Metrics;
@@ -83,10 +83,27 @@ impl Handler {
                 return Reply::NotFound;
             }
         };
-        let resolution = self.engine.resolve(&domain, zone.timeout).await;
-        let (reply, kind) = reply_for(zone, &domain, resolution.policy.as_deref());
+        let (reply, kind) = if zone.dane {
+            // RFC 8461 §2: MTA-STS must not override DANE; `dane-only` / `dane` win where they apply.
+            let found = self.engine.resolve_with_dane(&domain, zone.timeout).await;
+            let answer = dane_reply(found.dane)
+                .unwrap_or_else(|| reply_for(zone, &domain, found.mta_sts.policy.as_deref()));
+            debug!(
+                domain = domain.as_str(),
+                source = %found.mta_sts.source,
+                dane = found.dane.kind(),
+                dane_source = %found.dane_source,
+                reply = %answer.0,
+                "answered"
+            );
+            answer
+        } else {
+            let resolution = self.engine.resolve(&domain, zone.timeout).await;
+            let answer = reply_for(zone, &domain, resolution.policy.as_deref());
+            debug!(domain = domain.as_str(), source = %resolution.source, reply = %answer.0, "answered");
+            answer
+        };
         self.metrics.answered(zone_id, kind);
-        debug!(domain = domain.as_str(), source = %resolution.source, reply = %reply, "answered");
         reply
     }
 }

@@ -69,12 +69,126 @@ use mtasts_core::{Policy, PolicyDomain, PolicyId};
 pub trait Discover: Send + Sync + 'static {
     /// Discovers the policy of `request.domain`; see the trait documentation for the contract.
     async fn discover(&self, request: &DiscoveryRequest<'_>) -> Discovery;
+
+    /// Runs the DANE discovery of RFC 7672 §2.2 for `request.domain` (MX, each host's addresses and TLSA
+    /// records, trusting the resolver's DNSSEC validation) within `request.timeout`, and says which answer it
+    /// gives ([`DaneDiscovery`]). The engine calls it only for [`Engine::resolve_with_dane`] (zones that ask for
+    /// DANE), never for [`Engine::resolve`]. A failed lookup is part of the result
+    /// ([`DaneDiscovery::failed`]), never a panic or an error.
+    ///
+    /// The default does no DANE: [`DaneDiscovery::unsupported`], so the MTA-STS answer applies.
+    ///
+    /// [`Engine::resolve_with_dane`]: crate::Engine::resolve_with_dane
+    /// [`Engine::resolve`]: crate::Engine::resolve
+    async fn discover_dane(&self, request: &DiscoveryRequest<'_>) -> DaneDiscovery {
+        let _ = request;
+        DaneDiscovery::unsupported()
+    }
 }
 
 #[async_trait]
 impl<T: Discover + ?Sized> Discover for Arc<T> {
     async fn discover(&self, request: &DiscoveryRequest<'_>) -> Discovery {
         (**self).discover(request).await
+    }
+
+    async fn discover_dane(&self, request: &DiscoveryRequest<'_>) -> DaneDiscovery {
+        (**self).discover_dane(request).await
+    }
+}
+
+/// The answer a DANE discovery gives (RFC 7672; RFC 8461 §2: MTA-STS must not override DANE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DaneAnswer {
+    /// Postfix level `dane-only`: every MX host has usable DNSSEC-validated TLSA records.
+    DaneOnly,
+    /// Postfix level `dane`: Postfix applies RFC 7672 to each host itself.
+    Dane,
+    /// DANE does not apply: answer what MTA-STS says.
+    MtaSts,
+}
+
+impl DaneAnswer {
+    /// The Postfix TLS security level to answer (`dane-only`, `dane`), `None` for the MTA-STS answer.
+    ///
+    /// ```
+    /// use mtasts_engine::DaneAnswer;
+    /// assert_eq!(DaneAnswer::DaneOnly.postfix_level(), Some("dane-only"));
+    /// assert_eq!(DaneAnswer::MtaSts.postfix_level(), None);
+    /// ```
+    #[must_use]
+    pub const fn postfix_level(self) -> Option<&'static str> {
+        match self {
+            Self::DaneOnly => Some("dane-only"),
+            Self::Dane => Some("dane"),
+            Self::MtaSts => None,
+        }
+    }
+
+    /// A stable, short label for logs and metrics: `dane_only`, `dane`, `mta_sts`.
+    #[must_use]
+    pub const fn kind(self) -> &'static str {
+        match self {
+            Self::DaneOnly => "dane_only",
+            Self::Dane => "dane",
+            Self::MtaSts => "mta_sts",
+        }
+    }
+}
+
+impl fmt::Display for DaneAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.postfix_level().unwrap_or("mta-sts"))
+    }
+}
+
+/// What a DANE discovery ([`Discover::discover_dane`]) found, as far as the engine needs it: the answer, why
+/// (a label for logs), how long the DNS data it rests on may be kept, and whether it came from a failed lookup.
+///
+/// ```
+/// use std::time::Duration;
+/// use mtasts_engine::{DaneAnswer, DaneDiscovery};
+/// let found = DaneDiscovery::new(DaneAnswer::DaneOnly, "all_usable", Some(Duration::from_secs(300)), false);
+/// assert_eq!(found.answer, DaneAnswer::DaneOnly);
+/// assert!(!DaneDiscovery::unsupported().failed);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DaneDiscovery {
+    /// The answer.
+    pub answer: DaneAnswer,
+    /// Why, as a stable short label (e.g. `all_usable`, `mx_insecure`, `lookup_failed`).
+    pub reason: &'static str,
+    /// The smallest TTL of the DNS records (and negative answers) used; `None` when none was seen. The engine
+    /// keeps the answer that long, within `[cache_grace, max_dane_ttl]`.
+    pub ttl: Option<Duration>,
+    /// The answer came from a failed lookup (MX, address or TLSA): the engine keeps it for `cache_grace` only
+    /// and backs off the domain's DANE lookups for `failure_backoff`.
+    pub failed: bool,
+}
+
+impl DaneDiscovery {
+    /// A discovery's result from its parts.
+    #[must_use]
+    pub const fn new(
+        answer: DaneAnswer,
+        reason: &'static str,
+        ttl: Option<Duration>,
+        failed: bool,
+    ) -> Self {
+        Self {
+            answer,
+            reason,
+            ttl,
+            failed,
+        }
+    }
+
+    /// A discoverer that does no DANE: the MTA-STS answer, kept as long as the engine allows.
+    #[must_use]
+    pub const fn unsupported() -> Self {
+        Self::new(DaneAnswer::MtaSts, "unsupported", None, false)
     }
 }
 

@@ -15,6 +15,7 @@ use tracing::debug;
 
 use crate::clock::{Clock, SystemClock};
 use crate::coalesce::wait;
+use crate::dane::DaneMemory;
 use crate::discover::{Discover, Discoverer};
 use crate::freshness::{Freshness, Purpose};
 use crate::refresh::{Inner, WarnOnce};
@@ -37,6 +38,8 @@ pub const DEFAULT_FAILURE_BACKOFF: Duration = Duration::from_secs(60);
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_000;
 /// Default [`EngineBuilder::refresh_timeout`]: the Python daemon's zone `timeout`.
 pub const DEFAULT_REFRESH_TIMEOUT: Duration = Duration::from_secs(4);
+/// Default [`EngineBuilder::max_dane_ttl`] (the daemon's `freshness.max_dane_ttl`).
+pub const DEFAULT_MAX_DANE_TTL: Duration = Duration::from_secs(3_600);
 
 /// How long past its timeout a lookup waits for a shared discovery (store reads and writes happen around it).
 const WAIT_SLACK: Duration = Duration::from_secs(1);
@@ -52,6 +55,7 @@ pub struct EngineBuilder {
     failure_backoff: Duration,
     max_in_flight: usize,
     refresh_timeout: Duration,
+    max_dane_ttl: Duration,
     clock: Arc<dyn Clock>,
 }
 
@@ -116,6 +120,14 @@ impl EngineBuilder {
         self
     }
 
+    /// The longest time a DANE answer ([`Engine::resolve_with_dane`]) is kept in memory; it is kept for the
+    /// smallest TTL of the DNS data it rests on, at least `cache_grace`. Default [`DEFAULT_MAX_DANE_TTL`].
+    #[must_use]
+    pub const fn max_dane_ttl(mut self, ttl: Duration) -> Self {
+        self.max_dane_ttl = ttl;
+        self
+    }
+
     /// The time source. Default [`SystemClock`].
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -155,6 +167,8 @@ impl EngineBuilder {
                     failure_backoff: self.failure_backoff,
                 },
                 refresh_timeout: self.refresh_timeout,
+                dane: DaneMemory::new(self.memory_capacity, self.max_dane_ttl.max(cache_grace)),
+                dane_noted: WarnOnce::new(),
                 stats,
                 last_proactive: AtomicU64::new(0),
                 skew_warnings: WarnOnce::new(),
@@ -244,6 +258,7 @@ impl Engine {
             failure_backoff: DEFAULT_FAILURE_BACKOFF,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             refresh_timeout: DEFAULT_REFRESH_TIMEOUT,
+            max_dane_ttl: DEFAULT_MAX_DANE_TTL,
             clock: Arc::new(SystemClock),
         }
     }
@@ -307,7 +322,8 @@ impl Engine {
     ///
     /// The store's error when it could not remove the entry (the memory entry is removed anyway).
     pub async fn purge(&self, domain: &str) -> Result<bool, CacheError> {
-        let in_memory = self.inner.front.remove(domain).is_some();
+        let dane = self.inner.dane.front.remove(domain).is_some();
+        let in_memory = self.inner.front.remove(domain).is_some() || dane;
         match &self.inner.store {
             Some(store) => Ok(store.remove(domain).await? || in_memory),
             None => Ok(in_memory),
@@ -323,3 +339,6 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+mod with_dane;
+
+pub use with_dane::DaneResolution;

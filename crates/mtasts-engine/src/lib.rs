@@ -10,6 +10,9 @@
 //! - [`Engine`], built by [`EngineBuilder`]: [`Engine::resolve`] (and its synchronous hot path
 //!   [`Engine::cached`]), [`Engine::purge`], [`Engine::refresh_proactively`] and [`Engine::spawn_proactive`]
 //!   (the proactive refresh loop on the engine's clock), [`Engine::stats`].
+//! - [`Engine::resolve_with_dane`] for zones that ask for DANE (RFC 7672; RFC 8461 §2: MTA-STS must not override
+//!   DANE): a [`DaneResolution`], the MTA-STS resolution and a [`DaneAnswer`] from
+//!   [`Discover::discover_dane`] ([`DaneDiscovery`]), kept in memory only.
 //! - [`Resolution`]: a [`ResolvedPolicy`] or none, and its [`Source`]. There is no error type: a lookup never
 //!   fails (RFC 8461 §3.3: deliver as if there were no policy).
 //! - [`Discover`]: the discovery seam. The engine asks a [`DiscoveryRequest`] and gets a [`Discovery`] back; it
@@ -51,6 +54,7 @@
 
 mod clock;
 mod coalesce;
+mod dane;
 mod discover;
 mod engine;
 mod freshness;
@@ -61,10 +65,14 @@ mod stats;
 
 pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use discover::{Discover, Discovery, DiscoveryError, DiscoveryRequest, NoPolicyReason};
+pub use discover::{
+    DaneAnswer, DaneDiscovery, Discover, Discovery, DiscoveryError, DiscoveryRequest,
+    NoPolicyReason,
+};
 pub use engine::{
-    DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_NEGATIVE_TTL,
-    DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT, Engine, EngineBuilder,
+    DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_DANE_TTL, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_NEGATIVE_TTL, DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT, DaneResolution,
+    Engine, EngineBuilder,
 };
 pub use freshness::refetch_margin;
 pub use proactive::RefreshReport;

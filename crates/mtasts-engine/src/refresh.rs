@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use crate::clock::{Clock, Now};
 use crate::coalesce::{Flight, Flights};
+use crate::dane::DaneMemory;
 use crate::discover::{Discoverer, Discovery, DiscoveryError, DiscoveryRequest};
 use crate::freshness::{
     Anomaly, Done, Event, Freshness, FrontEntry, Outcome, Purpose, Step, StoreWrite, Stored,
@@ -23,7 +24,7 @@ use crate::resolution::{Resolution, Source};
 use crate::stats::EngineStats;
 
 /// How long past its own timeout a discovery may run before the engine cuts it off.
-const DISCOVERY_SLACK: Duration = Duration::from_millis(250);
+pub(crate) const DISCOVERY_SLACK: Duration = Duration::from_millis(250);
 /// The longest a discovery task waits on one store operation. Stores bound their operations by their own
 /// timeouts; this only keeps a misbehaving store from pinning a domain's shared discovery (and so every later
 /// lookup of it) forever.
@@ -47,6 +48,10 @@ pub(crate) struct Inner {
     pub(crate) last_proactive: AtomicU64,
     /// Domains whose store entries were found from the future, for warning once per domain.
     pub(crate) skew_warnings: WarnOnce,
+    /// DANE answers and discoveries, for zones that ask for DANE (memory only).
+    pub(crate) dane: DaneMemory,
+    /// Domains the "`dane` over an enforce policy" line was logged for.
+    pub(crate) dane_noted: WarnOnce,
 }
 
 impl Inner {
@@ -197,7 +202,7 @@ impl Inner {
     }
 
     /// A discovery slot for a lookup, if one frees up before `deadline`.
-    async fn permit(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+    pub(crate) async fn permit(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
         match tokio::time::timeout_at(deadline, Arc::clone(&self.permits).acquire_owned()).await {
             Ok(Ok(permit)) if deadline > Instant::now() => Some(permit),
             _ => None,
@@ -378,6 +383,6 @@ impl WarnOnce {
     }
 }
 
-fn millis(duration: Duration) -> u64 {
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

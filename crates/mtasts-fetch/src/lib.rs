@@ -61,7 +61,7 @@ use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::rr::RData;
 use mtasts_core::{Policy, PolicyDomain, PolicyId};
-use mtasts_engine::{Discover, DiscoveryError, DiscoveryRequest, async_trait};
+use mtasts_engine::{DaneDiscovery, Discover, DiscoveryError, DiscoveryRequest, async_trait};
 use tokio::time::Instant;
 
 pub use builder::{DEFAULT_POLICY_PORT, DEFAULT_TIMEOUT, FetcherBuilder};
@@ -131,6 +131,13 @@ impl Discover for Fetcher {
             .discover(request.domain, request.known_id)
             .await
             .map_err(|error| DiscoveryError::new(error.kind(), error))
+    }
+
+    async fn discover_dane(&self, request: &DiscoveryRequest<'_>) -> DaneDiscovery {
+        self.with_timeout(request.timeout)
+            .discover_dane(request.domain)
+            .await
+            .discovery()
     }
 }
 

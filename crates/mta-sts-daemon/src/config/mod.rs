@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use extract::{Section, invalid, to_int};
 use mtasts_engine::{
-    DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_NEGATIVE_TTL,
-    DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT,
+    DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_DANE_TTL, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_NEGATIVE_TTL, DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT,
 };
 pub use yaml::YamlError;
 use yaml::{Node, Value};
@@ -422,9 +422,6 @@ pub(crate) struct FreshnessConfig {
     /// comes from, at least `cache_grace`). Default [`DEFAULT_MAX_DANE_TTL`] (3 600 s).
     pub(crate) max_dane_ttl: Duration,
 }
-
-/// The default of `freshness.max_dane_ttl`.
-pub(crate) const DEFAULT_MAX_DANE_TTL: Duration = Duration::from_secs(3_600);
 
 impl Default for FreshnessConfig {
     fn default() -> Self {

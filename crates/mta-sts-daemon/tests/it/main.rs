@@ -3,6 +3,7 @@
 mod admin;
 mod answers;
 mod binary;
+mod dane;
 mod metrics;
 mod serving;
 mod stores;

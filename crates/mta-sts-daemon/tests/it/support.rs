@@ -178,6 +178,52 @@ where
     }
 }
 
+/// Postfix's own client, `postmap -q KEY socketmap:inet:127.0.0.1:PORT:ZONE`, with an empty `main.cf` in a
+/// private configuration directory (Postfix may be installed without being configured, as CI does).
+pub(crate) struct Postmap {
+    program: PathBuf,
+    config_dir: tempfile::TempDir,
+}
+
+impl Postmap {
+    /// `postmap`, or `None` when it is not installed and `test` may skip (see `tool_or_skip`).
+    pub(crate) fn find(test: &str) -> Option<Self> {
+        let program = mtasts_test_support::tool_or_skip(test, "postmap", "postfix")?;
+        let config_dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(config_dir.path().join("main.cf"), "").expect("main.cf");
+        Some(Self {
+            program,
+            config_dir,
+        })
+    }
+
+    /// Asks the daemon on `port` for `key` in `zone`: the reply (`None`: not found) after checking that postmap
+    /// saw no lookup error (which would defer mail).
+    pub(crate) async fn query(&self, port: u16, zone: &str, key: &str) -> Option<String> {
+        let out = tokio::process::Command::new(&self.program)
+            .arg("-c")
+            .arg(self.config_dir.path())
+            .arg("-q")
+            .arg(key)
+            .arg(format!("socketmap:inet:127.0.0.1:{port}:{zone}"))
+            .output()
+            .await
+            .expect("postmap");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let what = format!("postmap -q {key} {zone}: {stdout} {stderr}");
+        assert!(
+            !stderr.contains("error") && !stderr.contains("fatal"),
+            "{what}"
+        );
+        match out.status.code() {
+            Some(0) => Some(stdout.trim_end().to_owned()),
+            Some(1) => None,
+            _ => panic!("{what}"),
+        }
+    }
+}
+
 /// Exit code, standard output and standard error of one run of the binary.
 pub(crate) struct Output {
     pub(crate) code: Option<i32>,

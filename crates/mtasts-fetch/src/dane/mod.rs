@@ -18,8 +18,8 @@
 //! is a failure.
 //!
 //! [`decide`] (also [`DaneView::verdict`]) maps a view to a [`DaneAnswer`] — `dane-only`,
-//! `dane`, or the MTA-STS answer — without any I/O, and [`DaneView::cache_ttl`] says how long
-//! to keep it.
+//! `dane`, or the MTA-STS answer — without any I/O, and [`DaneView::discovery`] is what the
+//! engine keeps of it (the fetcher's [`Discover::discover_dane`](mtasts_engine::Discover::discover_dane)).
 //!
 //! ```no_run
 //! use mtasts_core::PolicyDomain;
@@ -48,10 +48,10 @@ mod view;
 use mtasts_core::PolicyDomain;
 use tokio::time::Instant;
 
+pub use mtasts_engine::DaneAnswer;
 pub use tlsa::{TlsaRecord, Unusable};
 pub use view::{
-    Addresses, DaneAnswer, DaneReason, DaneVerdict, DaneView, HostView, MxStatus, TlsaStatus,
-    decide,
+    Addresses, DaneReason, DaneVerdict, DaneView, HostView, MxStatus, TlsaStatus, decide,
 };
 
 use crate::Fetcher;
@@ -64,7 +64,7 @@ impl Fetcher {
     /// Runs the DANE discovery of RFC 7672 §2.2 for `domain` (see [the module docs](crate::dane)),
     /// bounded by the fetcher's timeout. Never fails: failed lookups are part of the view.
     pub async fn discover_dane(&self, domain: &PolicyDomain) -> DaneView {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + self.timeout();
         let view = lookup::discover(&self.inner.dane, domain.as_str(), deadline).await;
         let verdict = view.verdict();
         tracing::debug!(

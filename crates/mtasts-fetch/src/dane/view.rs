@@ -3,12 +3,14 @@
 use std::fmt;
 use std::time::Duration;
 
+use mtasts_engine::{DaneAnswer, DaneDiscovery};
+
 use super::tlsa::TlsaRecord;
 use crate::FetchError;
 
 /// What the DANE discovery of RFC 7672 §2.2 found for one next-hop domain: the MX lookup, and
 /// for each MX host its address and TLSA lookups. [`DaneView::verdict`] maps it to the answer
-/// ([`decide`]); [`DaneView::cache_ttl`] says how long to keep it.
+/// ([`decide`]); [`DaneView::discovery`] is what the engine keeps of it.
 ///
 /// Built by [`crate::Fetcher::discover_dane`]; [`DaneView::new`] builds one by hand (tests,
 /// fakes).
@@ -94,18 +96,6 @@ pub enum TlsaStatus {
     Absent,
     /// The TLSA lookup failed (SERVFAIL, timeout…).
     Failed(FetchError),
-}
-
-/// The answer a DANE view gives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum DaneAnswer {
-    /// Postfix level `dane-only`: every MX host has usable TLSA records.
-    DaneOnly,
-    /// Postfix level `dane`: Postfix applies RFC 7672 to each host itself.
-    Dane,
-    /// DANE does not apply: answer what MTA-STS says.
-    MtaSts,
 }
 
 /// Why a view gives its answer: one row of the table of issue 13 (docs/postfix.md).
@@ -198,29 +188,25 @@ impl DaneView {
         decide(self)
     }
 
-    /// How long to keep this view: `cache_grace` when its answer came from a failed lookup
-    /// ([`DaneReason::is_failure`]), else the smallest RRset TTL bounded to
-    /// `[cache_grace, max_ttl]` (`max_ttl` when no TTL is known). `cache_grace` wins when the
-    /// bounds cross.
+    /// What the engine needs of this view ([`mtasts_engine::Discover::discover_dane`]): the answer, the
+    /// reason's label, the smallest TTL, and whether the answer came from a failed lookup (then the engine keeps
+    /// it for `cache_grace` only and backs off).
     ///
     /// ```
-    /// use std::time::Duration;
-    /// use mtasts_fetch::dane::{DaneView, MxStatus};
+    /// use mtasts_fetch::dane::{DaneAnswer, DaneView, MxStatus};
     ///
-    /// let secs = Duration::from_secs;
-    /// let view = DaneView::new("example.com", MxStatus::Insecure, vec![], Some(secs(30)));
-    /// assert_eq!(view.cache_ttl(secs(60), secs(3600)), secs(60));
-    /// let view = DaneView::new("example.com", MxStatus::Insecure, vec![], Some(secs(86400)));
-    /// assert_eq!(view.cache_ttl(secs(60), secs(3600)), secs(3600));
+    /// let view = DaneView::new("example.com", MxStatus::Insecure, vec![], None);
+    /// let found = view.discovery();
+    /// assert_eq!((found.answer, found.reason, found.failed), (DaneAnswer::MtaSts, "mx_insecure", false));
     /// ```
-    pub fn cache_ttl(&self, cache_grace: Duration, max_ttl: Duration) -> Duration {
-        if self.verdict().reason.is_failure() {
-            return cache_grace;
-        }
-        self.min_ttl
-            .unwrap_or(max_ttl)
-            .min(max_ttl)
-            .max(cache_grace)
+    pub fn discovery(&self) -> DaneDiscovery {
+        let verdict = self.verdict();
+        DaneDiscovery::new(
+            verdict.answer,
+            verdict.reason.kind(),
+            self.min_ttl,
+            verdict.reason.is_failure(),
+        )
     }
 }
 
@@ -340,33 +326,6 @@ pub fn decide(view: &DaneView) -> DaneVerdict {
         return verdict(DaneAnswer::Dane, DaneReason::SomeTlsa);
     }
     verdict(DaneAnswer::MtaSts, DaneReason::NoTlsa)
-}
-
-impl DaneAnswer {
-    /// The Postfix TLS security level to answer (`dane-only`, `dane`), `None` for the MTA-STS
-    /// answer.
-    pub fn postfix_level(self) -> Option<&'static str> {
-        match self {
-            Self::DaneOnly => Some("dane-only"),
-            Self::Dane => Some("dane"),
-            Self::MtaSts => None,
-        }
-    }
-
-    /// A stable, short label for logs and metrics: `dane_only`, `dane`, `mta_sts`.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Self::DaneOnly => "dane_only",
-            Self::Dane => "dane",
-            Self::MtaSts => "mta_sts",
-        }
-    }
-}
-
-impl fmt::Display for DaneAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.postfix_level().unwrap_or("mta-sts"))
-    }
 }
 
 impl DaneReason {
@@ -703,30 +662,22 @@ mod tests {
     }
 
     #[test]
-    fn cache_ttl_is_the_smallest_ttl_within_bounds_and_grace_after_a_failure() {
-        let secs = Duration::from_secs;
-        let view = |ttl, hosts| DaneView::new("example.com", MxStatus::Secure, hosts, ttl);
-        let ok = vec![host(secure(), tlsa(vec![usable()]))];
-        let (grace, max) = (secs(60), secs(3600));
+    fn the_engine_gets_the_answer_the_smallest_ttl_and_whether_a_lookup_failed() {
+        let ttl = Some(Duration::from_secs(600));
+        let view = |mx, hosts| DaneView::new("example.com", mx, hosts, ttl);
+        let ok = view(MxStatus::Secure, vec![host(secure(), tlsa(vec![usable()]))]).discovery();
         assert_eq!(
-            view(Some(secs(600)), ok.clone()).cache_ttl(grace, max),
-            secs(600)
+            (ok.answer, ok.reason, ok.ttl, ok.failed),
+            (DaneOnly, "all_usable", ttl, false)
         );
-        assert_eq!(view(Some(secs(5)), ok.clone()).cache_ttl(grace, max), grace);
-        assert_eq!(
-            view(Some(secs(90_000)), ok.clone()).cache_ttl(grace, max),
-            max
-        );
-        assert_eq!(view(None, ok.clone()).cache_ttl(grace, max), max);
-        // Crossed bounds: at least cache_grace.
-        assert_eq!(
-            view(Some(secs(600)), ok).cache_ttl(secs(120), secs(30)),
-            secs(120)
-        );
-        let failing = vec![host(secure(), TlsaStatus::Failed(failed()))];
-        assert_eq!(view(Some(secs(600)), failing).cache_ttl(grace, max), grace);
-        let mx_failed = DaneView::new("example.com", MxStatus::Failed(failed()), vec![], None);
-        assert_eq!(mx_failed.cache_ttl(grace, max), grace);
+        let failing = view(
+            MxStatus::Secure,
+            vec![host(secure(), TlsaStatus::Failed(failed()))],
+        )
+        .discovery();
+        assert_eq!((failing.answer, failing.failed), (Dane, true));
+        let mx_failed = view(MxStatus::Failed(failed()), vec![]).discovery();
+        assert_eq!((mx_failed.answer, mx_failed.failed), (MtaSts, true));
     }
 
     #[test]
