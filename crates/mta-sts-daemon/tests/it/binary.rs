@@ -13,10 +13,10 @@ use tokio::process::{Child, Command};
 
 use crate::support::*;
 
-struct Spawned {
+pub(crate) struct Spawned {
     child: Child,
     notify: UnixDatagram,
-    port: u16,
+    pub(crate) port: u16,
     /// Holds the configuration and the notify socket until the daemon is gone.
     _dir: tempfile::TempDir,
 }
@@ -31,7 +31,7 @@ fn free_port() -> u16 {
 /// The port comes from `free_port()`, which releases it before the daemon binds it: another test's socket can
 /// take it in between. A daemon that exits before READY=1 is therefore started again on another port (a few
 /// times; a daemon that cannot start for any other reason fails every attempt and the test with it).
-async fn spawn_daemon(fixture: &Fixture, extra: &str, args: &[&str]) -> Spawned {
+pub(crate) async fn spawn_daemon(fixture: &Fixture, extra: &str, args: &[&str]) -> Spawned {
     let mut last_failure = String::new();
     for _ in 0..3 {
         match try_spawn_daemon(fixture, extra, args).await {
@@ -126,7 +126,7 @@ impl Spawned {
     }
 
     /// SIGTERM, then the daemon says STOPPING=1 and exits 0; returns its standard error.
-    async fn stop(mut self) -> String {
+    pub(crate) async fn stop(mut self) -> String {
         self.signal(Signal::SIGTERM);
         assert_eq!(self.next_notification().await, "STOPPING=1");
         let output = tokio::time::timeout(Duration::from_secs(30), self.child.wait_with_output())

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 use mtasts_test_support::{DnssecResolver, Fixture, PolicyResponse, SignedZone, init_tracing};
 
+use crate::binary::spawn_daemon;
 use crate::support::*;
 
 /// A zone with DANE next to the default zone without it.
@@ -131,6 +132,33 @@ async fn every_row_of_the_table_through_the_socketmap() {
         3
     );
     daemon.shutdown().await;
+}
+
+/// The built binary logs one info line per DANE discovery, and the note that `dane` replaces an enforce policy
+/// while some hosts lack TLSA once per domain, however often it is asked.
+#[tokio::test]
+async fn each_discovery_is_logged_once_and_the_enforce_note_once_per_domain() {
+    let (f, _) = table_fixture().await;
+    let spawned = spawn_daemon(&f, DANE_ZONE, &[]).await;
+    for _ in 0..3 {
+        assert_eq!(
+            query(localhost(spawned.port), "dane", "some.test").await,
+            "OK dane"
+        );
+    }
+    let stderr = spawned.stop().await;
+    let lines = |text: &str| {
+        stderr
+            .lines()
+            .filter(|line| line.contains(text) && line.contains("some.test"))
+            .count()
+    };
+    assert_eq!(lines("DANE discovery"), 1, "{stderr}");
+    assert_eq!(
+        lines("some MX hosts have no usable TLSA records"),
+        1,
+        "{stderr}"
+    );
 }
 
 /// Every row through Postfix's own client.
