@@ -8,8 +8,8 @@ use std::path::Path;
 /// them). The crate root (`lib.rs`: `main()` and the re-exports) sits on top. A new module goes in the lowest
 /// layer its uses allow (and in the table of ARCHITECTURE.md).
 const LAYERS: &[&[&str]] = &[
-    &["config", "systemd"],
-    &["error", "answer"],
+    &["config", "systemd", "ratelimit"],
+    &["error", "answer", "descriptors"],
     &["exit", "privileges", "postgres"],
     &["listen", "stores", "cli"],
     &["metrics", "admin"],

@@ -30,6 +30,7 @@ mod answer;
 mod cli;
 mod config;
 mod daemon;
+mod descriptors;
 mod error;
 mod exit;
 #[cfg(test)]
@@ -39,6 +40,7 @@ mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod privileges;
+mod ratelimit;
 mod run;
 mod server;
 mod stores;

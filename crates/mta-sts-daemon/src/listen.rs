@@ -17,9 +17,13 @@ use tracing::warn;
 
 use crate::config::ListenConfig;
 use crate::privileges::SocketOwner;
+use crate::ratelimit::LogLimiter;
 
 /// The pause after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Failed accepts (EMFILE and friends) are warned about at most once a second, all listeners together.
+static ACCEPT_WARNINGS: LogLimiter = LogLimiter::new(Duration::from_secs(1));
 
 /// A bound listener.
 #[derive(Debug)]
@@ -127,7 +131,7 @@ impl Listener {
 
     /// Takes one of `permits`, then accepts one client: while every permit is held, further clients wait in
     /// the kernel backlog, not in memory. `None` once `stop` is cancelled. A failed accept (EMFILE and
-    /// friends) is logged and tried again after a pause instead of spinning.
+    /// friends) is tried again after a pause instead of spinning, and warned about at most once a second.
     pub(crate) async fn accept_permitted(
         &self,
         permits: &Arc<Semaphore>,
@@ -143,8 +147,10 @@ impl Listener {
                 accepted = self.accept() => match accepted {
                     Ok(stream) => return Some((stream, permit)),
                     Err(e) => {
-                        let listen = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                        warn!(error = %e, listen, "accept failed");
+                        if let Some(suppressed) = ACCEPT_WARNINGS.check() {
+                            let listen = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                            warn!(error = %e, listen, suppressed, "accept failed");
+                        }
                         tokio::time::sleep(ACCEPT_RETRY).await;
                     }
                 },

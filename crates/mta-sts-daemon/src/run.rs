@@ -13,6 +13,7 @@ use crate::StartError;
 use crate::cli::{Cli, LogFormat};
 use crate::config::Config;
 use crate::daemon::Bound;
+use crate::descriptors;
 use crate::exit::Exit;
 use crate::privileges::Privileges;
 use crate::systemd;
@@ -62,7 +63,7 @@ pub(crate) fn run(cli: &Cli) -> ExitCode {
     }
 }
 
-async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<(), StartError> {
+async fn serve_until_signalled(cli: &Cli, mut config: Config) -> Result<(), StartError> {
     // Signal handlers first, so that a signal during start-up is not fatal by default.
     let mut term = signal(SignalKind::terminate()).map_err(StartError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(StartError::Signals)?;
@@ -70,6 +71,8 @@ async fn serve_until_signalled(cli: &Cli, config: Config) -> Result<(), StartErr
     // configuration), so it is logged and ignored.
     let mut hup = signal(SignalKind::hangup()).map_err(StartError::Signals)?;
 
+    // Before any socket: the connection and discovery limits must fit the open-files limit.
+    descriptors::raise_and_fit(&mut config.limits, &config.cache);
     // Looked up first: an unknown user or group binds nothing.
     let privileges = Privileges::resolve(cli.user.as_deref(), cli.group.as_deref())?;
     let owner = privileges

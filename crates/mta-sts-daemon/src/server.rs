@@ -3,7 +3,8 @@
 //! Per connection one task reads netstrings (socketmap_table(5)), starts each request's lookup at once and
 //! keeps at most `max_pipeline` of them in flight ([`FuturesOrdered`]: they run concurrently, replies leave in
 //! request order). A framing error (malformed or over-long netstring) ends that connection after the replies
-//! already due are written; other connections are not affected.
+//! already due are written; other connections are not affected. A connection that has no request pending and
+//! receives no whole request for `limits.idle_timeout` is closed (a half-sent netstring does not keep it open).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -222,12 +223,23 @@ pub(crate) async fn serve_connection(
     let mut reading = true;
     let started = Instant::now();
     let mut served: u64 = 0;
+    // Runs only while no request is pending; restarted by the last reply of a batch.
+    let idle_limit = (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout);
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
     loop {
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
+            () = &mut idle, if idle_limit.is_some() && pending.is_empty() => {
+                debug!(served, "idle connection closed (limits.idle_timeout)");
+                break;
+            }
             Some(reply) = pending.next(), if !pending.is_empty() => {
                 served += 1;
+                if let (true, Some(limit)) = (pending.is_empty(), idle_limit) {
+                    idle.as_mut().reset(tokio::time::Instant::now() + limit);
+                }
                 // Flush when nothing else is ready to go, so pipelined replies share a write.
                 let result = if pending.is_empty() { replies.send(reply).await } else { replies.feed(reply).await };
                 if let Err(e) = result {

@@ -396,7 +396,14 @@ pub(crate) struct LimitsConfig {
     pub(crate) max_discoveries: usize,
     /// Entries of the memory front over a persistent store. Default [`DEFAULT_MEMORY_CAPACITY`] (10 000).
     pub(crate) memory_cache_size: usize,
+    /// A connection with no request pending that receives no whole request for this long is closed (a
+    /// half-sent netstring too). Zero: never. Default [`DEFAULT_IDLE_TIMEOUT`] (60 s); Postfix itself drops an
+    /// idle socketmap connection after about 10 s.
+    pub(crate) idle_timeout: Duration,
 }
+
+/// The default of `limits.idle_timeout`.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for LimitsConfig {
     fn default() -> Self {
@@ -406,6 +413,7 @@ impl Default for LimitsConfig {
             max_request_size: 10_000,
             max_discoveries: DEFAULT_MAX_IN_FLIGHT,
             memory_cache_size: DEFAULT_MEMORY_CAPACITY,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }
@@ -715,6 +723,7 @@ impl Config {
                 1,
                 100_000_000,
             )? as usize,
+            idle_timeout: lim.seconds("idle_timeout", d.limits.idle_timeout)?,
         };
         unknown.extend(lim.unknown_keys());
 

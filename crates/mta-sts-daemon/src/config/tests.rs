@@ -455,6 +455,16 @@ fn our_sections() {
     assert_eq!(cfg.limits.max_connections, 5);
     assert_eq!(cfg.limits.max_pipeline, 2);
     assert_eq!(cfg.limits.max_request_size, 10_000);
+    assert_eq!(cfg.limits.idle_timeout, Duration::from_secs(60));
+    assert_eq!(
+        parse("limits:\n  idle_timeout: 0\n").limits.idle_timeout,
+        Duration::ZERO
+    );
+    assert_eq!(
+        parse("limits:\n  idle_timeout: 2.5\n").limits.idle_timeout,
+        Duration::from_millis(2500)
+    );
+    assert!(error("limits:\n  idle_timeout: -1\n").contains("`limits.idle_timeout`"));
     assert_eq!(cfg.freshness.failure_backoff, Duration::from_secs(10));
     assert!(error("resolver:\n  nameservers: [dns.example]\n").contains("`resolver.nameservers`"));
 }

@@ -32,9 +32,19 @@ fn free_port() -> u16 {
 /// take it in between. A daemon that exits before READY=1 is therefore started again on another port (a few
 /// times; a daemon that cannot start for any other reason fails every attempt and the test with it).
 pub(crate) async fn spawn_daemon(fixture: &Fixture, extra: &str, args: &[&str]) -> Spawned {
+    spawn_daemon_under(&[], fixture, extra, args).await
+}
+
+/// [`spawn_daemon`], the binary run by the command `wrapper` (e.g. `prlimit --nofile=64:64 --`).
+async fn spawn_daemon_under(
+    wrapper: &[&str],
+    fixture: &Fixture,
+    extra: &str,
+    args: &[&str],
+) -> Spawned {
     let mut last_failure = String::new();
     for _ in 0..3 {
-        match try_spawn_daemon(fixture, extra, args).await {
+        match try_spawn_daemon(wrapper, fixture, extra, args).await {
             Ok(spawned) => return spawned,
             Err(failure) => {
                 eprintln!("daemon did not start, retrying on another port: {failure}");
@@ -46,6 +56,7 @@ pub(crate) async fn spawn_daemon(fixture: &Fixture, extra: &str, args: &[&str]) 
 }
 
 async fn try_spawn_daemon(
+    wrapper: &[&str],
     fixture: &Fixture,
     extra: &str,
     args: &[&str],
@@ -62,7 +73,15 @@ async fn try_spawn_daemon(
     // Reachable after the daemon drops privileges (`-u`), like systemd's own notify socket.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     std::fs::set_permissions(&notify_path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
-    let child = Command::new(BIN)
+    let mut command = match wrapper.split_first() {
+        Some((program, wrapper_args)) => {
+            let mut command = Command::new(program);
+            command.args(wrapper_args).arg(BIN);
+            command
+        }
+        None => Command::new(BIN),
+    };
+    let child = command
         .arg("-c")
         .arg(&config)
         .args(args)
@@ -563,4 +582,91 @@ async fn second_signal_exits_at_once() {
         .expect("second signal did not end the daemon")
         .expect("wait");
     assert_eq!(status.code(), Some(0));
+}
+
+/// The soft and hard open-files limits of process `pid`, from `/proc/PID/limits`.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("proc limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_else(|| panic!("no open files line: {limits}"));
+    let mut fields = line["Max open files".len()..].split_whitespace();
+    let mut next = || fields.next().expect("limit field").to_owned();
+    (next(), next())
+}
+
+/// Issue 11 row 5: under a soft limit of 64 open files (a hard limit far above), the daemon raises its soft
+/// limit to the hard one at start and keeps the configured limits.
+#[tokio::test]
+async fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let Some(prlimit) = tool_or_skip("the_open_files_limit_is_raised", "prlimit", "util-linux")
+    else {
+        return;
+    };
+    let (_, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .expect("getrlimit");
+    assert!(
+        hard > 1_024,
+        "this test needs a hard open-files limit above 1024, not {hard}"
+    );
+    let fixture = standard_fixture().await;
+    let nofile = format!("--nofile=64:{hard}");
+    let prlimit = prlimit.to_string_lossy().into_owned();
+    let spawned = spawn_daemon_under(&[&prlimit, &nofile, "--"], &fixture, "", &[]).await;
+    let pid = spawned.child.id().expect("pid");
+    assert_eq!(open_files_limits(pid), (hard.to_string(), hard.to_string()));
+    assert_eq!(
+        query(localhost(spawned.port), "postfix", "enforce.test").await,
+        ENFORCE_REPLY
+    );
+    let stderr = spawned.stop().await;
+    assert!(
+        stderr.contains("open files limit raised") && stderr.contains(&format!("to={hard}")),
+        "{stderr}"
+    );
+}
+
+/// Issue 11 row 5: with only 256 open files (hard limit too), `max_connections` is lowered to 64 and
+/// `max_discoveries` to what is left ((256 - 32 spare - 64) / 2 = 80), and said so; the 65th client then waits
+/// in the backlog instead of making accept fail with EMFILE, and is served when another leaves.
+#[tokio::test]
+async fn a_low_open_files_limit_lowers_max_connections() {
+    let Some(prlimit) = tool_or_skip("a_low_open_files_limit_lowers", "prlimit", "util-linux")
+    else {
+        return;
+    };
+    let fixture = standard_fixture().await;
+    let prlimit = prlimit.to_string_lossy().into_owned();
+    let spawned =
+        spawn_daemon_under(&[&prlimit, "--nofile=256:256", "--"], &fixture, "", &[]).await;
+    let addr = localhost(spawned.port);
+    let mut clients = Vec::new();
+    for _ in 0..64 {
+        let mut client = SocketmapClient::connect_tcp(addr).await.expect("connect");
+        assert_eq!(
+            ask(&mut client, "postfix", ".parent.test").await,
+            "NOTFOUND "
+        );
+        clients.push(client);
+    }
+    let mut waiting = tokio::spawn(async move { query(addr, "postfix", "enforce.test").await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut waiting)
+            .await
+            .is_err(),
+        "a 65th client was served while 64 were connected"
+    );
+    clients.pop();
+    let reply = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting client was not served after another left")
+        .expect("task");
+    assert_eq!(reply, ENFORCE_REPLY);
+    drop(clients);
+    let stderr = spawned.stop().await;
+    assert!(
+        stderr.contains("max_connections=64") && stderr.contains("max_discoveries=80"),
+        "{stderr}"
+    );
 }

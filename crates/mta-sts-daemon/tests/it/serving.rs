@@ -43,6 +43,24 @@ fn second_instance(fixture: &Fixture, port: u16, reuse_port: bool) -> String {
     )
 }
 
+/// A fixture whose DNS never answers for `slow.test`, and a daemon (`extra` first) whose zone `slow` gives up
+/// on a discovery after `timeout` seconds: a request `slow slow.test` stays pending that long, then is
+/// answered `NOTFOUND `.
+async fn slow_zone(
+    extra: &str,
+    timeout: u32,
+) -> (Fixture, mta_sts_daemon::Running, std::net::SocketAddr) {
+    let fixture = standard_fixture().await;
+    fixture.dns().set_silent("_mta-sts.slow.test");
+    let daemon = start(
+        &fixture,
+        &format!("{extra}zones:\n  slow:\n    timeout: {timeout}\n"),
+    )
+    .await;
+    let addr = tcp_addr(&daemon);
+    (fixture, daemon, addr)
+}
+
 #[tokio::test]
 async fn many_requests_per_connection() {
     let (_fixture, daemon, addr) = standard("").await;
@@ -59,12 +77,10 @@ async fn many_requests_per_connection() {
 
 #[tokio::test]
 async fn pipelined_requests_run_concurrently_and_answer_in_order() {
-    let fixture = standard_fixture().await;
-    // The first request's DNS never answers: it completes (NOTFOUND) only at its 2 s zone timeout.
-    fixture.dns().set_silent("_mta-sts.slow.test");
-    let daemon = start(&fixture, "zones:\n  slow:\n    timeout: 2\n").await;
+    // The first request completes (NOTFOUND) only at its 2 s zone timeout.
+    let (fixture, daemon, addr) = slow_zone("", 2).await;
     let mut stream = send(
-        tcp_addr(&daemon),
+        addr,
         b"14:slow slow.test,20:postfix enforce.test,17:postfix none.test,",
     )
     .await;
@@ -172,14 +188,7 @@ async fn without_reuse_port_a_second_bind_fails() {
 
 #[tokio::test]
 async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
-    let fixture = Fixture::start().await;
-    fixture.dns().set_silent("_mta-sts.slow.test");
-    let daemon = start(
-        &fixture,
-        "shutdown_timeout: 20\nzones:\n  slow:\n    timeout: 1\n",
-    )
-    .await;
-    let addr = tcp_addr(&daemon);
+    let (fixture, daemon, addr) = slow_zone("shutdown_timeout: 20\n", 1).await;
     let mut stream = send(addr, b"14:slow slow.test,").await;
     // Make sure the request is being processed before stopping.
     let dns = fixture.dns();
@@ -201,7 +210,7 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
         .write_all(b"17:postfix none.test,")
         .await
         .expect("write");
-    // none.test is not published: NXDOMAIN-ish answer or failure, NOTFOUND either way.
+    // none.test publishes `mode: none`: NOTFOUND.
     read_notfound(&mut stream).await;
     // The client closes: the daemon is done.
     drop(stream);
@@ -240,5 +249,24 @@ async fn connection_limit_queues_excess_clients() {
         .await
         .expect("second never served");
     assert_eq!(reply.expect("task"), ENFORCE_REPLY);
+    daemon.shutdown().await;
+}
+
+/// Issue 11 row 4: a client that sends nothing, or half a netstring, is closed after `limits.idle_timeout`; a
+/// request still being answered keeps the connection open past it.
+#[tokio::test]
+async fn idle_connections_are_closed_after_idle_timeout() {
+    // The request stays pending for the zone's 3 s timeout, past the 1 s idle timeout.
+    let (_fixture, daemon, addr) = slow_zone("limits:\n  idle_timeout: 1\n", 3).await;
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let mut half = send(addr, b"17:postfix no").await;
+    let mut pending = send(addr, b"14:slow slow.test,").await;
+    let started = Instant::now();
+    assert!(read_to_eof(&mut silent).await.is_empty());
+    assert!(read_to_eof(&mut half).await.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Answered at its 3 s zone timeout, then closed after another idle second.
+    assert_eq!(read_to_eof(&mut pending).await, b"9:NOTFOUND ,");
+    assert!(started.elapsed() >= Duration::from_millis(3_900));
     daemon.shutdown().await;
 }
