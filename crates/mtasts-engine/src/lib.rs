@@ -9,7 +9,9 @@
 //!
 //! - [`Engine`], built by [`EngineBuilder`]: [`Engine::resolve`] (and its synchronous hot path
 //!   [`Engine::cached`]), [`Engine::purge`], [`Engine::refresh_proactively`] and [`Engine::spawn_proactive`]
-//!   (the proactive refresh loop on the engine's clock), [`Engine::stats`].
+//!   (the proactive refresh loop on the engine's clock), [`Engine::stats`]; for administration, what memory
+//!   holds ([`Engine::memory_entry`] as a [`MemoryEntry`], [`Engine::memory_policies`]) and
+//!   [`Engine::purge_all`].
 //! - [`Engine::resolve_with_dane`] for zones that ask for DANE (RFC 7672; RFC 8461 §2: MTA-STS must not override
 //!   DANE): a [`DaneResolution`], the MTA-STS resolution and a [`DaneAnswer`] from
 //!   [`Discover::discover_dane`] ([`DaneDiscovery`]), kept in memory only.
@@ -58,6 +60,7 @@ mod dane;
 mod discover;
 mod engine;
 mod freshness;
+mod inspect;
 mod proactive;
 mod refresh;
 mod resolution;
@@ -75,6 +78,7 @@ pub use engine::{
     Engine, EngineBuilder,
 };
 pub use freshness::refetch_margin;
+pub use inspect::MemoryEntry;
 pub use proactive::RefreshReport;
 pub use prometheus_client;
 pub use resolution::{Resolution, ResolvedPolicy, Source};

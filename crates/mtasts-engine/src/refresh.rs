@@ -280,16 +280,31 @@ impl Inner {
                 reason,
                 kept_cached,
                 ttl,
-            } => info!(
-                domain = key,
-                outcome = "no_policy",
-                reason = reason.kind(),
-                detail = %reason,
-                kept_cached,
-                ttl = ttl.as_secs_f64(),
-                duration_ms,
-                "MTA-STS discovery"
-            ),
+            } => {
+                macro_rules! no_policy {
+                    ($level:expr) => {
+                        tracing::event!(
+                            $level,
+                            domain = key,
+                            outcome = "no_policy",
+                            reason = reason.kind(),
+                            detail = %reason,
+                            kept_cached,
+                            ttl = ttl.as_secs_f64(),
+                            duration_ms,
+                            "MTA-STS discovery"
+                        )
+                    };
+                }
+                // Most domains publish no policy: a line for each of them after every negative TTL would drown
+                // the log, so that is debug. A record gone while its policy stays in use (RFC 8461 §10.2) is
+                // worth telling.
+                if *kept_cached {
+                    no_policy!(tracing::Level::INFO);
+                } else {
+                    no_policy!(tracing::Level::DEBUG);
+                }
+            }
             Event::Failed { error, stale } => info!(
                 domain = key,
                 outcome = "failed",
