@@ -118,7 +118,8 @@ impl Engine {
             .collect()
     }
 
-    /// Forgets every domain, in memory and in the store: the next lookups discover them afresh. Returns how
+    /// Forgets every domain, in memory (DANE answers too) and in the store: the next lookups discover them
+    /// afresh. Returns how
     /// many policies were removed: from the store when there is one, else from memory.
     ///
     /// # Errors
@@ -130,6 +131,7 @@ impl Engine {
             in_memory += u64::from(entry.policy.is_some());
         });
         self.inner.front.clear();
+        self.inner.dane.front.clear();
         match &self.inner.store {
             Some(store) => store.clear().await,
             None => Ok(in_memory),
