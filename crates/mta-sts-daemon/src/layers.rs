@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "answer", "descriptors"],
     &["exit", "privileges", "postgres"],
     &["listen", "stores", "cli"],
-    &["metrics", "admin"],
+    &["metrics", "admin", "logging"],
     &["server"],
     &["daemon"],
     &["run"],

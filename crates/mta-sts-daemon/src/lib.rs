@@ -36,6 +36,7 @@ mod exit;
 #[cfg(test)]
 mod layers;
 mod listen;
+mod logging;
 mod metrics;
 #[cfg(feature = "postgres")]
 mod postgres;

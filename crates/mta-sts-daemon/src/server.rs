@@ -156,6 +156,8 @@ pub(crate) async fn serve(
     while acceptors.join_next().await.is_some() {}
     // Clients accepted but not yet handed over are closed.
     drop(accepted);
+    // Only the connections still open: those that ended are reaped first (`len` counts them until joined).
+    while connections.try_join_next().is_some() {}
     let open = connections.len();
     if open > 0 {
         info!(

@@ -214,9 +214,10 @@ async fn bad_config_exits_78_naming_the_key_and_binds_nothing() {
     for (text, needle) in cases {
         let Output { code, stderr, .. } = run_on(&text, &[]).await;
         assert_eq!(code, Some(78), "config {text:?}: {stderr}");
-        assert!(
-            stderr.contains(needle),
-            "config {text:?}: stderr lacks {needle:?}: {stderr}"
+        assert_eq!(
+            stderr.matches(needle).count(),
+            1,
+            "config {text:?}: the error once on stderr: {stderr}"
         );
         assert!(!sock.exists(), "a socket was bound for a bad config");
     }
@@ -580,6 +581,62 @@ async fn second_signal_exits_at_once() {
     let status = tokio::time::timeout(Duration::from_secs(10), spawned.child.wait())
         .await
         .expect("second signal did not end the daemon")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// The drain's log line counts the connections still open at SIGTERM, not those that ended before.
+#[tokio::test]
+async fn the_drain_counts_only_open_connections() {
+    let fixture = Fixture::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("daemon.log");
+    let log_arg = log.to_string_lossy().into_owned();
+    let mut spawned = spawn_daemon(
+        &fixture,
+        "shutdown_timeout: 600\n",
+        &["-l", &log_arg, "-v", "debug"],
+    )
+    .await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let mut client = spawned.client().await;
+        assert_eq!(
+            ask(&mut client, "postfix", ".example.com").await,
+            "NOTFOUND "
+        );
+        clients.push(client);
+    }
+    let idle = clients.pop().expect("three clients");
+    drop(clients);
+    let log = log.as_path();
+    let lines_with = |needle: &'static str| async move {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    eventually("two connections closed", POLL, || async {
+        lines_with("connection closed").await == 2
+    })
+    .await;
+    spawned.signal(Signal::SIGTERM);
+    assert_eq!(spawned.next_notification().await, "STOPPING=1");
+    eventually("the drain line", POLL, || async {
+        lines_with("waiting for open connections to finish").await == 1
+    })
+    .await;
+    let text = std::fs::read_to_string(log).expect("log");
+    let drain = text
+        .lines()
+        .find(|l| l.contains("waiting for open connections"))
+        .expect("drain line");
+    assert!(drain.contains(" open=1 "), "{drain}");
+    drop(idle);
+    let status = tokio::time::timeout(Duration::from_secs(30), spawned.child.wait())
+        .await
+        .expect("the daemon did not exit once the last connection closed")
         .expect("wait");
     assert_eq!(status.code(), Some(0));
 }
