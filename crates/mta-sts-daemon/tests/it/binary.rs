@@ -173,13 +173,36 @@ async fn run_on(config_text: &str, args: &[&str]) -> Output {
 /// Runs the daemon with its log going to a file (and `args`), stops it, and returns the log.
 async fn log_of(args: &[&str]) -> String {
     let fixture = Fixture::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("daemon.log");
-    let mut all = vec!["-l", log.to_str().expect("UTF-8 path")];
-    all.extend_from_slice(args);
-    let spawned = spawn_daemon(&fixture, "", &all).await;
+    let (spawned, log) = spawn_logging(&fixture, "", args).await;
     spawned.stop().await;
-    std::fs::read_to_string(&log).expect("log file")
+    log.read()
+}
+
+/// A daemon's log file, in a directory of its own (kept while this lives).
+struct LogFile {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LogFile {
+    fn read(&self) -> String {
+        std::fs::read_to_string(&self.path).unwrap_or_default()
+    }
+
+    /// How many lines contain `needle`.
+    fn count(&self, needle: &str) -> usize {
+        self.read().lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
+/// [`spawn_daemon`] with `-l` to a log file of its own, then `args`.
+async fn spawn_logging(fixture: &Fixture, extra: &str, args: &[&str]) -> (Spawned, LogFile) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("daemon.log");
+    let mut all = vec!["-l", path.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    let spawned = spawn_daemon(fixture, extra, &all).await;
+    (spawned, LogFile { path, _dir: dir })
 }
 
 #[tokio::test]
@@ -544,16 +567,11 @@ async fn verbosity_crit_is_accepted_and_logs_only_errors() {
 #[tokio::test]
 async fn sighup_is_logged_and_ignored() {
     let fixture = Fixture::start().await;
-    let log_dir = tempfile::tempdir().expect("tempdir");
-    let log = log_dir.path().join("daemon.log");
-    let log_arg = log.to_string_lossy().into_owned();
-    let spawned = spawn_daemon(&fixture, "", &["-l", &log_arg]).await;
+    let (spawned, log) = spawn_logging(&fixture, "", &[]).await;
     spawned.signal(Signal::SIGHUP);
-    let log = log.as_path();
+    let log = &log;
     eventually("a SIGHUP line in the log", Duration::ZERO, || async move {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .contains("SIGHUP ignored")
+        log.count("SIGHUP ignored") == 1
     })
     .await;
     // The daemon still listens and answers after SIGHUP.
@@ -589,15 +607,8 @@ async fn second_signal_exits_at_once() {
 #[tokio::test]
 async fn the_drain_counts_only_open_connections() {
     let fixture = Fixture::start().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("daemon.log");
-    let log_arg = log.to_string_lossy().into_owned();
-    let mut spawned = spawn_daemon(
-        &fixture,
-        "shutdown_timeout: 600\n",
-        &["-l", &log_arg, "-v", "debug"],
-    )
-    .await;
+    let (mut spawned, log) =
+        spawn_logging(&fixture, "shutdown_timeout: 600\n", &["-v", "debug"]).await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         let mut client = spawned.client().await;
@@ -609,25 +620,18 @@ async fn the_drain_counts_only_open_connections() {
     }
     let idle = clients.pop().expect("three clients");
     drop(clients);
-    let log = log.as_path();
-    let lines_with = |needle: &'static str| async move {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .count()
-    };
-    eventually("two connections closed", POLL, || async {
-        lines_with("connection closed").await == 2
+    let log = &log;
+    eventually("two connections closed", POLL, || async move {
+        log.count("connection closed") == 2
     })
     .await;
     spawned.signal(Signal::SIGTERM);
     assert_eq!(spawned.next_notification().await, "STOPPING=1");
-    eventually("the drain line", POLL, || async {
-        lines_with("waiting for open connections to finish").await == 1
+    eventually("the drain line", POLL, || async move {
+        log.count("waiting for open connections to finish") == 1
     })
     .await;
-    let text = std::fs::read_to_string(log).expect("log");
+    let text = log.read();
     let drain = text
         .lines()
         .find(|l| l.contains("waiting for open connections"))
