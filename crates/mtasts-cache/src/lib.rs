@@ -10,6 +10,8 @@
 //! - [`ScanToken`] / [`ScanPage`]: resumable paging over all entries (used by the proactive refresher).
 //! - [`MAX_CLOCK_SKEW`], [`clamp_skewed`], [`skew_limit`]: how stored times from a host whose clock runs ahead
 //!   are counted.
+//! - [`ReconnectingCache`] (feature `reconnect`): any store, opened in the background and watched, so that a store
+//!   that is down, hung or cannot be opened costs its user nothing but misses.
 //! - [`lru::ShardedLru`]: the reusable concurrent LRU map behind [`MemoryCache`].
 //! - [`compat`]: helpers to read and write the Python `postfix-mta-sts-resolver` representation.
 //!
@@ -37,10 +39,13 @@
 //! # Crate features
 //!
 //! - `conformance`: the [`conformance`] module, the test suite every store's integration tests run.
+//! - `reconnect`: [`ReconnectingCache`], a store opened in the background and watched (tokio).
 
 mod entry;
 mod error;
 mod memory;
+#[cfg(feature = "reconnect")]
+mod reconnect;
 mod scan;
 mod skew;
 
@@ -54,6 +59,8 @@ pub use entry::CacheEntry;
 pub use error::{BoxError, CacheError};
 pub use memory::MemoryCache;
 pub use mtasts_core;
+#[cfg(feature = "reconnect")]
+pub use reconnect::{FIRST_RETRY, MAX_RETRY, OpenFuture, ReconnectingCache};
 pub use scan::{CorruptEntry, ScanPage, ScanToken};
 pub use skew::{MAX_CLOCK_SKEW, clamp_skewed, is_skewed, skew_limit};
 

@@ -1,3 +1,4 @@
 //! Integration tests of mtasts-cache: the memory store against the conformance suite.
 
 mod memory;
+mod reconnect;
