@@ -21,6 +21,7 @@ use crate::freshness::{Freshness, Purpose};
 use crate::refresh::{Inner, WarnOnce};
 use crate::resolution::{Resolution, Source};
 use crate::stats::EngineStats;
+use crate::writes::Every;
 
 // The defaults below are also the daemon's configuration defaults (mta-sts-daemon reads them from here, so they
 // are written once); the daemon's documentation (docs/configuration.md, mta-sts-daemon.yml(5)) names them.
@@ -172,6 +173,8 @@ impl EngineBuilder {
                 stats,
                 last_proactive: AtomicU64::new(0),
                 skew_warnings: WarnOnce::new(),
+                writes: std::sync::OnceLock::new(),
+                read_warned: Every::second(),
             }),
         }
     }
@@ -196,7 +199,10 @@ impl EngineBuilder {
 /// - a failed discovery answers from the cached policy until it expires, and the domain is not tried again for
 ///   `failure_backoff` (§3.3);
 /// - concurrent lookups of one domain share one discovery, which runs in its own task: a lookup that gives up
-///   (times out or is dropped) does not cancel it for the others. At most `max_in_flight` discoveries run at once.
+///   (times out or is dropped) does not cancel it for the others. At most `max_in_flight` discoveries run at once;
+/// - a store never delays an answer much: a lookup reads it for at most a quarter of its timeout (then
+///   discovers without it), and store writes are queued and done in the background (at most 1000 wait; more
+///   are dropped and counted), see [`Engine::flush_store_writes`].
 ///
 /// `Engine` is a cheap handle (`Arc` inside): clone it into every connection. Its methods must run inside a
 /// Tokio runtime (discoveries are spawned).
@@ -327,6 +333,16 @@ impl Engine {
         match &self.inner.store {
             Some(store) => Ok(store.remove(domain).await? || in_memory),
             None => Ok(in_memory),
+        }
+    }
+
+    /// Waits until the store writes queued so far are done: a discovery's result is answered at once and
+    /// written to the store afterwards, in the background (at most 1000 writes wait for a slow store; more are
+    /// dropped and counted in [`EngineStats::store_writes_dropped`]). For a clean shutdown, and for tests that
+    /// look at the store. Returns at once without a store.
+    pub async fn flush_store_writes(&self) {
+        if let Some(writes) = self.inner.writes.get() {
+            writes.flush().await;
         }
     }
 

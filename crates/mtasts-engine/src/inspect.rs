@@ -256,10 +256,9 @@ mod tests {
             engine.resolve(&domain, Duration::from_secs(4)).await;
         }
         assert!(engine.store().is_some());
-        // Store writes may end after the answer: wait until all three are there.
-        while store.scan(None, 10).await.expect("scan").entries.len() < 3 {
-            tokio::task::yield_now().await;
-        }
+        // Store writes end after the answer.
+        engine.flush_store_writes().await;
+        assert_eq!(store.scan(None, 10).await.expect("scan").entries.len(), 3);
         assert_eq!(engine.purge_all().await.expect("purge"), 3);
         assert!(store.get("a.example").await.expect("get").is_none());
         assert!(engine.memory_entry("a.example").is_none());

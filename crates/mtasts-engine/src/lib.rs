@@ -65,6 +65,7 @@ mod proactive;
 mod refresh;
 mod resolution;
 mod stats;
+mod writes;
 
 pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};

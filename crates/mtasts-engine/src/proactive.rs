@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use mtasts_cache::{MAX_CLOCK_SKEW, ScanToken, is_skewed};
+use mtasts_cache::{CacheError, MAX_CLOCK_SKEW, ScanToken, is_skewed};
 use mtasts_core::PolicyDomain;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -15,9 +15,12 @@ use crate::clock::Now;
 use crate::coalesce::wait;
 use crate::engine::Engine;
 use crate::freshness::{Done, Outcome, Purpose, is_skewed_entry};
+use crate::writes::bounded;
 
 /// Store scan page size for the proactive refresh.
 const SCAN_PAGE: usize = 256;
+/// How long the proactive loop waits for an unavailable store before asking it again when the last pass was.
+const STORE_RETRY: Duration = Duration::from_secs(10);
 
 /// What one [`Engine::refresh_proactively`] pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -98,7 +101,7 @@ impl Engine {
         if let Some(store) = &inner.store {
             let mut token: Option<ScanToken> = None;
             loop {
-                let page = match store.scan(token.as_ref(), SCAN_PAGE).await {
+                let page = match bounded(store.scan(token.as_ref(), SCAN_PAGE)).await {
                     Ok(page) => page,
                     Err(error) => {
                         report.scan_errors += 1;
@@ -150,7 +153,7 @@ impl Engine {
         let finished = inner.clock.now();
         report.finished_at = finished;
         if let Some(store) = &inner.store
-            && let Err(error) = store.set_proactive_fetch_ts(finished).await
+            && let Err(error) = bounded(store.set_proactive_fetch_ts(finished)).await
         {
             inner.stats.store_write_errors.inc();
             warn!(kind = error.kind(), %error, "proactive refresh: could not record the pass time");
@@ -175,7 +178,8 @@ impl Engine {
     ///
     /// A pass runs when `interval` has passed since the last recorded one ([`Engine::last_proactive_refresh`]:
     /// from the store when there is one, so a restart, or another host sharing the store, does not cause an
-    /// early pass); the first one at once when none is recorded. Passes are at least `interval` apart even when
+    /// early pass); the first one at once when none is recorded. While the store is unavailable (still opening,
+    /// or down) no pass runs: it is asked again every 10 s. Passes are at least `interval` apart even when
     /// the store cannot record them. Time is the engine's [`Clock`](crate::Clock); the waits are tokio timers,
     /// so tests run them with paused time. An `interval` under one second is taken as one second.
     ///
@@ -236,10 +240,14 @@ impl Engine {
     }
 
     /// How long until the next proactive pass is due: `interval` after the last recorded pass (zero when none is
-    /// recorded).
+    /// recorded, or the store cannot say why not). While the store is unavailable (it may still be opening, or be
+    /// down), a while: a pass then could not scan it.
     async fn until_next_pass(&self, interval: Duration, passes: &mut Passes) -> Duration {
-        let Some(last) = self.last_proactive_refresh().await else {
-            return Duration::ZERO;
+        let last = match self.read_last_pass().await {
+            Ok(Some(last)) => last,
+            Ok(None) => return Duration::ZERO,
+            Err(error) if error.is_transient() => return STORE_RETRY.min(interval),
+            Err(_) => return Duration::ZERO,
         };
         let now = Now::read(&*self.inner.clock);
         interval.saturating_sub(passes.since(last, &now))
@@ -276,16 +284,17 @@ impl Engine {
     /// When the last proactive refresh pass finished (Unix seconds), from the store when there is one; `None`
     /// if never (or the store cannot say). Lets a daemon schedule the next pass across restarts.
     pub async fn last_proactive_refresh(&self) -> Option<u64> {
+        self.read_last_pass().await.unwrap_or(None)
+    }
+
+    /// [`Engine::last_proactive_refresh`], or the store's error (logged and counted).
+    async fn read_last_pass(&self) -> Result<Option<u64>, CacheError> {
         match &self.inner.store {
-            Some(store) => match store.proactive_fetch_ts().await {
-                Ok(ts) => ts,
-                Err(error) => {
-                    self.inner.stats.store_read_errors.inc();
-                    warn!(kind = error.kind(), %error, "could not read the last proactive refresh time");
-                    None
-                }
-            },
-            None => Some(self.inner.last_proactive.load(Ordering::Relaxed)).filter(|&ts| ts != 0),
+            Some(store) => bounded(store.proactive_fetch_ts()).await.inspect_err(|error| {
+                self.inner.stats.store_read_errors.inc();
+                warn!(kind = error.kind(), error = %error.with_causes(), "could not read the last proactive refresh time");
+            }),
+            None => Ok(Some(self.inner.last_proactive.load(Ordering::Relaxed)).filter(|&ts| ts != 0)),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The refresh shell: the engine's state, and the I/O of one refresh of a domain (store read, discovery slot,
 //! discovery, memory and store writes, metrics, logs) around the pure rules of [`crate::freshness`].
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mtasts_cache::lru::ShardedLru;
@@ -17,18 +17,17 @@ use crate::coalesce::{Flight, Flights};
 use crate::dane::DaneMemory;
 use crate::discover::{Discoverer, Discovery, DiscoveryError, DiscoveryRequest};
 use crate::freshness::{
-    Anomaly, Done, Event, Freshness, FrontEntry, Outcome, Purpose, Step, StoreWrite, Stored,
-    stale_or_none,
+    Anomaly, Done, Event, Freshness, FrontEntry, Outcome, Purpose, Step, Stored, stale_or_none,
 };
 use crate::resolution::{Resolution, Source};
 use crate::stats::EngineStats;
+use crate::writes::{Every, WriteStats, Writes};
 
 /// How long past its own timeout a discovery may run before the engine cuts it off.
 pub(crate) const DISCOVERY_SLACK: Duration = Duration::from_millis(250);
-/// The longest a discovery task waits on one store operation. Stores bound their operations by their own
-/// timeouts; this only keeps a misbehaving store from pinning a domain's shared discovery (and so every later
-/// lookup of it) forever.
-pub(crate) const STORE_CAP: Duration = Duration::from_secs(15);
+/// The share of a refresh's timeout its store read may take: a quarter. A slower store is gone without, and
+/// the discovery has the rest.
+const STORE_READ_SHARE: u32 = 4;
 
 /// The engine's state, shared by every handle and every refresh task.
 pub(crate) struct Inner {
@@ -52,6 +51,10 @@ pub(crate) struct Inner {
     pub(crate) dane: DaneMemory,
     /// Domains the "`dane` over an enforce policy" line was logged for.
     pub(crate) dane_noted: WarnOnce,
+    /// The store writes, queued (started with the first one, inside the runtime).
+    pub(crate) writes: OnceLock<Writes>,
+    /// Rate limit for the "store read failed" warning.
+    pub(crate) read_warned: Every,
 }
 
 impl Inner {
@@ -85,8 +88,9 @@ impl Inner {
             };
         }
 
-        // Read-through: the store may hold a newer check, e.g. by another host sharing it.
-        let stored = self.read_store(key).await;
+        // Read-through: the store may hold a newer check, e.g. by another host sharing it. A quarter of the
+        // time at most: a slow store is gone without.
+        let stored = self.read_store(key, timeout / STORE_READ_SHARE).await;
         let decision = self.freshness.decide(front.as_ref(), stored, &now, purpose);
         if decision.skewed {
             self.skewed(key);
@@ -147,40 +151,47 @@ impl Inner {
         self.count(&applied.done);
         self.log(key, &applied.event, duration_ms);
         self.remember(key, applied.front);
-        match applied.store {
-            StoreWrite::Nothing => {}
-            StoreWrite::Set(entry) => {
-                if let Some(store) = &self.store
-                    && let Err(error) = bounded(store.set(key, &entry)).await
-                {
-                    self.store_write_failed(key, "write", &error);
-                }
-            }
-            StoreWrite::Remove => {
-                if let Some(store) = &self.store
-                    && let Err(error) = bounded(store.remove(key)).await
-                {
-                    self.store_write_failed(key, "removal", &error);
-                }
-            }
+        // Queued: the answer does not wait for the store.
+        if let Some(writes) = self.writes() {
+            writes.push(key, applied.store);
         }
         applied.done
     }
 
-    /// What the store says about `key`; a read error counts as a miss.
-    async fn read_store(&self, key: &str) -> Stored {
+    /// The store's write queue (started on first use), if there is a store.
+    pub(crate) fn writes(&self) -> Option<&Writes> {
+        let store = self.store.as_ref()?;
+        Some(self.writes.get_or_init(|| {
+            let stats = WriteStats {
+                errors: self.stats.store_write_errors.clone(),
+                dropped: self.stats.store_writes_dropped.clone(),
+            };
+            Writes::start(Arc::clone(store), stats)
+        }))
+    }
+
+    /// What the store says about `key`, if it says it within `budget`; a read error or a slower store counts as
+    /// a miss.
+    async fn read_store(&self, key: &str, budget: Duration) -> Stored {
         let Some(store) = &self.store else {
             return Stored::Unknown;
         };
-        match bounded(store.get(key)).await {
-            Ok(Some(entry)) => Stored::Entry(entry),
-            Ok(None) => Stored::Absent,
-            Err(error) => {
-                self.stats.store_read_errors.inc();
-                warn!(domain = key, kind = error.kind(), %error, "policy cache read failed; treated as a miss");
-                Stored::Unknown
-            }
+        let error = match tokio::time::timeout(budget, store.get(key)).await {
+            Ok(Ok(Some(entry))) => return Stored::Entry(entry),
+            Ok(Ok(None)) => return Stored::Absent,
+            Ok(Err(error)) => error,
+            Err(_elapsed) => CacheError::Timeout {
+                store: "engine",
+                after: budget,
+            },
+        };
+        self.stats.store_read_errors.inc();
+        if self.read_warned.ready() {
+            warn!(domain = key, kind = error.kind(), error = %error.with_causes(), "policy cache read failed; treated as a miss");
+        } else {
+            debug!(domain = key, kind = error.kind(), %error, "policy cache read failed; treated as a miss");
         }
+        Stored::Unknown
     }
 
     /// A store entry of `key` holds a time from the future: counted, and warned about once per domain.
@@ -194,11 +205,6 @@ impl Inner {
                  checked now and replaced by the next check"
             );
         }
-    }
-
-    fn store_write_failed(&self, key: &str, what: &str, error: &CacheError) {
-        self.stats.store_write_errors.inc();
-        warn!(domain = key, kind = error.kind(), %error, "policy cache {what} failed");
     }
 
     /// A discovery slot for a lookup, if one frees up before `deadline`.
@@ -350,51 +356,28 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// `op`, failing with [`CacheError::Timeout`] after [`STORE_CAP`].
-async fn bounded<T>(op: impl Future<Output = Result<T, CacheError>>) -> Result<T, CacheError> {
-    tokio::time::timeout(STORE_CAP, op)
-        .await
-        .unwrap_or(Err(CacheError::Timeout {
-            store: "engine",
-            after: STORE_CAP,
-        }))
-}
-
 /// Remembers the domains a warning was logged for (the most recent [`WarnOnce::CAPACITY`]), so that one is
 /// logged once per domain, and at most one a second in all.
 #[derive(Debug)]
 pub(crate) struct WarnOnce {
     seen: ShardedLru<Arc<str>, ()>,
-    last: std::sync::Mutex<Option<Instant>>,
+    every: Every,
 }
 
 impl WarnOnce {
     const CAPACITY: usize = 4_096;
-    const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
     pub(crate) fn new() -> Self {
         Self {
             seen: ShardedLru::new(Self::CAPACITY),
-            last: std::sync::Mutex::new(None),
+            every: Every::second(),
         }
     }
 
     /// Whether to log the warning for `key` now: not logged for it before, nor for any key within the last
     /// second.
     pub(crate) fn first(&self, key: &str) -> bool {
-        if self.seen.insert(Arc::from(key), ()).is_some() {
-            return false;
-        }
-        let now = Instant::now();
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if last.is_some_and(|at| now.saturating_duration_since(at) < Self::MIN_INTERVAL) {
-            return false;
-        }
-        *last = Some(now);
-        true
+        self.seen.insert(Arc::from(key), ()).is_none() && self.every.ready()
     }
 }
 

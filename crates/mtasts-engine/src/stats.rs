@@ -92,6 +92,9 @@ pub struct EngineStats {
     pub store_read_errors: Count,
     /// Store writes that failed, logged and otherwise ignored (`mtasts_store_errors_total{op="write"}`).
     pub store_write_errors: Count,
+    /// Store writes dropped because 1000 were already waiting for a slow store
+    /// (`mtasts_store_writes_dropped_total`); each domain is written again at its next check.
+    pub store_writes_dropped: Count,
     /// Memory copies dropped because the store no longer held the domain (purged, e.g. by
     /// `mta-sts-daemon cache purge`); each is followed by a full discovery (`mtasts_memory_purged_total`).
     pub store_purged: Count,
@@ -176,6 +179,10 @@ impl EngineStats {
             stale_answers,
             store_read_errors: store_errors.child("read"),
             store_write_errors: store_errors.child("write"),
+            store_writes_dropped: r.count(
+                "mtasts_store_writes_dropped",
+                "Store writes dropped because 1000 were already waiting for a slow store",
+            ),
             store_purged: r.count(
                 "mtasts_memory_purged",
                 "Memory copies dropped because the store no longer held the domain (purged); each is rediscovered",

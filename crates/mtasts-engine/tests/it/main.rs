@@ -87,7 +87,10 @@ fn said(resolution: &Resolution) -> String {
 
 /// Looks `name` up on `engine`.
 async fn resolve(engine: &Engine, name: &str) -> Resolution {
-    engine.resolve(&domain(name), TIMEOUT).await
+    let resolution = engine.resolve(&domain(name), TIMEOUT).await;
+    // The store write comes after the answer: let it land before the test looks at the store.
+    engine.flush_store_writes().await;
+    resolution
 }
 
 /// Looks `name` up and says the answer.
