@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mtasts_engine::{Clock, Engine};
 use mtasts_fetch::Fetcher;
@@ -101,7 +102,12 @@ impl Bound {
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::new(&mut registry, config.zones.keys()));
         let fetcher = TimedDiscover::new(fetcher, Arc::clone(&metrics));
-        let (store, memory) = stores::open(&config.cache, config.limits.memory_cache_size).await?;
+        // Opened in the background: a store that is down or hung only costs misses.
+        let store_status = Arc::clone(&metrics);
+        let (store, memory) =
+            stores::supervised(&config.cache, config.limits.memory_cache_size, move |up| {
+                store_status.store_up(up);
+            })?;
         let mut builder = Engine::builder(fetcher)
             .memory_capacity(memory)
             .cache_grace(config.cache_grace)
@@ -226,10 +232,17 @@ impl Running {
         }
     }
 
-    /// Waits until the server has stopped (after [`Running::stop`]).
+    /// Waits until the server has stopped (after [`Running::stop`]), and the store writes still queued are done
+    /// (at most 5 s).
     pub async fn wait(self) {
         if let Err(e) = self.server.await {
             warn!(error = %e, "server task ended abnormally");
+        }
+        if tokio::time::timeout(FLUSH_AT_EXIT, self.engine.flush_store_writes())
+            .await
+            .is_err()
+        {
+            warn!("cache store writes still queued at exit are lost (the store is slow)");
         }
         if let Some(m) = self.metrics_server
             && let Err(e) = m.await
@@ -248,6 +261,9 @@ impl Running {
         self.wait().await;
     }
 }
+
+/// How long a stopping daemon waits for the store writes still queued.
+const FLUSH_AT_EXIT: Duration = Duration::from_secs(5);
 
 fn bind(
     listen: &ListenConfig,

@@ -6,9 +6,9 @@
 //! | 0 | [`Success`](Exit::Success) | done; the daemon stopped after a signal; a closed output pipe (`… \| head`) |
 //! | 1 | [`Failure`](Exit::Failure) | any other runtime failure: a socket cannot be bound, privileges cannot be dropped, output cannot be written; `cache show`/`purge` of a domain that is not cached; corrupt cache entries were reported |
 //! | 2 | [`Usage`](Exit::Usage) | bad command line, also a DOMAIN that is not a policy domain |
-//! | 69 | [`Unavailable`](Exit::Unavailable) | a service the command needs is unreachable: the store (`cache …`; the daemon when it cannot open it at start), or there is none (`cache.type: internal`, a SQLite file that does not exist) |
+//! | 69 | [`Unavailable`](Exit::Unavailable) | a service the command needs is unreachable: the store (`cache …`; the daemon starts without it and retries), or there is none (`cache.type: internal`, a SQLite file that does not exist) |
 //! | 73 | [`CantCreate`](Exit::CantCreate) | the pidfile or the log file cannot be created |
-//! | 78 | [`Config`](Exit::Config) | configuration error: the file is invalid, the file given with `-c` does not exist, the CA file, proxy URL or DNS configuration cannot be used |
+//! | 78 | [`Config`](Exit::Config) | configuration error: the file is invalid, the file given with `-c` does not exist, the CA file, proxy URL or DNS configuration cannot be used, store options no retry can fix (a malformed URL or DSN) |
 //!
 //! A store that fails while the daemon runs never makes it exit: lookups then answer from memory and discovery.
 
@@ -66,6 +66,8 @@ impl Exit {
             StartError::Config(_) | StartError::StoreNotBuilt { .. } | StartError::Fetcher(_) => {
                 Self::Config
             }
+            // At start the daemon refuses only store options that no retry can fix.
+            StartError::Store { source, .. } if source.kind() == "config" => Self::Config,
             StartError::Store { .. } => Self::Unavailable,
             StartError::Pidfile { .. } => Self::CantCreate,
             StartError::Bind { .. }
@@ -89,10 +91,11 @@ Exit status (the same for every command):
   1   other failure: cannot bind, cannot drop privileges, cannot write the output; cache show|purge of a \
 domain that is not cached; corrupt cache entries were reported
   2   bad command line (also a DOMAIN that is not a policy domain)
-  69  a service is unreachable: the store (cache commands; the daemon when it cannot open it at start), or \
+  69  a service is unreachable: the store (cache commands; the daemon starts without it and retries), or \
 there is none (cache.type internal, a sqlite file that does not exist)
   73  the pidfile or the log file cannot be created
-  78  configuration error (invalid file, a -c file that does not exist, unusable CA file or proxy URL)";
+  78  configuration error (invalid file, a -c file that does not exist, unusable CA file or proxy URL, store \
+options no retry can fix such as a malformed URL or DSN)";
 
 #[cfg(test)]
 mod tests {
@@ -134,6 +137,17 @@ mod tests {
                     source: mtasts_cache::CacheError::unavailable("sqlite", io()),
                 },
                 Exit::Unavailable,
+            ),
+            (
+                StartError::Store {
+                    kind: "redis",
+                    source: mtasts_cache::CacheError::Config {
+                        store: "redis",
+                        reason: "invalid URL".into(),
+                        source: None,
+                    },
+                },
+                Exit::Config,
             ),
             (
                 StartError::Fetcher(mtasts_fetch::BuildError::NoNameserver),

@@ -29,6 +29,8 @@
 //! | `mtasts_store_errors_total` | counter | `op` = `read`, `write` |
 //! | `mtasts_memory_purged_total` | counter | |
 //! | `mtasts_store_future_times_total` | counter | |
+//! | `mtasts_store_writes_dropped_total` | counter | |
+//! | `mtasts_store_up` | gauge | |
 //! | `mtasts_proactive_refresh_runs_total` | counter | `result` = `completed`, `incomplete` |
 //! | `mtasts_proactive_refresh_results_total` | counter | `result` ([`RefreshReport`] fields) |
 //! | `mtasts_proactive_refresh_last_run_timestamp_seconds` | gauge | |
@@ -170,6 +172,7 @@ pub struct Metrics {
     /// One counter per row of [`REFRESH_RESULTS`].
     refresh_results: Box<[Counter]>,
     refresh_last_run: Gauge,
+    store_up: Gauge,
 }
 
 impl Metrics {
@@ -250,6 +253,14 @@ impl Metrics {
             Unit::Seconds,
             refresh_last_run.clone(),
         );
+        // Up until a persistent store says otherwise (`cache.type: internal` is always up).
+        let store_up = Gauge::default();
+        store_up.set(1);
+        registry.register(
+            "mtasts_store_up",
+            "Whether the cache store is open and answering (1) or not (0: answering from memory and the network, retrying)",
+            store_up.clone(),
+        );
         registry.register(
             "mtasts_build",
             "Build information; the value is always 1",
@@ -274,7 +285,18 @@ impl Metrics {
                 .map(|(result, _)| results.get_or_create_owned(&[("result", result)]))
                 .collect(),
             refresh_last_run,
+            store_up,
         }
+    }
+
+    /// Records whether the cache store is up.
+    pub(crate) fn store_up(&self, up: bool) {
+        self.store_up.set(i64::from(up));
+    }
+
+    /// Whether the cache store is open and answering (`mtasts_store_up`; always with `cache.type: internal`).
+    pub fn is_store_up(&self) -> bool {
+        self.store_up.get() == 1
     }
 
     /// The zone a socketmap name (the request's map name) counts under: itself if configured, else `default`.

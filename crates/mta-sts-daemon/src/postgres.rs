@@ -12,6 +12,11 @@ pub(crate) async fn open(config: &PostgresConfig) -> Result<Arc<dyn PolicyCache>
     Ok(Arc::new(PostgresCache::connect(options(config)?).await?))
 }
 
+/// Checks `config` without connecting: the errors that no retry can fix.
+pub(crate) fn check(config: &PostgresConfig) -> Result<(), CacheError> {
+    options(config)?.check()
+}
+
 fn options(config: &PostgresConfig) -> Result<PostgresOptions, CacheError> {
     let mut options = PostgresOptions::default();
     options.dsn.clone_from(&config.dsn);

@@ -1,11 +1,62 @@
-//! Opens the policy store named by `cache.type`.
+//! Opens the policy store named by `cache.type`: at once for the `cache` commands ([`open`]), in the background
+//! for the daemon ([`supervised`]).
 
 use std::sync::Arc;
 
-use mtasts_cache::PolicyCache;
+use mtasts_cache::{CacheError, PolicyCache, ReconnectingCache};
 
 use crate::StartError;
 use crate::config::CacheConfig;
+
+/// The daemon's store for `cache`, and how many entries the engine's memory front should hold: opened in the
+/// background and watched ([`ReconnectingCache`]), so that a store that is down, hung or cannot be opened
+/// does not stop the daemon, which answers from memory and discovery meanwhile; `on_status` hears whether it
+/// is up. Only options that no retry can fix (a malformed URL or DSN, an unreadable TLS file) are refused,
+/// at once ([`StartError::Store`] with a [`CacheError::Config`], exit 78).
+pub(crate) fn supervised(
+    cache: &CacheConfig,
+    memory_cache_size: usize,
+    on_status: impl Fn(bool) + Send + Sync + 'static,
+) -> Result<(Option<Arc<dyn PolicyCache>>, usize), StartError> {
+    let refused = |source| StartError::Store {
+        kind: cache.type_name(),
+        source,
+    };
+    match cache {
+        CacheConfig::Internal { cache_size } => return Ok((None, *cache_size)),
+        #[cfg(feature = "redis")]
+        CacheConfig::Redis(r) => drop(redis(r).map_err(refused)?),
+        #[cfg(feature = "redis")]
+        CacheConfig::RedisSentinel(s) => drop(sentinel(s).map_err(refused)?),
+        #[cfg(feature = "postgres")]
+        CacheConfig::Postgres(pg) => crate::postgres::check(pg).map_err(refused)?,
+        #[allow(unreachable_patterns)]
+        // reason: the other stores have nothing to check without opening them
+        _ => {}
+    }
+    let config = cache.clone();
+    let store = ReconnectingCache::new(cache.type_name(), move || {
+        let config = config.clone();
+        Box::pin(async move {
+            match open(&config, 0).await {
+                Ok((Some(store), _)) => Ok(store),
+                Ok((None, _)) => Err(CacheError::Config {
+                    store: config.type_name(),
+                    reason: "no store to open".into(),
+                    source: None,
+                }),
+                Err(StartError::Store { source, .. }) => Err(source),
+                Err(other) => Err(CacheError::Config {
+                    store: config.type_name(),
+                    reason: other.to_string(),
+                    source: None,
+                }),
+            }
+        })
+    })
+    .on_status(on_status);
+    Ok((Some(Arc::new(store)), memory_cache_size))
+}
 
 /// The store for `cache`, and how many entries the engine's memory front should hold.
 ///
@@ -43,28 +94,14 @@ pub(crate) async fn open(
                 .map_err(store)?;
             Ok((Some(Arc::new(cache)), memory_cache_size))
         }
+        // Lazy: connections are made by the first command (an unreachable Redis is an error then).
         #[cfg(feature = "redis")]
-        CacheConfig::Redis(r) => {
-            use mtasts_cache_redis::{RedisCache, RedisOptions};
-            let mut options = RedisOptions::new(r.url.clone());
-            let rediss = r.url.starts_with("rediss://");
-            redis_server(&mut options.server, &r.server, rediss);
-            // Lazy: a Redis that is down at start must not keep the daemon from answering (cache errors count
-            // as misses).
-            let cache = RedisCache::connect_lazy(options).map_err(store)?;
-            Ok((Some(probe_at_start(cache, "redis")), memory_cache_size))
-        }
+        CacheConfig::Redis(r) => Ok((Some(Arc::new(redis(r).map_err(store)?)), memory_cache_size)),
         #[cfg(feature = "redis")]
-        CacheConfig::RedisSentinel(s) => {
-            use mtasts_cache_redis::{RedisCache, SentinelOptions};
-            let mut options = SentinelOptions::new(s.master_name.clone(), s.sentinels.clone());
-            redis_server(&mut options.server, &s.server, false);
-            let cache = RedisCache::sentinel_lazy(options).map_err(store)?;
-            Ok((
-                Some(probe_at_start(cache, "redis_sentinel")),
-                memory_cache_size,
-            ))
-        }
+        CacheConfig::RedisSentinel(s) => Ok((
+            Some(Arc::new(sentinel(s).map_err(store)?)),
+            memory_cache_size,
+        )),
         #[cfg(feature = "postgres")]
         CacheConfig::Postgres(pg) => {
             let cache = crate::postgres::open(pg).await.map_err(store)?;
@@ -105,23 +142,26 @@ fn redis_server(
     }
 }
 
-/// Says at start, without waiting for it, whether a lazily connected store can be used: a wrong CA, name,
-/// password or address is a warning with its cause right away, not only a miss at the first lookup.
+/// The `redis` store, not connected yet.
 #[cfg(feature = "redis")]
-fn probe_at_start(
-    cache: mtasts_cache_redis::RedisCache,
-    kind: &'static str,
-) -> Arc<dyn PolicyCache> {
-    let cache = Arc::new(cache);
-    let probed = Arc::clone(&cache);
-    tokio::spawn(async move {
-        if let Err(e) = probed.ping().await {
-            tracing::warn!(
-                store = kind,
-                error = %e.with_causes(),
-                "the cache store cannot be used; answering from the network until it can"
-            );
-        }
-    });
-    cache
+fn redis(
+    config: &crate::config::RedisConfig,
+) -> Result<mtasts_cache_redis::RedisCache, CacheError> {
+    let mut options = mtasts_cache_redis::RedisOptions::new(config.url.clone());
+    let rediss = config.url.starts_with("rediss://");
+    redis_server(&mut options.server, &config.server, rediss);
+    mtasts_cache_redis::RedisCache::connect_lazy(options)
+}
+
+/// The `redis_sentinel` store, not connected yet.
+#[cfg(feature = "redis")]
+fn sentinel(
+    config: &crate::config::SentinelConfig,
+) -> Result<mtasts_cache_redis::RedisCache, CacheError> {
+    let mut options = mtasts_cache_redis::SentinelOptions::new(
+        config.master_name.clone(),
+        config.sentinels.clone(),
+    );
+    redis_server(&mut options.server, &config.server, false);
+    mtasts_cache_redis::RedisCache::sentinel_lazy(options)
 }

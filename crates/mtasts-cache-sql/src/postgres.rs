@@ -195,6 +195,25 @@ impl PostgresOptions {
         self
     }
 
+    /// Checks, without connecting, what can be checked without the server: the DSN parses, the pool size is
+    /// not zero. A store that passes may still fail to connect ([`PostgresCache::connect`]).
+    ///
+    /// ```
+    /// use mtasts_cache_sql::PostgresOptions;
+    /// assert!(PostgresOptions::new("postgres://mta-sts@db.example/mta-sts").check().is_ok());
+    /// assert!(PostgresOptions::new("postgres://db.example:notaport/x").check().is_err_and(|e| e.kind() == "config"));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CacheError::Config`] saying what is wrong.
+    pub fn check(&self) -> Result<(), CacheError> {
+        if self.max_connections == 0 {
+            return Err(config::<Postgres>("the pool size must be at least 1", None));
+        }
+        self.connect_options(None).map(drop)
+    }
+
     /// The connection options for `host` (or the DSN's and environment's when `None`).
     fn connect_options(&self, host: Option<&str>) -> Result<PgConnectOptions, CacheError> {
         let mut o = match &self.dsn {

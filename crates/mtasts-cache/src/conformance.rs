@@ -880,15 +880,20 @@ where
     }
 }
 
-/// A listener on 127.0.0.1 that accepts connections and never answers (kept open until dropped).
+/// A listener on 127.0.0.1 that accepts connections and never answers (kept open until dropped): a hung server.
 #[derive(Debug)]
-struct SilentServer {
+pub struct SilentServer {
     addr: SocketAddr,
     task: JoinHandle<()>,
 }
 
 impl SilentServer {
-    async fn start() -> io::Result<Self> {
+    /// Starts one on a free port.
+    ///
+    /// # Errors
+    ///
+    /// If no local port can be bound.
+    pub async fn start() -> io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
@@ -898,6 +903,12 @@ impl SilentServer {
             }
         });
         Ok(Self { addr, task })
+    }
+
+    /// Where it listens.
+    #[must_use]
+    pub const fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 

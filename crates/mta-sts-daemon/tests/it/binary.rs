@@ -120,7 +120,7 @@ async fn try_spawn_daemon(
 
 impl Spawned {
     /// A socketmap connection to the daemon.
-    async fn client(&self) -> SocketmapClient {
+    pub(crate) async fn client(&self) -> SocketmapClient {
         SocketmapClient::connect_tcp(localhost(self.port))
             .await
             .expect("connect to the daemon")

@@ -6,5 +6,6 @@ mod binary;
 mod dane;
 mod metrics;
 mod serving;
+mod store_faults;
 mod stores;
 mod support;

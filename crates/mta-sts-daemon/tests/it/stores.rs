@@ -124,13 +124,14 @@ async fn internal_cache() {
 /// RFC 8461 §3.3 delivery is never blocked by the cache); its memory front answers again.
 async fn keeps_serving_without_its_store(cache_yaml: &str, domain: &str) {
     let fixture = enforcing(domain).await;
-    let daemon = start(&fixture, cache_yaml).await;
+    let daemon = start_now(&fixture, cache_yaml).await;
     let addr = tcp_addr(&daemon);
     for _ in 0..2 {
         assert_eq!(query(addr, "postfix", domain).await, ENFORCE_REPLY);
     }
     let fetches = fixture.https().request_count(&format!("mta-sts.{domain}"));
     assert_eq!(fetches, 1, "the memory front answered the second query");
+    assert!(!daemon.metrics().is_store_up(), "mtasts_store_up");
     daemon.shutdown().await;
 }
 

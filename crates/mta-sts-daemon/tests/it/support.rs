@@ -58,16 +58,37 @@ fn parse(text: &str) -> Config {
         .0
 }
 
-/// Starts a daemon in-process on exactly this configuration text.
+/// Starts a daemon in-process on exactly this configuration text, and waits until its cache store is open (the
+/// daemon opens it in the background).
 pub(crate) async fn start_config(text: &str) -> Running {
-    Running::start(parse(text))
-        .await
-        .unwrap_or_else(|e| panic!("start: {e}"))
+    store_up(
+        Running::start(parse(text))
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}")),
+    )
+    .await
 }
 
-/// Starts a daemon in-process: TCP on a free port, the fixture's resolver, then `extra`.
+/// `daemon`, once its cache store is open.
+async fn store_up(daemon: Running) -> Running {
+    eventually("the cache store open", POLL, || async {
+        daemon.metrics().is_store_up()
+    })
+    .await;
+    daemon
+}
+
+/// Starts a daemon in-process: TCP on a free port, the fixture's resolver, then `extra`; returns once its cache
+/// store is open.
 pub(crate) async fn start(fixture: &Fixture, extra: &str) -> Running {
     start_config(&config_yaml(fixture, extra)).await
+}
+
+/// [`start`] without waiting for the cache store.
+pub(crate) async fn start_now(fixture: &Fixture, extra: &str) -> Running {
+    Running::start(parse(&config_yaml(fixture, extra)))
+        .await
+        .unwrap_or_else(|e| panic!("start: {e}"))
 }
 
 /// A fixture publishing the three standard policies and a daemon configured with `extra`, answering at the
@@ -90,7 +111,7 @@ pub(crate) async fn start_with_clock(
         .start_with_clock(Some(Arc::clone(&clock) as Arc<dyn Clock>))
         .await
         .unwrap_or_else(|e| panic!("start: {e}"));
-    (running, clock)
+    (store_up(running).await, clock)
 }
 
 pub(crate) fn tcp_addr(running: &Running) -> SocketAddr {
