@@ -247,7 +247,7 @@ mod tests {
         assert!(engine.memory_entry("a.example").is_none());
         assert!(engine.memory_entry("none.example").is_none());
 
-        let store: Arc<dyn PolicyCache> = Arc::new(mtasts_cache::MemoryCache::new(10));
+        let store: Arc<dyn PolicyCache> = Arc::new(mtasts_cache::MemoryCache::default());
         let engine = Engine::builder(Publishing)
             .store(Arc::clone(&store))
             .build();
