@@ -29,6 +29,7 @@
 //! | `mtasts_store_errors_total` | counter | `op` = `read`, `write` |
 //! | `mtasts_memory_purged_total` | counter | |
 //! | `mtasts_store_future_times_total` | counter | |
+//! | `mtasts_invalid_records_total` | counter | |
 //! | `mtasts_store_writes_dropped_total` | counter | |
 //! | `mtasts_store_up` | gauge | |
 //! | `mtasts_proactive_refresh_runs_total` | counter | `result` = `completed`, `incomplete` |

@@ -325,6 +325,22 @@ impl NoPolicyReason {
             Self::InvalidDomain(_) => "invalid_domain",
         }
     }
+
+    /// Whether the domain publishes an `STSv1` TXT record that is invalid (a bad id, a repeated version, a
+    /// syntax error) or several of them: RFC 8461 §3.1 makes that "no policy", while the Python daemon enforced
+    /// some such records. Worth telling an administrator after a migration; a domain without any record is not.
+    ///
+    /// ```
+    /// use mtasts_engine::NoPolicyReason;
+    /// let bad_id = "v=STSv1; id=not-an-id!;".parse::<mtasts_core::TxtRecord>().unwrap_err();
+    /// assert!(NoPolicyReason::NoValidRecord(bad_id).is_invalid_record());
+    /// assert!(!NoPolicyReason::NoValidRecord(mtasts_core::Error::NoRecord).is_invalid_record());
+    /// assert!(!NoPolicyReason::NxDomain.is_invalid_record());
+    /// ```
+    #[must_use]
+    pub const fn is_invalid_record(&self) -> bool {
+        matches!(self, Self::NoValidRecord(error) if !matches!(error, mtasts_core::Error::NoRecord))
+    }
 }
 
 impl fmt::Display for NoPolicyReason {

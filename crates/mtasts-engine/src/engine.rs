@@ -173,6 +173,7 @@ impl EngineBuilder {
                 stats,
                 last_proactive: AtomicU64::new(0),
                 skew_warnings: WarnOnce::new(),
+                invalid_noted: WarnOnce::new(),
                 writes: std::sync::OnceLock::new(),
                 read_warned: Every::second(),
             }),

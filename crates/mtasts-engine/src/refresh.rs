@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use crate::clock::{Clock, Now};
 use crate::coalesce::{Flight, Flights};
 use crate::dane::DaneMemory;
-use crate::discover::{Discoverer, Discovery, DiscoveryError, DiscoveryRequest};
+use crate::discover::{Discoverer, Discovery, DiscoveryError, DiscoveryRequest, NoPolicyReason};
 use crate::freshness::{
     Anomaly, Done, Event, Freshness, FrontEntry, Outcome, Purpose, Step, Stored, stale_or_none,
 };
@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) dane: DaneMemory,
     /// Domains the "`dane` over an enforce policy" line was logged for.
     pub(crate) dane_noted: WarnOnce,
+    /// Domains the "invalid TXT record" line was logged for.
+    pub(crate) invalid_noted: WarnOnce,
     /// The store writes, queued (started with the first one, inside the runtime).
     pub(crate) writes: OnceLock<Writes>,
     /// Rate limit for the "store read failed" warning.
@@ -150,6 +152,11 @@ impl Inner {
             .apply(discovery, plan, &Now::read(&*self.clock));
         self.count(&applied.done);
         self.log(key, &applied.event, duration_ms);
+        if let Event::NoPolicy { reason, .. } = &applied.event
+            && reason.is_invalid_record()
+        {
+            self.invalid_record(key, reason);
+        }
         self.remember(key, applied.front);
         // Queued: the answer does not wait for the store.
         if let Some(writes) = self.writes() {
@@ -192,6 +199,19 @@ impl Inner {
             debug!(domain = key, kind = error.kind(), %error, "policy cache read failed; treated as a miss");
         }
         Stored::Unknown
+    }
+
+    /// `key` publishes an invalid `STSv1` record: counted, and logged at info once per domain (the Python daemon
+    /// enforced some such records, so after a migration the difference shows here).
+    fn invalid_record(&self, key: &str, reason: &NoPolicyReason) {
+        self.stats.invalid_records.inc();
+        if self.invalid_noted.first(key) {
+            info!(
+                domain = key,
+                detail = %reason,
+                "invalid MTA-STS TXT record: no policy (RFC 8461 section 3.1); counted in mtasts_invalid_records_total"
+            );
+        }
     }
 
     /// A store entry of `key` holds a time from the future: counted, and warned about once per domain.

@@ -101,6 +101,10 @@ pub struct EngineStats {
     /// Store entries read with a time more than `MAX_CLOCK_SKEW` (60 s) after this host's clock, written by a
     /// host whose clock runs ahead; each counted as now (`mtasts_store_future_times_total`).
     pub store_skewed: Count,
+    /// Discoveries that found an invalid `STSv1` TXT record, or several, so no policy (RFC 8461 §3.1), where the
+    /// Python daemon may have enforced one (`mtasts_invalid_records_total`); see
+    /// [`NoPolicyReason::is_invalid_record`](crate::NoPolicyReason::is_invalid_record).
+    pub invalid_records: Count,
     /// Failed discoveries by failure kind ([`DiscoveryError::kind`](crate::DiscoveryError::kind)).
     failures: Family<Label, Counter>,
 }
@@ -190,6 +194,10 @@ impl EngineStats {
             store_skewed: r.count(
                 "mtasts_store_future_times",
                 "Store entries read with a time more than 60 s after this host's clock (a host whose clock runs ahead wrote them); each counted as now",
+            ),
+            invalid_records: r.count(
+                "mtasts_invalid_records",
+                "Discoveries that found an invalid STSv1 TXT record, or several (no policy, RFC 8461 section 3.1)",
             ),
             failures,
         }

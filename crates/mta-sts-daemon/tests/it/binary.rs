@@ -374,6 +374,61 @@ async fn postmap_queries_the_daemon() {
     spawned.stop().await;
 }
 
+/// Records the Python daemon enforced, through Postfix's own client (issue 14 item 4): trailing whitespace
+/// without a final `;` and repeated separators are accepted (unambiguous); a record with a bad id stays "no
+/// policy" (RFC 8461 §3.1) and is logged at info, once for the domain.
+#[tokio::test]
+async fn sloppy_records_are_enforced_and_an_invalid_one_is_logged_once() {
+    let Some(postmap) =
+        Postmap::find("sloppy_records_are_enforced_and_an_invalid_one_is_logged_once")
+    else {
+        return;
+    };
+    let fixture = Fixture::start().await;
+    let records = [
+        ("spaces.test", "v=STSv1; id=20160831085700Z   "),
+        ("separators.test", "v=STSv1; id=20160831085700Z;;;"),
+        ("badid.test", "v=STSv1; id=2016-08-31;"),
+    ];
+    for (domain, record) in records {
+        fixture.publish(domain, "id1", ENFORCE);
+        fixture.dns().set_txt(&Fixture::txt_name(domain), [record]);
+    }
+    let (spawned, log) = spawn_logging(&fixture, "", &[]).await;
+    let secure = "secure match=mail.example.com:.mx.example.net servername=hostname";
+    for (domain, want) in [
+        ("spaces.test", Some(secure)),
+        ("separators.test", Some(secure)),
+        ("badid.test", None),
+        ("[badid.test]:25", None),
+    ] {
+        assert_eq!(
+            postmap
+                .query(spawned.port, "postfix", domain)
+                .await
+                .as_deref(),
+            want,
+            "postmap -q {domain}"
+        );
+    }
+    let log = &log;
+    eventually("the invalid record logged", Duration::ZERO, || async move {
+        log.count("invalid MTA-STS TXT record") == 1
+    })
+    .await;
+    let text = log.read();
+    let line = text
+        .lines()
+        .find(|l| l.contains("invalid MTA-STS TXT record"))
+        .expect("the line");
+    assert!(
+        line.contains("domain=badid.test") && line.contains("INFO"),
+        "{line}"
+    );
+    spawned.stop().await;
+    assert_eq!(log.count("invalid MTA-STS TXT record"), 1, "{}", log.read());
+}
+
 /// systemd socket activation: the daemon serves every socket passed in `LISTEN_FDS` (TCP and UNIX) and binds
 /// nothing itself. Uses `systemd-socket-activate` (package systemd; `.ci/run` installs it).
 #[tokio::test]

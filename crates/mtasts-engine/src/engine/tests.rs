@@ -950,3 +950,32 @@ async fn an_entry_checked_in_the_future_is_rechecked_after_grace_and_replaced() 
     assert_eq!(stored(&*s.store, EXAMPLE).await, Some((now + 60, now)));
     assert_eq!(engine.stats().store_skewed.get(), 2);
 }
+
+/// A domain publishing an invalid `STSv1` record (here a bad id) has no policy (RFC 8461 §3.1) and is counted as
+/// an invalid record at each discovery; a domain publishing no record at all is not (issue 14 item 4).
+#[tokio::test]
+async fn invalid_records_are_counted_and_missing_ones_are_not() {
+    struct Records;
+    #[async_trait]
+    impl Discover for Records {
+        async fn discover(&self, request: &DiscoveryRequest<'_>) -> Discovery {
+            let text = if request.domain.as_str().starts_with("bad") {
+                "v=STSv1; id=not-an-id!;"
+            } else {
+                "v=spf1 -all"
+            };
+            let error = mtasts_core::select_record([text]).expect_err("no valid record");
+            Discovery::NoPolicy {
+                reason: NoPolicyReason::NoValidRecord(error),
+                negative_ttl: None,
+            }
+        }
+    }
+    let engine = Engine::builder(Records).build();
+    for name in ["bad.example", "bad2.example", "spf.example"] {
+        let resolution = engine.resolve(&domain(name), TIMEOUT).await;
+        assert!(resolution.policy.is_none(), "{name}: {resolution:?}");
+    }
+    assert_eq!(engine.stats().no_policy.get(), 3);
+    assert_eq!(engine.stats().invalid_records.get(), 2);
+}
