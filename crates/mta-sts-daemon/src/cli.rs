@@ -43,6 +43,11 @@ pub(crate) struct Cli {
     /// Accepted for compatibility with the Python daemon; has no effect.
     #[arg(long)]
     pub(crate) disable_uvloop: bool,
+    /// Check the configuration and exit: every key and zone, the listen addresses, the CA file, the proxy URL,
+    /// the store options (nothing is connected), -u/-g. Binds and opens nothing; prints the warnings; exits 0
+    /// when it is valid, 78 when not.
+    #[arg(short = 't', long)]
+    pub(crate) check_config: bool,
     /// Print the man page or a shell completion script on standard output and exit (release packaging).
     #[arg(long, value_enum, value_name = "KIND")]
     pub(crate) generate: Option<Generate>,

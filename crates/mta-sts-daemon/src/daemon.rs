@@ -42,11 +42,8 @@ impl Bound {
     pub(crate) fn bind_owned(config: Config, owner: SocketOwner) -> Result<Self, StartError> {
         // Built now, while still privileged: it reads the CA files and /etc/resolv.conf.
         let fetcher = build_fetcher(&config)?;
-        if config.dane_enabled() {
-            warn_untrusted_nameservers(fetcher.nameservers());
-            warn!(
-                "`dane: true` is read, but this build does not look up DANE yet: every zone gives the MTA-STS answer"
-            );
+        for warning in discovery_warnings(&config, &fetcher) {
+            warn!("{warning}");
         }
         // Sockets passed by systemd (socket activation) win over the configured one.
         let mut listeners = Listener::from_systemd().map_err(|source| StartError::Systemd {
@@ -294,24 +291,36 @@ fn untrusted_nameservers(servers: &[SocketAddr]) -> Vec<SocketAddr> {
         .collect()
 }
 
-/// Warns, once at start, when a zone has `dane` and a nameserver is not on loopback.
-fn warn_untrusted_nameservers(servers: &[SocketAddr]) {
-    let untrusted = untrusted_nameservers(servers);
+/// What the start warns about once discovery is set up (and `--check-config` prints): a zone with `dane` and a
+/// nameserver not on loopback.
+pub(crate) fn discovery_warnings(config: &Config, fetcher: &Fetcher) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !config.dane_enabled() {
+        return warnings;
+    }
+    let untrusted = untrusted_nameservers(fetcher.nameservers());
     if !untrusted.is_empty() {
         let list = untrusted
             .iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        warn!(
-            nameservers = %list,
-            "a zone has `dane: true` but these nameservers are not on loopback: their AD bit (DNSSEC validated) \
-             can be forged on the way; use a validating resolver on this host (resolver.nameservers: [\"127.0.0.1\"])"
-        );
+        warnings.push(format!(
+            "a zone has `dane: true` but these nameservers are not on loopback: {list}; their AD bit (DNSSEC \
+             validated) can be forged on the way; use a validating resolver on this host \
+             (resolver.nameservers: [\"127.0.0.1\"])"
+        ));
     }
+    warnings.push(
+        "`dane: true` is read, but this build does not look up DANE yet: every zone gives the MTA-STS answer"
+            .to_owned(),
+    );
+    warnings
 }
 
-fn build_fetcher(config: &Config) -> Result<Fetcher, StartError> {
+/// The policy fetcher the configuration asks for: reads the CA files and the resolver configuration, parses the
+/// proxy URL; connects nowhere.
+pub(crate) fn build_fetcher(config: &Config) -> Result<Fetcher, StartError> {
     let mut builder = Fetcher::builder().timeout(config.default_zone.timeout);
     if !config.resolver.nameservers.is_empty() {
         builder = builder.nameservers(config.resolver.nameservers.clone());

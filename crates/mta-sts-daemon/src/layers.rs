@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["metrics", "admin", "logging"],
     &["server"],
     &["daemon"],
-    &["run"],
+    &["run", "check"],
 ];
 
 /// Names the crate root re-exports, and the module that defines each.

@@ -27,6 +27,7 @@
 
 mod admin;
 mod answer;
+mod check;
 mod cli;
 mod config;
 mod daemon;
@@ -58,8 +59,8 @@ pub use error::StartError;
 pub use listen::LocalAddr;
 pub use metrics::{Metrics, ZoneId};
 
-/// The `mta-sts-daemon` program: parses the command line, then prints what `--generate` asks for, runs a
-/// `cache` command, or runs the daemon until a signal stops it. Returns the exit status (one table for every
+/// The `mta-sts-daemon` program: parses the command line, then prints what `--generate` asks for, checks the
+/// configuration (`--check-config`), runs a `cache` command, or runs the daemon until a signal stops it. Returns the exit status (one table for every
 /// command: 0 done, 1 other failure, 2 usage, 69 a needed service is unreachable, 73 the pidfile or log file
 /// cannot be created, 78 configuration error; `mta-sts-daemon --help` prints it).
 pub fn main() -> ExitCode {
@@ -72,6 +73,9 @@ pub fn main() -> ExitCode {
                 exit::Exit::Failure.into()
             }
         };
+    }
+    if cli.check_config {
+        return check::run(&cli);
     }
     match &cli.command {
         Some(cli::Command::Cache(command)) => admin::run(&cli, command),

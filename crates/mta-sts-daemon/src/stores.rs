@@ -18,24 +18,12 @@ pub(crate) fn supervised(
     memory_cache_size: usize,
     on_status: impl Fn(bool) + Send + Sync + 'static,
 ) -> Result<(Option<Arc<dyn PolicyCache>>, usize), StartError> {
-    let refused = |source| StartError::Store {
-        kind: cache.type_name(),
-        source,
-    };
-    match cache {
-        CacheConfig::Internal { cache_size } => return Ok((None, *cache_size)),
-        #[cfg(feature = "redis")]
-        CacheConfig::Redis(r) => drop(redis(r).map_err(refused)?),
-        #[cfg(feature = "redis")]
-        CacheConfig::RedisSentinel(s) => drop(sentinel(s).map_err(refused)?),
-        #[cfg(feature = "postgres")]
-        CacheConfig::Postgres(pg) => crate::postgres::check(pg).map_err(refused)?,
-        #[allow(unreachable_patterns)]
-        // reason: the other stores have nothing to check without opening them
-        _ => {}
+    if let CacheConfig::Internal { cache_size } = cache {
+        return Ok((None, *cache_size));
     }
+    check(cache)?;
     let config = cache.clone();
-    let store = ReconnectingCache::new(cache.type_name(), move || {
+    let store = ReconnectingCache::with_target(cache.type_name(), target(cache), move || {
         let config = config.clone();
         Box::pin(async move {
             match open(&config, 0).await {
@@ -56,6 +44,136 @@ pub(crate) fn supervised(
     })
     .on_status(on_status);
     Ok((Some(Arc::new(store)), memory_cache_size))
+}
+
+/// Why a SQLite file could not be opened: its path, what its directory tells (the errno), and SQLite's error.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open {}{}", path.display(), problem.as_ref().map(|p| format!(" ({p})")).unwrap_or_default())]
+struct SqliteOpen {
+    path: std::path::PathBuf,
+    problem: Option<String>,
+    #[source]
+    source: CacheError,
+}
+
+/// Where the store of `cache` is, for log lines and errors: the SQLite file, the Redis URL or Sentinel
+/// addresses, the PostgreSQL hosts and database; passwords are left out. `None` for `internal`.
+pub(crate) fn target(cache: &CacheConfig) -> Option<String> {
+    match cache {
+        CacheConfig::Internal { .. } => None,
+        CacheConfig::Sqlite { filename, .. } => Some(filename.display().to_string()),
+        CacheConfig::Redis(r) => Some(redact(&r.url)),
+        CacheConfig::RedisSentinel(s) => Some(format!(
+            "master {} via sentinels {}",
+            s.master_name,
+            s.sentinels
+                .iter()
+                .map(|(host, port)| format!("{host}:{port}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+        CacheConfig::Postgres(pg) => Some(match &pg.dsn {
+            Some(dsn) => redact(dsn),
+            None => format!(
+                "{}:{}/{}",
+                if pg.host.is_empty() {
+                    "localhost".to_owned()
+                } else {
+                    pg.host.join(",")
+                },
+                pg.port.unwrap_or(5432),
+                pg.database.as_deref().unwrap_or("(default database)")
+            ),
+        }),
+    }
+}
+
+/// `url` (or a `key=value` DSN) without its password.
+fn redact(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        if let Some((userinfo, host)) = authority.rsplit_once('@') {
+            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            return format!("{scheme}://{user}{hidden}@{host}{path}");
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Checks the store options without connecting (`--check-config`, and the daemon at start): the errors that no
+/// retry can fix ([`StartError::Store`] with a [`CacheError::Config`]). Returns warnings: what would keep the
+/// store from opening but may be fixed by the time it runs (a SQLite file whose directory does not exist yet).
+/// Needs a tokio runtime (the Redis client is built, not connected).
+pub(crate) fn check(cache: &CacheConfig) -> Result<Vec<String>, StartError> {
+    let refused = |source| StartError::Store {
+        kind: cache.type_name(),
+        source,
+    };
+    let mut warnings = Vec::new();
+    match cache {
+        CacheConfig::Internal { .. } => {}
+        CacheConfig::Sqlite { filename, .. } => {
+            if let Some(cause) = sqlite_directory_problem(filename) {
+                warnings.push(format!("cache.options.filename: {cause}"));
+            }
+        }
+        #[cfg(feature = "redis")]
+        CacheConfig::Redis(r) => drop(redis(r).map_err(refused)?),
+        #[cfg(feature = "redis")]
+        CacheConfig::RedisSentinel(s) => drop(sentinel(s).map_err(refused)?),
+        #[cfg(feature = "postgres")]
+        CacheConfig::Postgres(pg) => crate::postgres::check(pg).map_err(refused)?,
+        #[allow(unreachable_patterns)]
+        // reason: reachable only in builds without some store feature
+        other => {
+            return Err(StartError::StoreNotBuilt {
+                kind: other.type_name(),
+            });
+        }
+    }
+    Ok(warnings)
+}
+
+/// Why SQLite could not create or open `filename`, as far as its directory tells (the path and the errno),
+/// or `None` when the directory is there and writable. SQLite's own error ("unable to open database file",
+/// code 14) names neither.
+pub(crate) fn sqlite_directory_problem(filename: &std::path::Path) -> Option<String> {
+    let dir = match filename.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Err(e) => Some(format!("directory {}: {e}", dir.display())),
+        Ok(meta) if !meta.is_dir() => Some(format!("{} is not a directory", dir.display())),
+        Ok(_) => {
+            // The file itself, when it exists, must be readable and writable; else the directory writable.
+            let (path, what) = if filename.exists() {
+                (filename, "file")
+            } else {
+                (dir, "directory")
+            };
+            nix::unistd::access(
+                path,
+                nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+            )
+            .err()
+            .map(|errno| {
+                format!(
+                    "{what} {}: {}",
+                    path.display(),
+                    std::io::Error::from_raw_os_error(errno as i32)
+                )
+            })
+        }
+    }
 }
 
 /// The store for `cache`, and how many entries the engine's memory front should hold.
@@ -91,7 +209,16 @@ pub(crate) async fn open(
             }
             let cache = mtasts_cache_sql::SqliteCache::open(options)
                 .await
-                .map_err(store)?;
+                .map_err(|source| {
+                    store(CacheError::unavailable(
+                        "sqlite",
+                        SqliteOpen {
+                            problem: sqlite_directory_problem(filename),
+                            path: filename.clone(),
+                            source,
+                        },
+                    ))
+                })?;
             Ok((Some(Arc::new(cache)), memory_cache_size))
         }
         // Lazy: connections are made by the first command (an unreachable Redis is an error then).
@@ -164,4 +291,43 @@ fn sentinel(
     );
     redis_server(&mut options.server, &config.server, false);
     mtasts_cache_redis::RedisCache::sentinel_lazy(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_leave_passwords_out() {
+        for (url, want) in [
+            (
+                "redis://:secret@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            (
+                "rediss://user:secret@cache.example:6380",
+                "rediss://user:***@cache.example:6380",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("postgres://me:p%40ss@db/test", "postgres://me:***@db/test"),
+            (
+                "host=db password=secret dbname=x",
+                "host=db password=*** dbname=x",
+            ),
+        ] {
+            assert_eq!(redact(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_missing_sqlite_directory_is_named_with_its_errno() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("absent").join("cache.db");
+        let problem = sqlite_directory_problem(&file).expect("a problem");
+        assert!(
+            problem.contains("absent") && problem.contains("os error 2"),
+            "{problem}"
+        );
+        assert_eq!(sqlite_directory_problem(&dir.path().join("cache.db")), None);
+    }
 }

@@ -64,6 +64,8 @@ pub struct ReconnectingCache {
 
 struct Shared {
     kind: &'static str,
+    /// Where the store is, for the log lines.
+    target: Option<String>,
     state: Mutex<State>,
     /// Wakes the task when an operation found the store in trouble, or when the store is closed.
     trouble: Notify,
@@ -109,8 +111,31 @@ impl ReconnectingCache {
     where
         F: Fn() -> OpenFuture + Send + Sync + 'static,
     {
+        Self::with_target(kind, None, open)
+    }
+
+    /// [`ReconnectingCache::new`], the log lines naming where the store is (`target`: a file, an address; no
+    /// password), so that "unavailable" says which store.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mtasts_cache::{MemoryCache, PolicyCache, ReconnectingCache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let cache = ReconnectingCache::with_target("memory", Some("in-process".to_owned()), || {
+    ///     Box::pin(async { Ok(Arc::new(MemoryCache::new(100)) as Arc<dyn PolicyCache>) })
+    /// });
+    /// let _ = cache.watch().wait_for(|up| *up).await;
+    /// # }
+    /// ```
+    pub fn with_target<F>(kind: &'static str, target: Option<String>, open: F) -> Self
+    where
+        F: Fn() -> OpenFuture + Send + Sync + 'static,
+    {
         let shared = Arc::new(Shared {
             kind,
+            target,
             state: Mutex::new(State::default()),
             trouble: Notify::new(),
             up: watch::Sender::new(false),
@@ -197,6 +222,7 @@ impl Shared {
         drop(state);
         tracing::warn!(
             store = self.kind,
+            location = self.target.as_deref(),
             error = %error.with_causes(),
             "cache store unavailable; answering from memory and the network, retrying in the background"
         );
@@ -256,7 +282,12 @@ where
                 let (since, logged) = outage;
                 if logged {
                     let down_for_secs = since.elapsed().as_secs();
-                    tracing::info!(store = shared.kind, down_for_secs, "cache store is back");
+                    tracing::info!(
+                        store = shared.kind,
+                        location = shared.target.as_deref(),
+                        down_for_secs,
+                        "cache store is back"
+                    );
                 } else {
                     tracing::debug!(store = shared.kind, "cache store open");
                 }
@@ -269,9 +300,9 @@ where
             Err(_) if closed => return,
             Err(error) => {
                 if outage.1 {
-                    tracing::debug!(store = shared.kind, error = %error.with_causes(), "cache store still unavailable");
+                    tracing::debug!(store = shared.kind, location = shared.target.as_deref(), error = %error.with_causes(), "cache store still unavailable");
                 } else {
-                    log_failure(shared.kind, &error, delay);
+                    log_failure(shared.kind, shared.target.as_deref(), &error, delay);
                     outage.1 = true;
                 }
                 tokio::select! {
@@ -310,14 +341,14 @@ async fn capped<T>(
         }))
 }
 
-fn log_failure(kind: &'static str, error: &CacheError, retry: Duration) {
+fn log_failure(kind: &'static str, target: Option<&str>, error: &CacheError, retry: Duration) {
     let retry_secs = retry.as_secs();
     let config = error.kind() == "config";
     let error = error.with_causes();
     if config {
-        tracing::error!(store = kind, %error, retry_secs, "cannot open the cache store; answering from memory and the network, retrying");
+        tracing::error!(store = kind, location = target, %error, retry_secs, "cannot open the cache store; answering from memory and the network, retrying");
     } else {
-        tracing::warn!(store = kind, %error, retry_secs, "cache store unavailable; answering from memory and the network, retrying in the background");
+        tracing::warn!(store = kind, location = target, %error, retry_secs, "cache store unavailable; answering from memory and the network, retrying in the background");
     }
 }
 

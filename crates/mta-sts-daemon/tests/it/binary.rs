@@ -179,24 +179,28 @@ async fn log_of(args: &[&str]) -> String {
 }
 
 /// A daemon's log file, in a directory of its own (kept while this lives).
-struct LogFile {
+pub(crate) struct LogFile {
     path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl LogFile {
-    fn read(&self) -> String {
+    pub(crate) fn read(&self) -> String {
         std::fs::read_to_string(&self.path).unwrap_or_default()
     }
 
     /// How many lines contain `needle`.
-    fn count(&self, needle: &str) -> usize {
+    pub(crate) fn count(&self, needle: &str) -> usize {
         self.read().lines().filter(|l| l.contains(needle)).count()
     }
 }
 
 /// [`spawn_daemon`] with `-l` to a log file of its own, then `args`.
-async fn spawn_logging(fixture: &Fixture, extra: &str, args: &[&str]) -> (Spawned, LogFile) {
+pub(crate) async fn spawn_logging(
+    fixture: &Fixture,
+    extra: &str,
+    args: &[&str],
+) -> (Spawned, LogFile) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("daemon.log");
     let mut all = vec!["-l", path.to_str().expect("UTF-8 path")];

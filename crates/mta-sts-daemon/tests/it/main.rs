@@ -3,6 +3,7 @@
 mod admin;
 mod answers;
 mod binary;
+mod check_config;
 mod dane;
 mod metrics;
 mod serving;

@@ -140,8 +140,12 @@ struct OwnRedis {
 impl OwnRedis {
     /// Starts `redis-server`, or `None` (skipped, or failed under CI) when it is not installed.
     async fn start() -> Option<Self> {
+        Self::start_on(closed_port().await).await
+    }
+
+    /// [`OwnRedis::start`] on `port`.
+    async fn start_on(port: u16) -> Option<Self> {
         let server = tool_or_skip("own redis", "redis-server", "redis-server")?;
-        let port = closed_port().await;
         let child = tokio::process::Command::new(server)
             .args(format!("--port {port} --bind 127.0.0.1 --appendonly no").split(' '))
             .args(["--save", ""])
@@ -388,4 +392,86 @@ async fn store_options_that_cannot_work_exit_78() {
         let out = run_bin(["-c", config.to_str().expect("UTF-8 path")]).await;
         assert_eq!(out.code, Some(78), "{cache}: {}", out.stderr);
     }
+}
+
+/// Issue 15: a store down at start is reported once, naming where it is and why (the address and the refused
+/// connection; the SQLite path and the errno), not once per lookup; and once when it is back.
+async fn reported_once_then_back(
+    fixture: &Fixture,
+    cache: &str,
+    domain: &str,
+    causes: &[&str],
+    bring_back: impl AsyncFnOnce(),
+) {
+    const DOWN: &str = "cache store unavailable";
+    let (daemon, log) = crate::binary::spawn_logging(fixture, &format!("{ZONE}{cache}"), &[]).await;
+    eventually("the store failure logged", POLL, || async {
+        log.count(DOWN) >= 1
+    })
+    .await;
+    let mut client = daemon.client().await;
+    for _ in 0..3 {
+        assert_eq!(ask(&mut client, "postfix", domain).await, ENFORCE_REPLY);
+    }
+    bring_back().await;
+    eventually("the store back", POLL, || async {
+        log.count("cache store is back") >= 1
+    })
+    .await;
+    let text = log.read();
+    let down: Vec<&str> = text.lines().filter(|l| l.contains(DOWN)).collect();
+    assert_eq!(down.len(), 1, "one line for the outage: {text}");
+    for cause in causes {
+        assert!(down[0].contains(cause), "{cause:?} in {}", down[0]);
+    }
+    assert_eq!(log.count("cache store is back"), 1, "{text}");
+    drop(client);
+    daemon.stop().await;
+}
+
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_sqlite_file_in_a_missing_directory_is_named_with_its_errno_then_back() {
+    let fixture = enforcing("sqlite-back.test").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("not-yet");
+    let file = state.join("cache.db");
+    let cache = format!(
+        "cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n",
+        file.display()
+    );
+    let location = format!("location={}", file.display());
+    let directory = format!(
+        "directory {}: No such file or directory (os error 2)",
+        state.display()
+    );
+    reported_once_then_back(
+        &fixture,
+        &cache,
+        "sqlite-back.test",
+        &["store=sqlite", &location, &directory],
+        async || std::fs::create_dir(&state).expect("mkdir"),
+    )
+    .await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_redis_down_at_start_is_named_with_its_address_then_back() {
+    let Some(_tool) = tool_or_skip("redis back", "redis-server", "redis-server") else {
+        return;
+    };
+    let fixture = enforcing("redis-back.test").await;
+    let port = closed_port().await;
+    let location = format!("location=redis://127.0.0.1:{port}/0");
+    let mut redis = None;
+    reported_once_then_back(
+        &fixture,
+        &redis_at(port),
+        "redis-back.test",
+        &["store=redis", &location, "refused"],
+        async || redis = OwnRedis::start_on(port).await,
+    )
+    .await;
+    assert!(redis.is_some());
 }
