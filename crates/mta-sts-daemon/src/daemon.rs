@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::StartError;
 use crate::config::{Config, ListenConfig, ProxySetting};
-use crate::listen::{Listener, LocalAddr};
+use crate::listen::{Listener, LocalAddr, passed_socket_difference};
 use crate::metrics::{self, Metrics, TimedDiscover};
 use crate::privileges::SocketOwner;
 use crate::server::{Handler, serve};
@@ -50,13 +50,19 @@ impl Bound {
             what: "LISTEN_FDS socket",
             source,
         })?;
-        if listeners.is_empty() {
+        let activated = !listeners.is_empty();
+        if !activated {
             listeners.push(bind(&config.listen, config.reuse_port, owner)?);
         }
         let local_addrs = listeners
             .iter()
             .map(|l| local_addr(l, &config.listen))
             .collect::<Result<Vec<_>, _>>()?;
+        if activated
+            && let Some(difference) = passed_socket_difference(&config.listen, &local_addrs)
+        {
+            warn!("{difference}");
+        }
         let metrics = match &config.metrics {
             None => None,
             Some(m) => {

@@ -171,6 +171,64 @@ impl Drop for Listener {
     }
 }
 
+/// What differs between the configured listen address and the sockets systemd passed, which are served
+/// instead (socket activation overrides `host`, `port`, `path` and `mode`); `None` when one of them is the
+/// configured socket (with its mode, when one is configured).
+pub(crate) fn passed_socket_difference(
+    listen: &ListenConfig,
+    passed: &[LocalAddr],
+) -> Option<String> {
+    let list = passed
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let differs = |what: String| {
+        Some(format!(
+            "the sockets passed by systemd ({list}) are served instead of the configured {what}: under socket \
+             activation `host`, `port`, `path` and `mode` are ignored; make the socket unit's ListenStream= and \
+             SocketMode= match the configuration"
+        ))
+    };
+    match listen {
+        ListenConfig::Tcp { host, port } => {
+            let bare = host
+                .strip_prefix('[')
+                .and_then(|h| h.strip_suffix(']'))
+                .unwrap_or(host);
+            let configured: Vec<SocketAddr> = (bare, *port)
+                .to_socket_addrs()
+                .map(Iterator::collect)
+                .unwrap_or_default();
+            let found = passed
+                .iter()
+                .any(|p| matches!(p, LocalAddr::Tcp(a) if configured.contains(a)));
+            if found {
+                None
+            } else {
+                differs(format!("address {listen}"))
+            }
+        }
+        ListenConfig::Unix { path, mode } => {
+            if !passed
+                .iter()
+                .any(|p| matches!(p, LocalAddr::Unix(p) if p == path))
+            {
+                return differs(format!("socket {listen}"));
+            }
+            let actual = std::fs::metadata(path)
+                .ok()
+                .map(|m| m.permissions().mode() & 0o7777);
+            match (mode, actual) {
+                (Some(want), Some(have)) if *want != have => differs(format!(
+                    "mode {want:04o} of {listen} (the passed socket has {have:04o})"
+                )),
+                _ => None,
+            }
+        }
+    }
+}
+
 fn bind_tcp(host: &str, port: u16, reuse_port: bool) -> io::Result<Listener> {
     // Brackets are accepted around IPv6 addresses.
     let bare = host
@@ -225,5 +283,55 @@ fn bind_unix(path: &Path, mode: Option<u32>, owner: SocketOwner) -> io::Result<L
             let _ = std::fs::remove_file(path);
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_passed_socket_other_than_the_configured_one_is_named() {
+        let tcp = |host: &str, port| ListenConfig::Tcp {
+            host: host.to_owned(),
+            port,
+        };
+        let passed = [LocalAddr::Tcp("127.0.0.1:8461".parse().expect("addr"))];
+        assert_eq!(
+            passed_socket_difference(&tcp("127.0.0.1", 8461), &passed),
+            None
+        );
+        let warning =
+            passed_socket_difference(&tcp("127.0.0.1", 9000), &passed).expect("a difference");
+        assert!(
+            warning.contains("tcp:127.0.0.1:8461") && warning.contains("address 127.0.0.1:9000"),
+            "{warning}"
+        );
+        let unix = ListenConfig::Unix {
+            path: "/run/a.sock".into(),
+            mode: None,
+        };
+        assert!(passed_socket_difference(&unix, &passed).is_some());
+        let passed = [LocalAddr::Unix("/run/a.sock".into())];
+        assert_eq!(passed_socket_difference(&unix, &passed), None);
+    }
+
+    #[test]
+    fn a_passed_socket_with_another_mode_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.sock");
+        let _socket = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        let passed = [LocalAddr::Unix(path.clone())];
+        let listen = |mode| ListenConfig::Unix {
+            path: path.clone(),
+            mode: Some(mode),
+        };
+        assert_eq!(passed_socket_difference(&listen(0o666), &passed), None);
+        let warning = passed_socket_difference(&listen(0o660), &passed).expect("a difference");
+        assert!(
+            warning.contains("mode 0660") && warning.contains("has 0666"),
+            "{warning}"
+        );
     }
 }

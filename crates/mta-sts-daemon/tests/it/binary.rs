@@ -433,8 +433,9 @@ async fn sloppy_records_are_enforced_and_an_invalid_one_is_logged_once() {
     assert_eq!(log.count("invalid MTA-STS TXT record"), 1, "{}", log.read());
 }
 
-/// systemd socket activation: the daemon serves every socket passed in `LISTEN_FDS` (TCP and UNIX) and binds
-/// nothing itself. Uses `systemd-socket-activate` (package systemd; `.ci/run` installs it).
+/// systemd socket activation: the daemon serves every socket passed in `LISTEN_FDS` (TCP and UNIX), binds
+/// nothing itself, and warns once that the configured `path` is not among them. Uses `systemd-socket-activate`
+/// (package systemd; `.ci/run` installs it).
 #[tokio::test]
 async fn socket_activation_serves_passed_sockets() {
     let Some(activate) = tool_or_skip(
@@ -507,7 +508,17 @@ async fn socket_activation_serves_passed_sockets() {
         "the configured socket was bound despite socket activation"
     );
     drop((client, unix));
-    spawned.stop().await;
+    let stderr = spawned.stop().await;
+    assert_eq!(
+        stderr
+            .matches(&format!(
+                "are served instead of the configured socket unix:{}",
+                unbound.display()
+            ))
+            .count(),
+        1,
+        "one warning that the configured path is not what systemd passed: {stderr}"
+    );
 }
 
 /// `-u`/`-g`: privileges are dropped after binding (as root); without root the switch fails cleanly.
