@@ -1,8 +1,10 @@
 //! `cargo xtask dist`, `deb` and `deb-check`: release artifacts.
 //!
-//! Man pages and shell completions come from the binaries' own clap definitions (`--generate …`, as
-//! ripgrep does), so they can never drift from the flags the binaries accept. The configuration file's
-//! page, `mta-sts-daemon.yml(5)`, is written by hand in `docs/man/`.
+//! Man pages and shell completions come from the binaries (`--generate …`, as ripgrep does): completions and
+//! mta-sts-query(1) from the clap definitions, so they can never drift from the flags the binaries accept;
+//! mta-sts-daemon(8) is written by hand in `docs/man/` and printed by the binary (a unit test checks that it
+//! lists every flag, command and exit status). The configuration file's page, `mta-sts-daemon.yml(5)`, is
+//! written by hand in `docs/man/` too.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;

@@ -37,7 +37,7 @@ pub(crate) enum Exit {
 impl Exit {
     /// Every status, in code order.
     #[cfg(test)]
-    const ALL: [Self; 6] = [
+    pub(crate) const ALL: [Self; 6] = [
         Self::Success,
         Self::Failure,
         Self::Usage,

@@ -66,7 +66,13 @@ pub use metrics::{Metrics, ZoneId};
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     if let Some(kind) = cli.generate {
-        return match kind.print(cli::Cli::command(), "8") {
+        // The man page is written by hand (docs/man/mta-sts-daemon.8); the completions come from clap.
+        let printed = if kind == cli::Generate::Man {
+            cli::print_man_page()
+        } else {
+            kind.print(cli::Cli::command(), "8")
+        };
+        return match printed {
             Ok(()) => exit::Exit::Success.into(),
             Err(e) => {
                 eprintln!("mta-sts-daemon: {e}");
