@@ -26,6 +26,9 @@ use mtasts_core::{Policy, PolicyDomain, PolicyId};
 /// - a missing or invalid TXT record is [`Discovery::NoPolicy`]; anything that stops the discovery from
 ///   finishing (DNS failure, TLS, HTTP status, invalid policy file, timeout) is [`Discovery::Failed`], never
 ///   "no policy" (§3.3);
+/// - a failure of a resource of this host (no file descriptor or memory for a DNS or HTTPS socket: `EMFILE`,
+///   `ENFILE`, `ENOMEM`) is [`Discovery::Failed`] with a [`DiscoveryError::local_resource`]: it says nothing
+///   about the domain, so the engine neither backs off nor caches it;
 /// - the whole discovery finishes within `request.timeout`. The engine also enforces the bound, so an
 ///   implementation that overruns is cut off and counted as a failure.
 ///
@@ -371,6 +374,7 @@ impl fmt::Display for NoPolicyReason {
 pub struct DiscoveryError {
     kind: &'static str,
     error: Arc<dyn Error + Send + Sync>,
+    local: bool,
 }
 
 impl DiscoveryError {
@@ -380,7 +384,37 @@ impl DiscoveryError {
         Self {
             kind,
             error: Arc::from(error.into()),
+            local: false,
         }
+    }
+
+    /// A failure of a resource of this host, not of the domain: no file descriptor or memory for a DNS or HTTPS
+    /// socket (`EMFILE`, `ENFILE`, `ENOMEM`). The engine answers the cached policy while it is valid, else no
+    /// policy, and neither backs the domain off nor caches anything about it (the next lookup tries again); it
+    /// logs the failure as this host's (rate-limited) and counts it in
+    /// [`EngineStats::local_resource`](crate::EngineStats::local_resource).
+    ///
+    /// ```
+    /// use mtasts_engine::DiscoveryError;
+    /// let emfile = std::io::Error::from_raw_os_error(24);
+    /// let error = DiscoveryError::local_resource("local_resource", emfile);
+    /// assert!(error.is_local_resource());
+    /// assert!(!DiscoveryError::new("connect", "refused").is_local_resource());
+    /// ```
+    pub fn local_resource(
+        kind: &'static str,
+        error: impl Into<Box<dyn Error + Send + Sync>>,
+    ) -> Self {
+        Self {
+            local: true,
+            ..Self::new(kind, error)
+        }
+    }
+
+    /// Whether this host, not the domain, failed ([`DiscoveryError::local_resource`]).
+    #[must_use]
+    pub const fn is_local_resource(&self) -> bool {
+        self.local
     }
 
     /// The failure's label.
@@ -401,6 +435,7 @@ impl fmt::Debug for DiscoveryError {
         f.debug_struct("DiscoveryError")
             .field("kind", &self.kind)
             .field("error", &self.error)
+            .field("local", &self.local)
             .finish()
     }
 }

@@ -176,6 +176,7 @@ impl EngineBuilder {
                 invalid_noted: WarnOnce::new(),
                 writes: std::sync::OnceLock::new(),
                 read_warned: Every::second(),
+                local_warned: Every::second(),
             }),
         }
     }

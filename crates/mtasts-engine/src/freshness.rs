@@ -194,6 +194,11 @@ pub(crate) enum Outcome {
     Failed {
         kind: &'static str,
     },
+    /// The discovery failed for want of a resource of this host (descriptors, memory), with this
+    /// [`DiscoveryError::kind`]: no back-off, nothing cached.
+    LocalResource {
+        kind: &'static str,
+    },
     /// Backing off after a failure: no discovery.
     Backoff,
     /// No discovery slot within the timeout.
@@ -352,8 +357,8 @@ pub(crate) enum StoreWrite {
 /// What a discovery's result changes.
 #[derive(Debug)]
 pub(crate) struct Applied {
-    /// The domain's new memory entry.
-    pub(crate) front: FrontEntry,
+    /// The domain's new memory entry; `None`: memory stays as it is.
+    pub(crate) front: Option<FrontEntry>,
     pub(crate) store: StoreWrite,
     pub(crate) done: Done,
     /// What to log.
@@ -383,6 +388,12 @@ pub(crate) enum Event {
     Failed {
         error: DiscoveryError,
         /// A valid cached policy answers meanwhile.
+        stale: bool,
+    },
+    /// This host lacked a resource ([`DiscoveryError::is_local_resource`]).
+    LocalResource {
+        error: DiscoveryError,
+        /// A valid cached policy answers.
         stale: bool,
     },
 }
@@ -621,7 +632,7 @@ impl Freshness {
                     ),
                 };
                 Applied {
-                    front,
+                    front: Some(front),
                     store,
                     done: Done {
                         resolution: Resolution {
@@ -633,7 +644,27 @@ impl Freshness {
                     event,
                 }
             }
+            Discovery::Failed(error) if error.is_local_resource() => {
+                Self::local_failure(plan.known.as_ref(), error, now)
+            }
             Discovery::Failed(error) => self.failed(plan.known, error, now),
+        }
+    }
+
+    /// A discovery this host could not run (no descriptor or memory for a socket): not the domain's failure.
+    /// The cached policy answers while it is valid (RFC 8461 §3.3, §5.1), else none; no back-off, and nothing
+    /// is remembered or written, so the next lookup discovers again.
+    fn local_failure(known: Option<&Known>, error: DiscoveryError, now: &Now) -> Applied {
+        let policy = valid(known.map(|k| &k.held), now.mono);
+        let stale = policy.is_some();
+        Applied {
+            front: None,
+            store: StoreWrite::Nothing,
+            done: Done {
+                outcome: Outcome::LocalResource { kind: error.kind() },
+                resolution: stale_or_none(policy),
+            },
+            event: Event::LocalResource { error, stale },
         }
     }
 
@@ -642,7 +673,7 @@ impl Freshness {
         let policy = Arc::clone(&held.policy);
         Applied {
             store: StoreWrite::Set(policy.to_entry(now.secs())),
-            front: FrontEntry::confirmed(held, now.mono, self.grace),
+            front: Some(FrontEntry::confirmed(held, now.mono, self.grace)),
             done: Done {
                 resolution: Resolution {
                     policy: Some(policy),
@@ -665,12 +696,12 @@ impl Freshness {
         };
         let policy = held.as_ref().map(|h| Arc::clone(&h.policy));
         Applied {
-            front: FrontEntry {
+            front: Some(FrontEntry {
                 policy: held,
                 checked,
                 fresh_until: retry_after,
                 retry_after: Some(retry_after),
-            },
+            }),
             store: StoreWrite::Nothing,
             done: Done {
                 outcome: Outcome::Failed { kind: error.kind() },

@@ -38,7 +38,8 @@ pub struct RefreshReport {
     pub unchanged: u64,
     /// Refreshes that found no policy published any more.
     pub no_policy: u64,
-    /// Refreshes that failed (the cached policy stays in use until it expires).
+    /// Refreshes that failed (the cached policy stays in use until it expires), including those this host
+    /// lacked a descriptor or memory for.
     pub failed: u64,
     /// Refreshes skipped because the domain is backing off after a recent failure.
     pub backoff: u64,
@@ -60,7 +61,7 @@ impl RefreshReport {
             Outcome::Fetched => self.fetched += 1,
             Outcome::Unchanged => self.unchanged += 1,
             Outcome::NoPolicy => self.no_policy += 1,
-            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Failed { .. } | Outcome::LocalResource { .. } => self.failed += 1,
             Outcome::Backoff | Outcome::Overloaded => self.backoff += 1,
         }
     }

@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) writes: OnceLock<Writes>,
     /// Rate limit for the "store read failed" warning.
     pub(crate) read_warned: Every,
+    /// Rate limit for the "this host lacks a resource for discovery" warning.
+    pub(crate) local_warned: Every,
 }
 
 impl Inner {
@@ -157,7 +159,9 @@ impl Inner {
         {
             self.invalid_record(key, reason);
         }
-        self.remember(key, applied.front);
+        if let Some(front) = applied.front {
+            self.remember(key, front);
+        }
         // Queued: the answer does not wait for the store.
         if let Some(writes) = self.writes() {
             writes.push(key, applied.store);
@@ -268,6 +272,7 @@ impl Inner {
             Outcome::Unchanged => stats.unchanged.inc(),
             Outcome::NoPolicy => stats.no_policy.inc(),
             Outcome::Failed { kind } => stats.failure(kind),
+            Outcome::LocalResource { .. } => stats.local_resource.inc(),
             Outcome::Backoff => stats.backoff_skips.inc(),
             Outcome::Overloaded => stats.overloaded.inc(),
         }
@@ -341,6 +346,32 @@ impl Inner {
                 duration_ms,
                 "MTA-STS discovery"
             ),
+            // This host's trouble, not the domain's: a warning, at most one a second (a descriptor shortage
+            // fails every discovery at once).
+            Event::LocalResource { error, stale } => {
+                if self.local_warned.ready() {
+                    warn!(
+                        domain = key,
+                        outcome = "local_resource",
+                        reason = error.kind(),
+                        error = %error,
+                        stale,
+                        duration_ms,
+                        "MTA-STS discovery could not run: this host lacks open files or memory (not the domain's \
+                         failure: no back-off, nothing cached)"
+                    );
+                } else {
+                    debug!(
+                        domain = key,
+                        outcome = "local_resource",
+                        reason = error.kind(),
+                        error = %error,
+                        stale,
+                        duration_ms,
+                        "MTA-STS discovery could not run: this host lacks open files or memory"
+                    );
+                }
+            }
         }
     }
 

@@ -75,6 +75,10 @@ pub struct EngineStats {
     pub no_policy: Count,
     /// Discoveries that failed (`mtasts_discoveries_total{outcome="failed"}`); by kind: [`EngineStats::failures`].
     pub failed: Count,
+    /// Discoveries that could not run because this host lacked a descriptor or memory for a socket
+    /// (`mtasts_discoveries_total{outcome="local_resource"}`): not counted as failures of the domain, see
+    /// [`DiscoveryError::local_resource`](crate::DiscoveryError::local_resource).
+    pub local_resource: Count,
     /// Lookups that joined a discovery already running for their domain (`mtasts_discoveries_coalesced_total`).
     pub coalesced: Count,
     /// Discoveries running now (`mtasts_discoveries_in_flight`).
@@ -176,6 +180,7 @@ impl EngineStats {
             unchanged: outcomes.child("unchanged"),
             no_policy: outcomes.child("no_policy"),
             failed: outcomes.child("failed"),
+            local_resource: outcomes.child("local_resource"),
             coalesced,
             in_flight,
             backoff_skips: skipped.child("backoff"),

@@ -40,6 +40,8 @@ enum Reply {
     Publish(PolicyId, Policy),
     NoPolicy(Option<Duration>),
     Fail,
+    /// This host has no descriptor for the discovery's socket (EMFILE).
+    LocalFailure,
     /// A discoverer bug.
     Panic,
 }
@@ -128,6 +130,10 @@ impl Discover for Fake {
                 negative_ttl,
             },
             Some(Reply::Fail) => Discovery::Failed(DiscoveryError::new("http_status", "HTTP 503")),
+            Some(Reply::LocalFailure) => Discovery::Failed(DiscoveryError::local_resource(
+                "local_resource",
+                std::io::Error::from_raw_os_error(24),
+            )),
             Some(Reply::Panic) => panic!("fake discoverer told to panic"),
             None => Discovery::NoPolicy {
                 reason: NoPolicyReason::NoData,
@@ -340,6 +346,36 @@ async fn failure_answers_stale_until_expiry_and_backs_off() {
     let stats = engine.stats();
     assert_eq!(stats.failed.get(), 4);
     assert_eq!(stats.failures("http_status"), 4);
+}
+
+/// Issue 11 item 3: a discovery this host could not run (no descriptor for its socket) answers the cached policy
+/// while it is valid, else no policy; it backs nothing off and caches nothing (the next lookups discover again),
+/// and is counted apart from the domains' failures.
+#[tokio::test]
+async fn a_local_resource_failure_is_not_the_domains() {
+    let (s, engine) = discovered(86_400, Setup::engine).await;
+    s.fake.set(EXAMPLE, Reply::LocalFailure);
+    s.fake.set("example.net", Reply::LocalFailure);
+    s.advance(61);
+    assert_eq!(answer(&engine, EXAMPLE).await, "stale id1");
+    assert_eq!(answer(&engine, "example.net").await, "unavailable -");
+    assert!(engine.memory_entry("example.net").is_none());
+    s.fake.publish(EXAMPLE, "id1", 86_400);
+    s.fake.publish("example.net", "id2", 86_400);
+    assert_eq!(answer(&engine, EXAMPLE).await, "discovered id1");
+    assert_eq!(answer(&engine, "example.net").await, "discovered id2");
+    let stats = engine.stats();
+    assert_eq!(
+        counts([
+            &stats.local_resource,
+            &stats.failed,
+            &stats.stale_answers,
+            &stats.backoff_skips
+        ]),
+        [2, 0, 1, 0]
+    );
+    assert_eq!(stats.failures("local_resource"), 0);
+    assert_eq!(s.fake.calls(), 5);
 }
 
 #[tokio::test]

@@ -79,6 +79,7 @@ fn outcome(outcome: Outcome) -> String {
         Outcome::Unchanged => "unchanged".into(),
         Outcome::NoPolicy => "no_policy".into(),
         Outcome::Failed { kind } => format!("failed:{kind}"),
+        Outcome::LocalResource { kind } => format!("local:{kind}"),
         Outcome::Backoff => "backoff".into(),
         Outcome::Overloaded => "overloaded".into(),
     }
@@ -210,9 +211,9 @@ fn decide_for_a_daily_proactive_pass() {
 }
 
 /// What a discovery changed, in words: the outcome, the answer, the memory entry (policy, checked, fresh until,
-/// retry after; 0 for none), the store write and the log line's reason. Times are seconds after the start.
+/// retry after; 0 for none; `unchanged` when memory stays as it was), the store write and the log line's
+/// reason. Times are seconds after the start.
 fn applied(applied: &Applied) -> String {
-    let front = &applied.front;
     let store = match &applied.store {
         StoreWrite::Nothing => "-".to_owned(),
         StoreWrite::Set(CacheEntry {
@@ -226,17 +227,22 @@ fn applied(applied: &Applied) -> String {
         Event::Fetched { reason, .. } => reason,
         Event::Unchanged { .. } => "id_unchanged",
         Event::NoPolicy { reason, .. } => reason.kind(),
-        Event::Failed { error, .. } => error.kind(),
+        Event::Failed { error, .. } | Event::LocalResource { error, .. } => error.kind(),
     };
+    let memory = applied.front.as_ref().map_or("unchanged".into(), |front| {
+        format!(
+            "{} {}/{}/{}",
+            id_of(front.policy.as_ref().map(|held| &held.policy)),
+            front.checked.map_or("0".into(), rel_mono),
+            rel_mono(front.fresh_until),
+            front.retry_after.map_or("0".into(), rel_mono),
+        )
+    });
     format!(
-        "{} {} {}; memory {} {}/{}/{}; store {store}; log {reason}",
+        "{} {} {}; memory {memory}; store {store}; log {reason}",
         outcome(applied.done.outcome),
         applied.done.resolution.source,
         id_of(applied.done.resolution.policy.as_ref()),
-        id_of(front.policy.as_ref().map(|held| &held.policy)),
-        front.checked.map_or("0".into(), rel_mono),
-        rel_mono(front.fresh_until),
-        front.retry_after.map_or("0".into(), rel_mono),
     )
 }
 
@@ -288,6 +294,12 @@ fn failed() -> Discovery {
     Discovery::Failed(DiscoveryError::new("http_status", "HTTP 503"))
 }
 
+/// A discovery this host could not run: no descriptor for its socket (EMFILE).
+fn local_failure() -> Discovery {
+    let emfile = std::io::Error::from_raw_os_error(24);
+    Discovery::Failed(DiscoveryError::local_resource("local_resource", emfile))
+}
+
 /// The discoveries of the apply tests finish 100 s after the start.
 fn finished() -> Now {
     at(100)
@@ -322,6 +334,17 @@ fn apply_a_discovery() {
             "failed:http_status stale id1; memory id1 0/220/220; store -; log http_status"),
         ("failure after expiry", knowing("id1", 60, 0, None), failed(),
             "failed:http_status unavailable -; memory - 0/220/220; store -; log http_status"),
+        // Issue 11 item 3: this host's failure is not the domain's: no back-off, memory and store untouched.
+        ("local resource: the valid policy answers", knowing("id1", DAY, 0, id1), local_failure(),
+            "local:local_resource stale id1; memory unchanged; store -; log local_resource"),
+        ("local resource near expiry", knowing("id1", 120, 0, None), local_failure(),
+            "local:local_resource stale id1; memory unchanged; store -; log local_resource"),
+        ("local resource after expiry", knowing("id1", 60, 0, None), local_failure(),
+            "local:local_resource unavailable -; memory unchanged; store -; log local_resource"),
+        ("local resource, nothing known", nothing(false), local_failure(),
+            "local:local_resource unavailable -; memory unchanged; store -; log local_resource"),
+        ("local resource after a purge", nothing(true), local_failure(),
+            "local:local_resource unavailable -; memory unchanged; store -; log local_resource"),
     ];
     for (name, plan, discovery, want) in cases {
         assert_eq!(
@@ -342,7 +365,7 @@ fn no_policy_is_cached_between_grace_and_max_negative_ttl() {
     ] {
         let applied = RULES.apply(no_policy(negative_ttl), nothing(false), &finished());
         assert_eq!(
-            applied.front.fresh_until - finished().mono,
+            applied.front.expect("remembered").fresh_until - finished().mono,
             Duration::from_secs(cached_for),
             "negative TTL {negative_ttl:?}"
         );
@@ -435,7 +458,10 @@ fn memory_deadlines_are_sub_second() {
         grace: Duration::from_secs(1),
         ..RULES
     };
-    let nothing_found = rules.apply(no_policy(None), nothing(false), &at(0)).front;
+    let nothing_found = rules
+        .apply(no_policy(None), nothing(false), &at(0))
+        .front
+        .expect("remembered");
     for (ms, answered) in [(200, true), (999, true), (1_000, false)] {
         let answer = nothing_found.answer(at_ms(ms).mono);
         assert_eq!(answer.is_some(), answered, "no policy, {ms} ms later");
@@ -447,7 +473,10 @@ fn memory_deadlines_are_sub_second() {
         policy: Policy::parse(text.as_bytes()).unwrap_or_else(|e| panic!("test policy: {e}")),
     };
     // Fetched 0.7 s into a second: whole seconds would have dropped it at 1.3 s.
-    let fetched = RULES.apply(discovery, nothing(false), &at_ms(700)).front;
+    let fetched = RULES
+        .apply(discovery, nothing(false), &at_ms(700))
+        .front
+        .expect("remembered");
     for (ms, valid) in [(2_000, true), (2_690, true), (2_700, false)] {
         let answer = fetched.answer(at_ms(ms).mono);
         assert_eq!(
