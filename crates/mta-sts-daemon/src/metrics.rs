@@ -19,7 +19,7 @@
 //! | `mtasts_cache_hits_total` | counter | `layer` = `memory`, `store` |
 //! | `mtasts_cache_misses_total` | counter | |
 //! | `mtasts_cache_entries` | gauge | `layer` = `memory` |
-//! | `mtasts_discoveries_total` | counter | `outcome` = `fetched`, `unchanged`, `no_policy`, `failed` |
+//! | `mtasts_discoveries_total` | counter | `outcome` = `fetched`, `unchanged`, `no_policy`, `failed`, `local_resource` |
 //! | `mtasts_discovery_failures_total` | counter | `kind` (`mtasts_fetch::FetchError::kind`) |
 //! | `mtasts_discovery_duration_seconds` | histogram | |
 //! | `mtasts_discoveries_coalesced_total` | counter | |

@@ -139,6 +139,17 @@ pub enum FetchError {
     /// The body is not a valid policy (RFC 8461 §3.2).
     #[error("invalid policy")]
     InvalidPolicy(#[source] mtasts_core::Error),
+    /// This host could not open a socket for the discovery: it is out of file descriptors or memory
+    /// (`EMFILE`, `ENFILE`, `ENOMEM`, `ENOBUFS`). Not the domain's failure: the engine sees it as a
+    /// [`DiscoveryError::local_resource`](mtasts_engine::DiscoveryError::local_resource).
+    #[error("no socket for the {during}: this host is out of open files or memory")]
+    LocalResource {
+        /// What needed the socket: `dns`, `connect` or `proxy_connect`.
+        during: &'static str,
+        /// The system's error.
+        #[source]
+        source: Arc<io::Error>,
+    },
 }
 
 impl FetchError {
@@ -162,8 +173,51 @@ impl FetchError {
             Self::MediaType { .. } => "media_type",
             Self::TooLarge { .. } => "too_large",
             Self::InvalidPolicy(_) => "invalid_policy",
+            Self::LocalResource { .. } => "local_resource",
         }
     }
+
+    /// Whether this host, not the domain, failed ([`FetchError::LocalResource`]).
+    pub fn is_local_resource(&self) -> bool {
+        matches!(self, Self::LocalResource { .. })
+    }
+
+    /// `error` from opening a socket for `during`: [`FetchError::LocalResource`] when this host is out of
+    /// descriptors or memory, else what `otherwise` makes of it.
+    pub(crate) fn socket(
+        during: &'static str,
+        error: io::Error,
+        otherwise: impl FnOnce(Arc<io::Error>) -> Self,
+    ) -> Self {
+        if is_local_resource(&error) {
+            Self::LocalResource {
+                during,
+                source: Arc::new(error),
+            }
+        } else {
+            otherwise(Arc::new(error))
+        }
+    }
+}
+
+/// This host's resource shortage, if it cannot open a socket now (out of descriptors or memory). For failures
+/// whose cause the resolver does not keep: hickory reports a DNS socket it could not open as "no connections",
+/// and a policy host whose A query failed that way as having no address.
+pub(crate) fn socket_shortage() -> Option<io::Error> {
+    match std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0)) {
+        Err(error) if is_local_resource(&error) => Some(error),
+        _ => None,
+    }
+}
+
+/// Whether `error` says this host ran out of a resource (descriptors: `EMFILE`, `ENFILE`; memory: `ENOMEM`,
+/// `ENOBUFS`), not that the peer failed.
+pub(crate) fn is_local_resource(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::OutOfMemory
+        || matches!(
+            error.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS)
+        )
 }
 
 impl From<mtasts_core::Error> for FetchError {

@@ -37,6 +37,14 @@ async fn connect(inner: &Inner, host: &str) -> Result<TcpStream, FetchError> {
         tracing::debug!(%addr, host, "connecting");
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
+            // No socket for this address means none for the next one either.
+            Err(error) if crate::error::is_local_resource(&error) => {
+                tracing::debug!(%addr, %error, "no socket for the connection");
+                return Err(FetchError::LocalResource {
+                    during: "connect",
+                    source: std::sync::Arc::new(error),
+                });
+            }
             Err(error) => {
                 tracing::debug!(%addr, %error, "connect failed");
                 last_error = Some((addr, error));
@@ -63,8 +71,17 @@ async fn resolve(inner: &Inner, host: &str) -> Result<Vec<IpAddr>, FetchError> {
             tracing::debug!(host, ?addrs, "policy host resolved");
             Ok(addrs)
         }
-        Err(error) => Err(crate::dns_error(host, error, |_| FetchError::NoAddress {
-            host: host.to_owned(),
+        Err(error) => Err(crate::dns_error(host, error, |_| {
+            // An A query whose socket could not be opened ends as "no records" when the AAAA query answers.
+            match crate::error::socket_shortage() {
+                Some(io) => FetchError::LocalResource {
+                    during: "dns",
+                    source: std::sync::Arc::new(io),
+                },
+                None => FetchError::NoAddress {
+                    host: host.to_owned(),
+                },
+            }
         })),
     }
 }

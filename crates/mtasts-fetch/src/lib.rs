@@ -130,7 +130,7 @@ impl Discover for Fetcher {
         self.with_timeout(request.timeout)
             .discover(request.domain, request.known_id)
             .await
-            .map_err(|error| DiscoveryError::new(error.kind(), error))
+            .map_err(erase)
     }
 
     async fn discover_dane(&self, request: &DiscoveryRequest<'_>) -> DaneDiscovery {
@@ -274,6 +274,15 @@ impl Fetcher {
     }
 }
 
+/// The engine's view of `error`: labelled with [`FetchError::kind`], this host's failures marked as such.
+fn erase(error: FetchError) -> DiscoveryError {
+    if error.is_local_resource() {
+        DiscoveryError::local_resource(error.kind(), error)
+    } else {
+        DiscoveryError::new(error.kind(), error)
+    }
+}
+
 /// A stable, short label for logs: `"no_policy"`, `"unchanged"`, `"fetched"` or the error's
 /// [`FetchError::kind`].
 fn kind(discovery: &Discovery) -> &'static str {
@@ -329,9 +338,22 @@ fn dns_error(
             name: name.to_owned(),
             code: code.to_str(),
         },
-        other => FetchError::Dns {
-            name: name.to_owned(),
-            source: Arc::new(other),
+        // No socket for the query: this host's trouble, not the zone's.
+        NetError::Io(io) if error::is_local_resource(&io) => FetchError::LocalResource {
+            during: "dns",
+            source: io,
+        },
+        // hickory reports a socket it could not open as "no connections" (or an I/O error): when this host
+        // cannot open one now either, that was the cause.
+        other => match error::socket_shortage() {
+            Some(io) => FetchError::LocalResource {
+                during: "dns",
+                source: Arc::new(io),
+            },
+            None => FetchError::Dns {
+                name: name.to_owned(),
+                source: Arc::new(other),
+            },
         },
     }
 }
@@ -412,6 +434,27 @@ mod tests {
         let domain = PolicyDomain::parse("example.com").expect("domain");
         let future = fetcher.discover(&domain, None);
         assert_send(&future);
+    }
+
+    /// Issue 11 item 3: no descriptor or memory for a DNS socket is this host's failure, anything else from
+    /// the socket layer stays the zone's.
+    #[test]
+    fn a_dns_socket_this_host_cannot_open_is_a_local_failure() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS] {
+            let io = std::io::Error::from_raw_os_error(errno);
+            let discovery = negative_or_failed("n", NetError::Io(Arc::new(io)));
+            assert!(
+                matches!(&discovery, Discovery::Failed(e) if e.is_local_resource() && e.kind() == "local_resource"),
+                "errno {errno}: {discovery:?}"
+            );
+            let erased = discovery.map_err(erase);
+            assert!(matches!(erased, mtasts_engine::Discovery::Failed(e) if e.is_local_resource()));
+        }
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert_eq!(
+            kind(&negative_or_failed("n", NetError::Io(Arc::new(refused)))),
+            "dns_error"
+        );
     }
 
     #[test]

@@ -159,9 +159,11 @@ impl Proxy {
         let proxy = self.to_string();
         let mut stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
-            .map_err(|e| FetchError::ProxyConnect {
-                proxy: proxy.clone(),
-                source: e.into(),
+            .map_err(|e| {
+                FetchError::socket("proxy_connect", e, |source| FetchError::ProxyConnect {
+                    proxy: proxy.clone(),
+                    source,
+                })
             })?;
         let mut request = format!("CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n");
         if let Some(authorization) = &self.authorization {

@@ -801,3 +801,117 @@ async fn a_low_open_files_limit_lowers_max_connections() {
         "{stderr}"
     );
 }
+
+/// How many descriptors below `limit` process `pid` has open, from `/proc/PID/fd` (an inherited descriptor
+/// may be numbered above the limit, as cargo's jobserver pipe is: it takes no slot under it).
+fn open_descriptors(pid: u32, limit: usize) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("proc fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<usize>().ok())
+        .filter(|fd| *fd < limit)
+        .count()
+}
+
+/// Issue 11 item 3: a discovery that cannot open its DNS socket (EMFILE: every descriptor of the daemon's
+/// 64 is taken by clients) is this host's failure, not the domain's: a previously fetched enforce policy is
+/// still answered, a domain never seen answers `NOTFOUND ` and is neither cached nor backed off (answered with
+/// its policy as soon as descriptors are free again, well within the 60 s failure back-off), and the log says
+/// what happened.
+#[tokio::test]
+async fn a_discovery_without_descriptors_is_not_the_domains_failure() {
+    const LIMIT: usize = 64;
+    let Some(prlimit) = tool_or_skip("a_discovery_without_descriptors", "prlimit", "util-linux")
+    else {
+        return;
+    };
+    let fixture = standard_fixture().await;
+    fixture.publish("later.test", "id1", ENFORCE);
+    let prlimit = prlimit.to_string_lossy().into_owned();
+    let nofile = format!("--nofile={LIMIT}:{LIMIT}");
+    // Every lookup re-checks the TXT record (a discovery), none is answered from memory alone.
+    let spawned = spawn_daemon_under(
+        &[&prlimit, &nofile, "--"],
+        &fixture,
+        "cache_grace: 0\n",
+        &[],
+    )
+    .await;
+    let pid = spawned.child.id().expect("pid");
+    let addr = localhost(spawned.port);
+    let idle = open_descriptors(pid, LIMIT);
+    assert_eq!(query(addr, "postfix", "enforce.test").await, ENFORCE_REPLY);
+    // The client's connection and the discovery's sockets are closed again.
+    eventually(
+        "the daemon closes what the first lookup opened",
+        POLL,
+        || async { open_descriptors(pid, LIMIT) <= idle },
+    )
+    .await;
+
+    // Clients take the daemon's free descriptors one by one (each is answered without discovery, so it is
+    // accepted); the last one takes the last descriptor.
+    let mut clients = Vec::new();
+    while open_descriptors(pid, LIMIT) < LIMIT {
+        let mut client = SocketmapClient::connect_tcp(addr).await.expect("connect");
+        assert_eq!(
+            ask(&mut client, "postfix", ".parent.test").await,
+            "NOTFOUND "
+        );
+        clients.push(client);
+        assert!(
+            clients.len() < LIMIT,
+            "the daemon's descriptors never ran out"
+        );
+    }
+    let last = clients.last_mut().expect("a client");
+    let list = |pid: u32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|e| {
+                std::fs::read_link(e.unwrap().path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+    };
+    eprintln!(
+        "DEBUG {:?} {}",
+        list(pid),
+        std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap()
+    );
+    for _ in 0..3 {
+        assert_eq!(ask(last, "postfix", "enforce.test").await, ENFORCE_REPLY);
+        eprintln!("DEBUG2 {:?}", list(pid));
+        assert_eq!(ask(last, "postfix", "later.test").await, "NOTFOUND ");
+    }
+
+    // Descriptors free again: no back-off, nothing cached from the failures.
+    clients.truncate(clients.len() / 2);
+    eventually(
+        "the daemon closes the connections of the clients gone",
+        POLL,
+        || async { open_descriptors(pid, LIMIT) < LIMIT - 8 },
+    )
+    .await;
+    let after = [
+        query(addr, "postfix", "later.test").await,
+        query(addr, "postfix", "enforce.test").await,
+    ];
+    drop(clients);
+    let stderr = spawned.stop().await;
+    assert_eq!(after, [ENFORCE_REPLY, ENFORCE_REPLY], "{stderr}");
+    assert!(
+        stderr.contains("this host lacks open files or memory")
+            && stderr.contains("reason=local_resource"),
+        "{stderr}"
+    );
+    // Rate-limited: three rounds of two failures in well under a second give one warning, and no failure of
+    // either domain.
+    assert_eq!(
+        stderr.matches("this host lacks open files").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("outcome=failed"), "{stderr}");
+}
