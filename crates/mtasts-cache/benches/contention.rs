@@ -1,6 +1,12 @@
-//! Contention on the memory cache's sharded LRU: T threads doing 90 % `get` / 10 % `insert_if` on 10 000 keys,
-//! with the default shard count versus a single lock. Values are `Arc<CacheEntry>` as in `MemoryCache`, deep-copied
-//! after every `get` as `MemoryCache::get` does.
+//! The memory caches compared: our sharded LRU (`lru::ShardedLru`), `bounded::BoundedCache` (S3-FIFO, from
+//! quick_cache) and moka's W-TinyLFU cache, with `Arc<CacheEntry>` values as in `MemoryCache`, deep-copied after
+//! every `get` as `MemoryCache::get` does.
+//!
+//! - `memory_cache_contention`: T threads doing 90 % `get` / 10 % insert on 10 000 keys that all fit (the LRU
+//!   also with a single lock).
+//! - `memory_cache_scan`: 10 001 keys cycled over 10 000 entries (the daemon's default front), one thread, a
+//!   miss inserting the key (what the engine does after reading its store); each implementation's hit ratio is
+//!   printed once.
 
 #![allow(missing_docs, reason = "criterion generates the entry points")]
 
@@ -10,10 +16,47 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mtasts_cache::CacheEntry;
+use mtasts_cache::bounded::BoundedCache;
 use mtasts_cache::lru::ShardedLru;
 
 const KEYS: u64 = 10_000;
 const OPS_PER_THREAD: u64 = 20_000;
+const BYTES: u64 = 64 << 20;
+
+type Value = Arc<CacheEntry>;
+
+/// What the bench needs of a concurrent cache.
+trait Map: Send + Sync + 'static {
+    fn get(&self, key: &str) -> Option<Value>;
+    fn insert(&self, key: &str, value: Value);
+}
+
+impl Map for ShardedLru<String, Value> {
+    fn get(&self, key: &str) -> Option<Value> {
+        Self::get(self, key)
+    }
+    fn insert(&self, key: &str, value: Value) {
+        Self::insert(self, key.to_owned(), value);
+    }
+}
+
+impl Map for BoundedCache<String, Value> {
+    fn get(&self, key: &str) -> Option<Value> {
+        Self::get(self, key)
+    }
+    fn insert(&self, key: &str, value: Value) {
+        Self::insert(self, key.to_owned(), value);
+    }
+}
+
+impl Map for moka::sync::Cache<String, Value> {
+    fn get(&self, key: &str) -> Option<Value> {
+        Self::get(self, key)
+    }
+    fn insert(&self, key: &str, value: Value) {
+        Self::insert(self, key.to_owned(), value);
+    }
+}
 
 fn entry(ts: u64) -> CacheEntry {
     let policy = "version: STSv1\nmode: enforce\nmax_age: 86400\nmx: mail.example.com\n"
@@ -26,15 +69,30 @@ fn entry(ts: u64) -> CacheEntry {
     )
 }
 
-fn run(
-    lru: &Arc<ShardedLru<String, Arc<CacheEntry>>>,
-    keys: &Arc<Vec<String>>,
-    threads: u64,
-) -> Duration {
+fn maps(capacity: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
+    let n = usize::try_from(capacity).unwrap_or(usize::MAX);
+    vec![
+        ("sharded_lru", Arc::new(ShardedLru::<String, Value>::new(n))),
+        (
+            "single_lock_lru",
+            Arc::new(ShardedLru::<String, Value>::with_shards(n, 1)),
+        ),
+        (
+            "bounded_s3fifo",
+            Arc::new(BoundedCache::<String, Value>::new(n, BYTES)),
+        ),
+        (
+            "moka_tinylfu",
+            Arc::new(moka::sync::Cache::<String, Value>::new(capacity)),
+        ),
+    ]
+}
+
+fn run(map: &Arc<dyn Map>, keys: &Arc<Vec<String>>, threads: u64) -> Duration {
     let barrier = Arc::new(Barrier::new(usize::try_from(threads).unwrap_or(1) + 1));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (lru, keys, barrier) = (Arc::clone(lru), Arc::clone(keys), Arc::clone(&barrier));
+            let (map, keys, barrier) = (Arc::clone(map), Arc::clone(keys), Arc::clone(&barrier));
             std::thread::spawn(move || {
                 let value = Arc::new(entry(1_700_000_000 + t));
                 let mut x = 0x2545_F491_4F6C_DD1D_u64 ^ (t + 1);
@@ -45,11 +103,9 @@ fn run(
                     x ^= x << 17;
                     let key = &keys[usize::try_from(x % KEYS).unwrap_or(0)];
                     if x.is_multiple_of(10) {
-                        black_box(lru.insert_if(key.clone(), Arc::clone(&value), |old| {
-                            old.checked_at < value.checked_at
-                        }));
+                        map.insert(key, Arc::clone(&value));
                     } else {
-                        black_box(lru.get(key.as_str()).map(|e| CacheEntry::clone(&e)));
+                        black_box(map.get(key).map(|e| CacheEntry::clone(&e)));
                     }
                 }
             })
@@ -69,21 +125,55 @@ fn contention(c: &mut Criterion) {
     group.sample_size(20);
     for threads in [1u64, 2, 4] {
         group.throughput(Throughput::Elements(threads * OPS_PER_THREAD));
-        for (name, shards) in [("sharded", None), ("single_lock", Some(1))] {
-            let lru = Arc::new(match shards {
-                None => ShardedLru::new(KEYS as usize),
-                Some(n) => ShardedLru::with_shards(KEYS as usize, n),
-            });
+        for (name, map) in maps(KEYS) {
             for (i, k) in keys.iter().enumerate() {
-                lru.insert(k.clone(), Arc::new(entry(i as u64)));
+                map.insert(k, Arc::new(entry(i as u64)));
             }
             group.bench_function(format!("{name}/{threads}_threads"), |b| {
-                b.iter_custom(|iters| (0..iters).map(|_| run(&lru, &keys, threads)).sum());
+                b.iter_custom(|iters| (0..iters).map(|_| run(&map, &keys, threads)).sum());
             });
         }
     }
     group.finish();
 }
 
-criterion_group!(benches, contention);
+/// One pass of the cyclic scan: (hits, lookups).
+fn scan_pass(map: &dyn Map, keys: &[String], value: &Value) -> (u64, u64) {
+    let mut hits = 0;
+    for key in keys {
+        match map.get(key) {
+            Some(e) => {
+                black_box(CacheEntry::clone(&e));
+                hits += 1;
+            }
+            None => map.insert(key, Arc::clone(value)),
+        }
+    }
+    (hits, keys.len() as u64)
+}
+
+fn scan(c: &mut Criterion) {
+    let keys: Vec<String> = (0..=KEYS).map(|i| format!("d{i}.example.com")).collect();
+    let value = Arc::new(entry(1_700_000_000));
+    let mut group = c.benchmark_group("memory_cache_scan");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(keys.len() as u64));
+    for (name, map) in maps(KEYS) {
+        // Warm up, then report the steady hit ratio.
+        for _ in 0..3 {
+            scan_pass(&*map, &keys, &value);
+        }
+        let (hits, lookups) = scan_pass(&*map, &keys, &value);
+        println!(
+            "memory_cache_scan/{name}: hit ratio {:.4} ({hits}/{lookups})",
+            hits as f64 / lookups as f64
+        );
+        group.bench_function(format!("{name}/10001_over_10000"), |b| {
+            b.iter(|| scan_pass(&*map, &keys, &value));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, contention, scan);
 criterion_main!(benches);

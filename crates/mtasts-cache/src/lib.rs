@@ -12,7 +12,9 @@
 //!   are counted.
 //! - [`ReconnectingCache`] (feature `reconnect`): any store, opened in the background and watched, so that a store
 //!   that is down, hung or cannot be opened costs its user nothing but misses.
-//! - [`lru::ShardedLru`]: the reusable concurrent LRU map behind [`MemoryCache`].
+//! - [`bounded::BoundedCache`]: the concurrent map bounded by entries and bytes, scan resistant (S3-FIFO, from
+//!   `quick_cache`), behind [`MemoryCache`] and the engine's memory front.
+//! - [`lru::ShardedLru`]: a small concurrent LRU map.
 //! - [`compat`]: helpers to read and write the Python `postfix-mta-sts-resolver` representation.
 //!
 //! # Example
@@ -49,6 +51,7 @@ mod reconnect;
 mod scan;
 mod skew;
 
+pub mod bounded;
 pub mod compat;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -5,13 +5,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 
-use crate::lru::ShardedLru;
+use crate::bounded::BoundedCache;
 use crate::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken};
 
-/// A bounded in-memory [`PolicyCache`]: a [`ShardedLru`] of [`CacheEntry`] keyed by domain.
+/// A bounded in-memory [`PolicyCache`]: a [`BoundedCache`] of [`CacheEntry`] keyed by domain, bounded by entries
+/// and by bytes (each entry weighs its approximate size).
 ///
-/// `get` and `set` are O(1) and lock one shard (a `std::sync::Mutex`, never held across an `.await`). When full,
-/// the least recently used entry of the affected shard is evicted. Nothing survives a restart.
+/// `get` and `set` are O(1) and lock one shard (a read lock for `get`; never held across an `.await`). When full,
+/// entries are evicted S3-FIFO style (see [`crate::bounded`]): a scan of more domains than fit does not flush
+/// those asked for again and again. Nothing survives a restart.
 ///
 /// `scan` pages through the domains in lexicographic order; the token is the last domain returned. Each page
 /// costs one pass over the entries, which is fine for the sizes a memory cache holds.
@@ -20,11 +22,14 @@ use crate::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken};
 /// use mtasts_cache::{MemoryCache, PolicyCache};
 /// let cache = MemoryCache::new(MemoryCache::DEFAULT_CAPACITY);
 /// assert_eq!(cache.capacity(), 10_000);
+/// assert_eq!(cache.max_bytes(), MemoryCache::DEFAULT_BYTES);
+/// let small = MemoryCache::with_bytes(100, 1 << 20);
+/// assert_eq!((small.capacity(), small.max_bytes()), (100, 1 << 20));
 /// ```
 pub struct MemoryCache {
     /// Values are behind an `Arc` so that the shard lock is held only for a reference-count increment; the
     /// deep copy the trait returns is made after the lock is released.
-    entries: ShardedLru<String, Arc<CacheEntry>>,
+    entries: BoundedCache<String, Arc<CacheEntry>>,
     proactive_fetch_ts: Mutex<Option<u64>>,
 }
 
@@ -32,11 +37,21 @@ impl MemoryCache {
     /// The default capacity (`cache_size` of the Python daemon's internal cache).
     pub const DEFAULT_CAPACITY: usize = 10_000;
 
-    /// A cache holding at most `capacity` entries (at least 1).
+    /// The default byte bound: 64 MiB (the daemon's `limits.memory_cache_bytes`).
+    pub const DEFAULT_BYTES: u64 = 64 << 20;
+
+    /// A cache holding at most `capacity` entries (at least 1) and [`MemoryCache::DEFAULT_BYTES`].
     #[must_use]
     pub fn new(capacity: usize) -> Self {
+        Self::with_bytes(capacity, Self::DEFAULT_BYTES)
+    }
+
+    /// A cache holding at most `capacity` entries (at least 1) weighing at most `max_bytes` (see
+    /// [`crate::bounded`] for how entries are weighed).
+    #[must_use]
+    pub fn with_bytes(capacity: usize, max_bytes: u64) -> Self {
         Self {
-            entries: ShardedLru::new(capacity),
+            entries: BoundedCache::new(capacity, max_bytes),
             proactive_fetch_ts: Mutex::new(None),
         }
     }
@@ -44,7 +59,19 @@ impl MemoryCache {
     /// The maximum number of entries.
     #[must_use]
     pub fn capacity(&self) -> usize {
-        self.entries.capacity()
+        self.entries.max_entries()
+    }
+
+    /// The maximum accounted weight of the entries, in bytes.
+    #[must_use]
+    pub fn max_bytes(&self) -> u64 {
+        self.entries.max_bytes()
+    }
+
+    /// The accounted weight of the entries now, in bytes.
+    #[must_use]
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
     }
 
     /// The current number of entries.
@@ -83,7 +110,7 @@ impl PolicyCache for MemoryCache {
     async fn set(&self, domain: &str, entry: &CacheEntry) -> Result<bool, CacheError> {
         let new = Arc::new(entry.clone());
         let limit = crate::skew_limit();
-        Ok(self.entries.insert_if(domain.to_owned(), new, |old| {
+        Ok(self.entries.insert_if(domain, new, |old| {
             old.checked_at < entry.checked_at || old.checked_at > limit
         }))
     }

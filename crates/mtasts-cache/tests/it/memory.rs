@@ -1,4 +1,4 @@
-//! [`MemoryCache`] runs the conformance suite, plus memory-specific behaviour (bounded size, LRU eviction).
+//! [`MemoryCache`] runs the conformance suite, plus memory-specific behaviour (bounded by entries and bytes).
 
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ impl Harness for Memory {
 mtasts_cache::conformance_tests!(Memory: basic, shared_storage);
 
 #[tokio::test]
-async fn bounded_by_capacity_evicting_least_recently_used() {
+async fn bounded_by_capacity() {
     let cache = MemoryCache::new(100);
     for i in 0..100 {
         assert!(
@@ -51,6 +51,27 @@ async fn bounded_by_capacity_evicting_least_recently_used() {
         }
     }
     assert_eq!(scanned, 100);
+}
+
+#[tokio::test]
+async fn bounded_by_bytes() {
+    // 64 KiB testing policies (the largest the fetcher takes) in 1 MiB.
+    let mx: String = (0..2_900)
+        .map(|i| format!("mx: mx{i:05}.example.net\n"))
+        .collect();
+    let policy = format!("version: STSv1\nmode: testing\nmax_age: 86400\n{mx}");
+    assert!(policy.len() > 60 << 10, "{}", policy.len());
+    let entry = mtasts_cache::CacheEntry::new(
+        1_700_000_000,
+        "big".parse().unwrap(),
+        policy.parse().unwrap(),
+    );
+    let cache = MemoryCache::with_bytes(10_000, 1 << 20);
+    for i in 0..100 {
+        assert!(cache.set(&format!("d{i}"), &entry).await.unwrap());
+        assert!(cache.weight() <= 1 << 20, "{}", cache.weight());
+    }
+    assert!((5..=16).contains(&cache.len()), "{}", cache.len());
 }
 
 #[tokio::test]
