@@ -113,6 +113,7 @@ impl Bound {
             })?;
         let mut builder = Engine::builder(fetcher)
             .memory_capacity(memory)
+            .memory_bytes(config.limits.memory_cache_bytes)
             .cache_grace(config.cache_grace)
             .max_negative_ttl(config.freshness.max_negative_ttl)
             .failure_backoff(config.freshness.failure_backoff)

@@ -179,7 +179,8 @@ pub(crate) fn sqlite_directory_problem(filename: &std::path::Path) -> Option<Str
 /// The store for `cache`, and how many entries the engine's memory front should hold.
 ///
 /// `internal` is memory only: the engine's own memory front of `cache_size` entries is the cache, no separate
-/// store. The persistent stores are fronted by a memory LRU of `memory_cache_size` entries.
+/// store. The persistent stores are fronted by a memory front of `memory_cache_size` entries. Both are bounded by
+/// `limits.memory_cache_bytes` too.
 // reason: without some store features, the arguments only the missing stores use are unused.
 #[cfg_attr(
     not(all(feature = "sqlite", feature = "redis", feature = "postgres")),

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use mtasts_cache::lru::ShardedLru;
 use mtasts_cache::{CacheError, PolicyCache};
 use mtasts_core::PolicyDomain;
 use prometheus_client::registry::Registry;
@@ -18,6 +17,7 @@ use crate::coalesce::wait;
 use crate::dane::DaneMemory;
 use crate::discover::{Discover, Discoverer};
 use crate::freshness::{Freshness, Purpose};
+use crate::front::Front;
 use crate::refresh::{Inner, WarnOnce};
 use crate::resolution::{Resolution, Source};
 use crate::stats::EngineStats;
@@ -29,6 +29,8 @@ use crate::writes::Every;
 /// Default [`EngineBuilder::memory_capacity`]: the Python daemon's `cache_size` (the daemon's
 /// `cache.options.cache_size` and `limits.memory_cache_size`).
 pub const DEFAULT_MEMORY_CAPACITY: usize = 10_000;
+/// Default [`EngineBuilder::memory_bytes`]: 64 MiB (the daemon's `limits.memory_cache_bytes`).
+pub const DEFAULT_MEMORY_BYTES: u64 = mtasts_cache::MemoryCache::DEFAULT_BYTES;
 /// Default [`EngineBuilder::cache_grace`]: the Python daemon's `cache_grace`.
 pub const DEFAULT_CACHE_GRACE: Duration = Duration::from_secs(60);
 /// Default [`EngineBuilder::max_negative_ttl`] (the daemon's `freshness.max_negative_ttl`).
@@ -51,6 +53,7 @@ pub struct EngineBuilder {
     discoverer: Discoverer,
     store: Option<Arc<dyn PolicyCache>>,
     memory_capacity: usize,
+    memory_bytes: u64,
     cache_grace: Duration,
     max_negative_ttl: Duration,
     failure_backoff: Duration,
@@ -69,13 +72,24 @@ impl EngineBuilder {
         self
     }
 
-    /// How many domains the memory front holds (policies, "no policy" answers and back-off markers together);
-    /// the least recently used is dropped first. Default [`DEFAULT_MEMORY_CAPACITY`]; 0 is taken as 1. The
-    /// capacity is split over shards and eviction is per shard, so size it with some headroom over the number
-    /// of domains that should stay in memory.
+    /// How many domains the memory front holds at most (policies, "no policy" answers and back-off markers
+    /// together). Default [`DEFAULT_MEMORY_CAPACITY`]; 0 is taken as 1. When it is full, a domain asked for only
+    /// once is dropped before those asked for again (S3-FIFO, see [`mtasts_cache::bounded`]): a scan of more
+    /// domains than fit does not flush the ones in steady use. The capacity is split over shards (one per CPU),
+    /// so up to a few entries fewer than `capacity` may fit.
     #[must_use]
     pub const fn memory_capacity(mut self, capacity: usize) -> Self {
         self.memory_capacity = capacity;
+        self
+    }
+
+    /// How many bytes the memory front's entries may take, approximately (each weighs its key, its state and
+    /// its policy, at least `bytes / memory_capacity`). Default [`DEFAULT_MEMORY_BYTES`]. Large policies take
+    /// their size: 64 KiB policies fill 64 MiB at about a thousand domains. A policy heavier than most of a
+    /// shard's share (at least 256 KiB when `bytes` allows) is not kept in memory.
+    #[must_use]
+    pub const fn memory_bytes(mut self, bytes: u64) -> Self {
+        self.memory_bytes = bytes;
         self
     }
 
@@ -149,7 +163,7 @@ impl EngineBuilder {
     pub fn build_with_registry(self, registry: &mut Registry) -> Engine {
         let max_in_flight = self.max_in_flight.max(1);
         let cache_grace = self.cache_grace;
-        let front = Arc::new(ShardedLru::new(self.memory_capacity));
+        let front = Arc::new(Front::new(self.memory_capacity, self.memory_bytes));
         let stats = EngineStats::new(registry, {
             let front = Arc::clone(&front);
             move || front.len()
@@ -249,6 +263,7 @@ impl fmt::Debug for Engine {
         f.debug_struct("Engine")
             .field("store", &self.inner.store)
             .field("memory_entries", &self.inner.front.len())
+            .field("memory_bytes", &self.inner.front.weight())
             .field("freshness", &self.inner.freshness)
             .finish_non_exhaustive()
     }
@@ -261,6 +276,7 @@ impl Engine {
             discoverer: Discoverer(Arc::new(discoverer)),
             store: None,
             memory_capacity: DEFAULT_MEMORY_CAPACITY,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
             cache_grace: DEFAULT_CACHE_GRACE,
             max_negative_ttl: DEFAULT_MAX_NEGATIVE_TTL,
             failure_backoff: DEFAULT_FAILURE_BACKOFF,
@@ -277,7 +293,7 @@ impl Engine {
     /// and [`Resolution::source`] says which. `timeout` bounds the discovery; the call returns within about
     /// `timeout` plus one second even when the store is slow.
     pub async fn resolve(&self, domain: &PolicyDomain, timeout: Duration) -> Resolution {
-        // The hot path: synchronous, one shard lock, no allocation.
+        // The hot path: synchronous, one shard read lock, no allocation.
         if let Some(resolution) = self.cached(domain) {
             return resolution;
         }

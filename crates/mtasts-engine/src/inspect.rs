@@ -79,7 +79,7 @@ impl Ord for ByDomain {
 
 impl Engine {
     /// What memory holds for `domain` (a normalised policy domain), without touching the store or the network,
-    /// and without counting a lookup or refreshing the entry's place in the LRU.
+    /// and without counting a lookup or marking the entry as asked for (eviction is unchanged).
     #[must_use]
     pub fn memory_entry(&self, domain: &str) -> Option<MemoryEntry> {
         let entry = self.inner.front.peek(domain)?;

@@ -60,6 +60,7 @@ mod dane;
 mod discover;
 mod engine;
 mod freshness;
+mod front;
 mod inspect;
 mod proactive;
 mod refresh;
@@ -75,8 +76,8 @@ pub use discover::{
 };
 pub use engine::{
     DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_DANE_TTL, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_NEGATIVE_TTL, DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT, DaneResolution,
-    Engine, EngineBuilder,
+    DEFAULT_MAX_NEGATIVE_TTL, DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_CAPACITY,
+    DEFAULT_REFRESH_TIMEOUT, DaneResolution, Engine, EngineBuilder,
 };
 pub use freshness::refetch_margin;
 pub use inspect::MemoryEntry;

@@ -19,6 +19,7 @@ use crate::discover::{Discoverer, Discovery, DiscoveryError, DiscoveryRequest, N
 use crate::freshness::{
     Anomaly, Done, Event, Freshness, FrontEntry, Outcome, Purpose, Step, Stored, stale_or_none,
 };
+use crate::front::Front;
 use crate::resolution::{Resolution, Source};
 use crate::stats::EngineStats;
 use crate::writes::{Every, WriteStats, Writes};
@@ -33,8 +34,8 @@ const STORE_READ_SHARE: u32 = 4;
 pub(crate) struct Inner {
     pub(crate) discoverer: Discoverer,
     pub(crate) store: Option<Arc<dyn PolicyCache>>,
-    /// The memory front: bounded, sharded (a std `Mutex` per shard, never held across `.await`), O(1) LRU.
-    pub(crate) front: Arc<ShardedLru<Arc<str>, FrontEntry>>,
+    /// The memory front: bounded by entries and bytes, sharded (locks never held across `.await`), S3-FIFO.
+    pub(crate) front: Arc<Front>,
     /// Refreshes running now, by domain: lookups of the same domain wait on the same result.
     pub(crate) flights: Arc<Flights<Done>>,
     /// Discovery slots for lookups (`max_in_flight`).

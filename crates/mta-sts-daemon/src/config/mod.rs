@@ -20,7 +20,8 @@ use std::time::Duration;
 use extract::{Section, invalid, to_int};
 use mtasts_engine::{
     DEFAULT_CACHE_GRACE, DEFAULT_FAILURE_BACKOFF, DEFAULT_MAX_DANE_TTL, DEFAULT_MAX_IN_FLIGHT,
-    DEFAULT_MAX_NEGATIVE_TTL, DEFAULT_MEMORY_CAPACITY, DEFAULT_REFRESH_TIMEOUT,
+    DEFAULT_MAX_NEGATIVE_TTL, DEFAULT_MEMORY_BYTES, DEFAULT_MEMORY_CAPACITY,
+    DEFAULT_REFRESH_TIMEOUT,
 };
 pub use yaml::YamlError;
 use yaml::{Node, Value};
@@ -291,7 +292,7 @@ pub(crate) struct PostgresConfig {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub(crate) enum CacheConfig {
-    /// In-memory LRU only (`type: internal`).
+    /// In memory only (`type: internal`): the engine's memory front.
     Internal {
         /// `cache_size`, default [`DEFAULT_MEMORY_CAPACITY`] (10 000) entries.
         cache_size: usize,
@@ -396,11 +397,19 @@ pub(crate) struct LimitsConfig {
     pub(crate) max_discoveries: usize,
     /// Entries of the memory front over a persistent store. Default [`DEFAULT_MEMORY_CAPACITY`] (10 000).
     pub(crate) memory_cache_size: usize,
+    /// Bytes the memory front's entries may take (each weighs about its size), with a persistent store and with
+    /// `internal` alike. Default [`DEFAULT_MEMORY_BYTES`] (64 MiB).
+    pub(crate) memory_cache_bytes: u64,
     /// A connection with no request pending that receives no whole request for this long is closed (a
     /// half-sent netstring too). Zero: never. Default [`DEFAULT_IDLE_TIMEOUT`] (60 s); Postfix itself drops an
     /// idle socketmap connection after about 10 s.
     pub(crate) idle_timeout: Duration,
 }
+
+/// The least `limits.memory_cache_bytes`: 1 MiB (room for a few of the largest policies in every shard).
+const MIN_MEMORY_CACHE_BYTES: i64 = 1 << 20;
+/// The most `limits.memory_cache_bytes`: 1 TiB.
+const MAX_MEMORY_CACHE_BYTES: i64 = 1 << 40;
 
 /// The default of `limits.idle_timeout`.
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -413,6 +422,7 @@ impl Default for LimitsConfig {
             max_request_size: 10_000,
             max_discoveries: DEFAULT_MAX_IN_FLIGHT,
             memory_cache_size: DEFAULT_MEMORY_CAPACITY,
+            memory_cache_bytes: DEFAULT_MEMORY_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
         }
     }
@@ -723,6 +733,12 @@ impl Config {
                 1,
                 100_000_000,
             )? as usize,
+            memory_cache_bytes: lim.int(
+                "memory_cache_bytes",
+                i64::try_from(d.limits.memory_cache_bytes).unwrap_or(i64::MAX),
+                MIN_MEMORY_CACHE_BYTES,
+                MAX_MEMORY_CACHE_BYTES,
+            )? as u64,
             idle_timeout: lim.seconds("idle_timeout", d.limits.idle_timeout)?,
         };
         unknown.extend(lim.unknown_keys());

@@ -618,7 +618,28 @@ fn an_empty_document_reads_as_the_defaults() {
     // The engine's defaults are the daemon's.
     assert_eq!(cfg.cache_grace, DEFAULT_CACHE_GRACE);
     assert_eq!(cfg.limits.max_discoveries, DEFAULT_MAX_IN_FLIGHT);
+    assert_eq!(cfg.limits.memory_cache_bytes, DEFAULT_MEMORY_BYTES);
     assert_eq!(cfg.freshness.max_negative_ttl, DEFAULT_MAX_NEGATIVE_TTL);
+}
+
+#[test]
+fn memory_cache_bytes_is_a_byte_count_of_at_least_one_mebibyte() {
+    assert_eq!(DEFAULT_MEMORY_BYTES, 64 << 20);
+    let cfg = parse("limits:\n  memory_cache_bytes: 1048576\n");
+    assert_eq!(cfg.limits.memory_cache_bytes, 1 << 20);
+    // `internal` keeps `cache_size` as its entry cap; the byte bound is the same key.
+    let internal = parse(
+        "cache:\n  type: internal\n  options:\n    cache_size: 5\nlimits:\n  memory_cache_bytes: 2097152\n",
+    );
+    assert_eq!(internal.cache, CacheConfig::Internal { cache_size: 5 });
+    assert_eq!(internal.limits.memory_cache_bytes, 2 << 20);
+    for bad in ["1048575", "-1", "64MiB", "1.5"] {
+        let text = format!("limits:\n  memory_cache_bytes: {bad}\n");
+        assert!(
+            error(&text).contains("`limits.memory_cache_bytes`"),
+            "{bad}"
+        );
+    }
 }
 
 /// Every key path the parser accepts, over documents that take each branch (both listeners, every cache type),

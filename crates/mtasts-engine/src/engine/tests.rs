@@ -756,6 +756,84 @@ async fn many_domains_stay_in_memory_up_to_capacity() {
     assert_eq!(s.fake.calls(), 1_000);
 }
 
+/// A cyclic scan of N + 1 domains over an N-entry front still answers from memory (issue 12 item 3): an LRU
+/// would miss on every lookup, the front's S3-FIFO keeps all but a few domains.
+#[tokio::test]
+async fn a_cyclic_scan_over_a_full_front_keeps_hitting() {
+    const N: usize = 1_000;
+    let s = Setup::new();
+    let engine = s.builder().memory_capacity(N).build();
+    let names: Vec<String> = (0..=N).map(|i| format!("d{i}.example")).collect();
+    for name in &names {
+        s.fake.publish(name, "id1", 86_400);
+    }
+    let lookups = |rounds: usize| {
+        let (engine, names) = (&engine, &names);
+        async move {
+            for _ in 0..rounds {
+                for name in names {
+                    engine.resolve(&domain(name), TIMEOUT).await;
+                }
+            }
+        }
+    };
+    lookups(2).await;
+    assert!(engine.inner.front.len() <= N);
+    let (hits, calls) = (engine.stats().memory_hits.get(), s.fake.calls());
+    lookups(3).await;
+    let hits = engine.stats().memory_hits.get() - hits;
+    let asked = 3 * (N as u64 + 1);
+    assert!(
+        hits * 10 >= asked * 9,
+        "{hits} of {asked} lookups from memory"
+    );
+    assert_eq!(hits + (s.fake.calls() - calls) as u64, asked);
+}
+
+/// A 64 KiB testing policy (issue 12: 10 000 of them used to take ~4.6 GB in memory).
+fn large_policy() -> Policy {
+    let mx: String = (0..2_700)
+        .map(|i| format!("mx: mx{i:05}.example.net\n"))
+        .collect();
+    let text = format!("version: STSv1\nmode: testing\nmax_age: 86400\n{mx}");
+    assert!((60 << 10..64 << 10).contains(&text.len()), "{}", text.len());
+    Policy::parse(text.as_bytes()).unwrap_or_else(|e| panic!("large policy: {e}"))
+}
+
+/// Many large policies stay within the front's byte bound, far below its entry bound (issue 12 item 3).
+#[tokio::test]
+async fn large_policies_stay_within_the_byte_bound() {
+    const BYTES: u64 = 8 << 20;
+    let s = Setup::new();
+    let engine = s
+        .builder()
+        .memory_capacity(10_000)
+        .memory_bytes(BYTES)
+        .build();
+    let large = large_policy();
+    let names: Vec<String> = (0..100).map(|i| format!("d{i}.example")).collect();
+    for name in &names {
+        s.fake.set(name, Reply::Publish(id("big"), large.clone()));
+        assert_eq!(answer(&engine, name).await, "discovered big");
+        let front = &engine.inner.front;
+        assert!(
+            front.weight() <= BYTES,
+            "{} bytes accounted",
+            front.weight()
+        );
+    }
+    let front = &engine.inner.front;
+    // Each weighs over 128 KiB (its `mx` patterns and the reply derived from them), at most 64 fit.
+    assert!((20..64).contains(&front.len()), "{} entries", front.len());
+    assert!(
+        front.weight() > BYTES / 2,
+        "{} bytes accounted",
+        front.weight()
+    );
+    // The last one is answered from memory.
+    assert_eq!(answer(&engine, "d99.example").await, "memory big");
+}
+
 #[tokio::test]
 async fn a_panicking_discovery_leaks_nothing() {
     let (s, engine) = discovered(600, Setup::engine).await;
