@@ -95,6 +95,8 @@ async fn proactive_refresh_over_sqlite() {
         (report.scanned, report.due, report.completed),
         (20, 20, true)
     );
+    // The pass's store writes are queued: let them land before looking at the store.
+    engine.flush_store_writes().await;
     assert_eq!(
         (report.fetched, report.unchanged, report.failed),
         (10, 10, 0)
