@@ -191,6 +191,7 @@ impl EngineBuilder {
                 writes: std::sync::OnceLock::new(),
                 read_warned: Every::second(),
                 local_warned: Every::second(),
+                purges: Arc::default(),
             }),
         }
     }
@@ -340,14 +341,19 @@ impl Engine {
     }
 
     /// Forgets `domain` (a normalised policy domain) in memory and in the store: the next lookup discovers it
-    /// afresh. `Ok(true)` if something was removed.
+    /// afresh. `Ok(true)` if something was removed. The purge wins over discoveries already running: their
+    /// results still answer the lookups waiting for them, but are kept neither in memory nor in the store.
     ///
     /// # Errors
     ///
     /// The store's error when it could not remove the entry (the memory entry is removed anyway).
     pub async fn purge(&self, domain: &str) -> Result<bool, CacheError> {
+        // A discovery running now keeps its result neither in memory nor in the store.
+        self.inner.purging();
         let dane = self.inner.dane.front.remove(domain).is_some();
         let in_memory = self.inner.front.remove(domain).is_some() || dane;
+        // A write queued before the purge is dropped or done before the store's entry is removed.
+        self.flush_store_writes().await;
         match &self.inner.store {
             Some(store) => Ok(store.remove(domain).await? || in_memory),
             None => Ok(in_memory),

@@ -119,19 +119,23 @@ impl Engine {
     }
 
     /// Forgets every domain, in memory (DANE answers too) and in the store: the next lookups discover them
-    /// afresh. Returns how
+    /// afresh; discoveries already running keep their results neither in memory nor in the store. Returns how
     /// many policies were removed: from the store when there is one, else from memory.
     ///
     /// # Errors
     ///
     /// The store's error when it could not remove its entries (memory is emptied anyway).
     pub async fn purge_all(&self) -> Result<u64, CacheError> {
+        // A discovery running now keeps its result neither in memory nor in the store.
+        self.inner.purging();
         let mut in_memory = 0u64;
         self.inner.front.for_each(|_, entry| {
             in_memory += u64::from(entry.policy.is_some());
         });
         self.inner.front.clear();
         self.inner.dane.front.clear();
+        // A write queued before the purge is dropped or done before the store is emptied.
+        self.flush_store_writes().await;
         match &self.inner.store {
             Some(store) => store.clear().await,
             None => Ok(in_memory),

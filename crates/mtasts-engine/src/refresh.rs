@@ -1,7 +1,7 @@
 //! The refresh shell: the engine's state, and the I/O of one refresh of a domain (store read, discovery slot,
 //! discovery, memory and store writes, metrics, logs) around the pure rules of [`crate::freshness`].
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -60,6 +60,9 @@ pub(crate) struct Inner {
     pub(crate) read_warned: Every,
     /// Rate limit for the "this host lacks a resource for discovery" warning.
     pub(crate) local_warned: Every,
+    /// Purges so far ([`Engine::purge`](crate::Engine::purge), `purge_all`): a refresh that started before a
+    /// purge neither remembers nor writes its result, so that the purge wins (issue 11 item 6).
+    pub(crate) purges: Arc<AtomicU64>,
 }
 
 impl Inner {
@@ -80,6 +83,8 @@ impl Inner {
     /// One refresh of `domain`: store, back-off, discovery, bookkeeping. Runs in its own task.
     async fn refresh(&self, domain: &PolicyDomain, timeout: Duration, purpose: Purpose) -> Done {
         let key = domain.as_str();
+        // Read before memory and the store are: a purge from here on wins over what this refresh learns.
+        let generation = self.purge_generation();
         let deadline = Instant::now() + timeout;
         let now = Now::read(&*self.clock);
         let front = self.front.peek(key);
@@ -110,7 +115,7 @@ impl Inner {
         let plan = match decision.step {
             Step::Answer { done, remember } => {
                 if let Some(entry) = remember {
-                    self.remember(key, entry);
+                    self.remember(key, entry, generation);
                 }
                 self.count(&done);
                 match done.outcome {
@@ -161,11 +166,11 @@ impl Inner {
             self.invalid_record(key, reason);
         }
         if let Some(front) = applied.front {
-            self.remember(key, front);
+            self.remember(key, front, generation);
         }
-        // Queued: the answer does not wait for the store.
+        // Queued: the answer does not wait for the store. The writer drops it if a purge comes first.
         if let Some(writes) = self.writes() {
-            writes.push(key, applied.store);
+            writes.push(key, applied.store, generation);
         }
         applied.done
     }
@@ -178,7 +183,7 @@ impl Inner {
                 errors: self.stats.store_write_errors.clone(),
                 dropped: self.stats.store_writes_dropped.clone(),
             };
-            Writes::start(Arc::clone(store), stats)
+            Writes::start(Arc::clone(store), stats, Arc::clone(&self.purges))
         }))
     }
 
@@ -376,9 +381,33 @@ impl Inner {
         }
     }
 
-    /// Stores `entry` in the memory front.
-    fn remember(&self, key: &str, entry: FrontEntry) {
+    /// The purge generation now: compare with [`Inner::purged_since`].
+    pub(crate) fn purge_generation(&self) -> u64 {
+        self.purges.load(Ordering::Acquire)
+    }
+
+    /// Whether a purge came after `generation` was read.
+    pub(crate) fn purged_since(&self, generation: u64) -> bool {
+        self.purge_generation() != generation
+    }
+
+    /// Counts a purge: every refresh running now started before it. Called before the purge empties memory.
+    pub(crate) fn purging(&self) {
+        self.purges.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Stores `entry` in the memory front, unless a purge came after `generation` (the refresh that learnt it
+    /// started before the purge: the purge wins). Checked again after the insert: a purge that empties memory
+    /// in between has counted itself first, and the entry is taken out again.
+    fn remember(&self, key: &str, entry: FrontEntry, generation: u64) {
+        if self.purged_since(generation) {
+            debug!(domain = key, "purged during the refresh; result not kept");
+            return;
+        }
         self.front.insert(Arc::from(key), entry);
+        if self.purged_since(generation) {
+            self.front.remove(key);
+        }
     }
 
     /// The answer when a lookup's refresh did not finish in time: the memory front's answer (the discovery may

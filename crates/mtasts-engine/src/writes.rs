@@ -5,6 +5,7 @@
 //! more are dropped and counted (the entry is written again at the domain's next check).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mtasts_cache::{CacheError, PolicyCache};
@@ -25,6 +26,8 @@ enum Job {
     Write {
         key: Arc<str>,
         write: StoreWrite,
+        /// The purge generation when the refresh that made it started: a later purge drops it.
+        generation: u64,
     },
     /// Done when every job queued before it is.
     Flush(oneshot::Sender<()>),
@@ -46,11 +49,15 @@ pub(crate) struct WriteStats {
 }
 
 impl Writes {
-    /// Starts the writer task on `store`. Must run inside a tokio runtime. The task ends once the queue is
-    /// dropped and empty.
-    pub(crate) fn start(store: Arc<dyn PolicyCache>, stats: WriteStats) -> Self {
+    /// Starts the writer task on `store`; `purges` counts the engine's purges. Must run inside a tokio
+    /// runtime. The task ends once the queue is dropped and empty.
+    pub(crate) fn start(
+        store: Arc<dyn PolicyCache>,
+        stats: WriteStats,
+        purges: Arc<AtomicU64>,
+    ) -> Self {
         let (queue, jobs) = mpsc::channel(MAX_QUEUED);
-        tokio::spawn(write_all(store, jobs, stats.errors));
+        tokio::spawn(write_all(store, jobs, stats.errors, purges));
         Self {
             queue,
             dropped: stats.dropped,
@@ -58,14 +65,16 @@ impl Writes {
         }
     }
 
-    /// Queues `write` for `key`; drops (and counts) it when [`MAX_QUEUED`] writes are waiting already.
-    pub(crate) fn push(&self, key: &str, write: StoreWrite) {
+    /// Queues `write` for `key`, learnt by a refresh that started at purge `generation` (a purge after it
+    /// drops the write); drops (and counts) it when [`MAX_QUEUED`] writes are waiting already.
+    pub(crate) fn push(&self, key: &str, write: StoreWrite, generation: u64) {
         if matches!(write, StoreWrite::Nothing) {
             return;
         }
         let job = Job::Write {
             key: Arc::from(key),
             write,
+            generation,
         };
         if self.queue.try_send(job).is_err() {
             self.dropped.inc();
@@ -88,8 +97,14 @@ impl Writes {
     }
 }
 
-/// Performs the queued jobs in order, until the queue is dropped.
-async fn write_all(store: Arc<dyn PolicyCache>, mut jobs: mpsc::Receiver<Job>, errors: Count) {
+/// Performs the queued jobs in order, until the queue is dropped. A write learnt before the last purge is
+/// dropped: the purge wins (a purge waits for the writes queued before it before it touches the store).
+async fn write_all(
+    store: Arc<dyn PolicyCache>,
+    mut jobs: mpsc::Receiver<Job>,
+    errors: Count,
+    purges: Arc<AtomicU64>,
+) {
     let warned = Every::second();
     while let Some(job) = jobs.recv().await {
         let (key, write) = match job {
@@ -97,7 +112,16 @@ async fn write_all(store: Arc<dyn PolicyCache>, mut jobs: mpsc::Receiver<Job>, e
                 let _ = done.send(());
                 continue;
             }
-            Job::Write { key, write } => (key, write),
+            Job::Write {
+                generation, key, ..
+            } if purges.load(Ordering::Acquire) != generation => {
+                debug!(
+                    domain = &*key,
+                    "purged since the refresh; store write dropped"
+                );
+                continue;
+            }
+            Job::Write { key, write, .. } => (key, write),
         };
         let (what, result) = match &write {
             StoreWrite::Nothing => continue,

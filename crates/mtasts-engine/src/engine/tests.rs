@@ -687,6 +687,42 @@ async fn purge_forgets_a_domain() {
     assert_eq!(s.fake.calls(), 2);
 }
 
+/// Issue 11 item 6: a purge wins over a discovery that started before it. The discovery is held at the fake's
+/// gate (it re-checks id1 and will say "unchanged") while the domain, or everything, is purged; its answer still
+/// reaches the lookup, but neither memory nor the store keep it, and the next lookup fetches the policy afresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_wins_over_a_discovery_already_running() {
+    for purge_all in [false, true] {
+        let (s, engine) = discovered(86_400, Setup::engine_with_store).await;
+        s.advance(61);
+        s.fake.close_gate();
+        let lookup = spawn_lookup(&engine, EXAMPLE);
+        s.fake.wait_calls(2).await;
+        let purged = if purge_all {
+            engine.purge_all().await.map(|n| n == 1)
+        } else {
+            engine.purge(EXAMPLE).await
+        };
+        assert!(matches!(purged, Ok(true)), "purge_all: {purge_all}");
+        s.fake.open_gate();
+        let resolution = lookup.await.unwrap_or_else(|e| panic!("lookup task: {e}"));
+        assert_eq!(said(&resolution), "discovered id1");
+        engine.flush_store_writes().await;
+        assert_eq!(engine.memory_entry(EXAMPLE), None, "purge_all: {purge_all}");
+        assert_eq!(
+            stored(&*s.store, EXAMPLE).await,
+            None,
+            "purge_all: {purge_all}"
+        );
+        assert_eq!(answer(&engine, EXAMPLE).await, "discovered id1");
+        assert_eq!(
+            s.fake.asked(),
+            [None, Some("id1".to_owned()), None],
+            "purge_all: {purge_all}: the purged id was re-checked"
+        );
+    }
+}
+
 /// A purge by another process (`mta-sts-daemon cache purge`) reaches a running engine within `cache_grace`,
 /// even when the domain republished a changed policy under the same id: the engine does not re-check the old id,
 /// it fetches the policy again.

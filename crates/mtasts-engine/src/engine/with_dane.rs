@@ -130,6 +130,7 @@ impl Inner {
     async fn discover_dane(&self, domain: &PolicyDomain, timeout: Duration) -> DaneAnswer {
         let key = domain.as_str();
         let deadline = Instant::now() + timeout;
+        let generation = self.purge_generation();
         let last = self.dane.front.peek(key);
         // Answered meanwhile (this flight raced with the end of the previous one).
         if let Some(answer) = last.as_ref().and_then(|e| e.answer(self.clock.monotonic())) {
@@ -164,7 +165,13 @@ impl Inner {
             duration_ms = millis(started.elapsed()),
             "DANE discovery"
         );
-        self.dane.front.insert(Arc::from(key), entry);
+        // A purge since the discovery started wins (see `Inner::remember`).
+        if !self.purged_since(generation) {
+            self.dane.front.insert(Arc::from(key), entry);
+            if self.purged_since(generation) {
+                self.dane.front.remove(key);
+            }
+        }
         found.answer
     }
 
