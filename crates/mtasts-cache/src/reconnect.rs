@@ -32,9 +32,12 @@ const ATTEMPT_CAP: Duration = Duration::from_secs(60);
 /// costs its user nothing but misses.
 ///
 /// - [`ReconnectingCache::new`] returns at once (it needs a tokio runtime) and opens the store in a task of its
-///   own with the given opener, checking that it answers (it reads the proactive refresh time). Until that
-///   succeeds every operation fails at once with [`CacheError::Unavailable`], so the caller goes on without the
-///   store (the engine discovers over the network and answers from memory).
+///   own with the given opener, checking that it answers (it reads the proactive refresh time). An operation
+///   made during that first attempt waits for it (callers bound their waits: the engine gives a read a quarter
+///   of the lookup's timeout, and writes are queued), so that a daemon asked at once after it starts uses a
+///   store that opens in milliseconds. Once the first attempt failed, every operation fails at once with
+///   [`CacheError::Unavailable`] until an attempt succeeds, so the caller goes on without the store (the engine
+///   discovers over the network and answers from memory).
 /// - A failed attempt is retried after [`FIRST_RETRY`], doubling to [`MAX_RETRY`]. The cause is logged once per
 ///   outage (a warning; an error when the options are refused, [`CacheError::Config`]), and again, once, when
 ///   the store is back.
@@ -70,6 +73,8 @@ struct Shared {
     /// Wakes the task when an operation found the store in trouble, or when the store is closed.
     trouble: Notify,
     up: watch::Sender<bool>,
+    /// Whether the first attempt to open the store is over (or the cache closed): until then, operations wait.
+    first_attempt_over: watch::Sender<bool>,
     on_status: Mutex<Option<StatusFn>>,
 }
 
@@ -139,6 +144,7 @@ impl ReconnectingCache {
             state: Mutex::new(State::default()),
             trouble: Notify::new(),
             up: watch::Sender::new(false),
+            first_attempt_over: watch::Sender::new(false),
             on_status: Mutex::new(None),
         });
         tokio::spawn(supervise(Arc::clone(&shared), open));
@@ -171,29 +177,40 @@ impl ReconnectingCache {
         self.shared.up.subscribe()
     }
 
-    /// Runs `op` on the store if it is up; marks it down when `op` fails with a transient error.
+    /// Runs `op` on the store if it is up (waiting for the first attempt to open it, if that is still under
+    /// way); marks it down when `op` fails with a transient error.
     async fn run<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
     where
         F: FnOnce(Arc<dyn PolicyCache>) -> Fut,
         Fut: Future<Output = Result<T, CacheError>>,
     {
-        let store = {
-            let state = self.shared.lock();
-            if state.closed {
+        let mut first_attempt = self.shared.first_attempt_over.subscribe();
+        let store = loop {
+            {
+                let state = self.shared.lock();
+                if state.closed {
+                    return Err(CacheError::Closed {
+                        store: self.shared.kind,
+                    });
+                }
+                match (&state.store, state.up) {
+                    (Some(store), true) => break Arc::clone(store),
+                    _ if !*first_attempt.borrow_and_update() => {}
+                    _ => {
+                        return Err(CacheError::Unavailable {
+                            store: self.shared.kind,
+                            source: Arc::new(NotUp {
+                                cause: state.cause.clone(),
+                            }),
+                        });
+                    }
+                }
+            }
+            // The first attempt is under way; it ends within ATTEMPT_CAP (twice, with the probe).
+            if first_attempt.wait_for(|over| *over).await.is_err() {
                 return Err(CacheError::Closed {
                     store: self.shared.kind,
                 });
-            }
-            match (&state.store, state.up) {
-                (Some(store), true) => Arc::clone(store),
-                _ => {
-                    return Err(CacheError::Unavailable {
-                        store: self.shared.kind,
-                        source: Arc::new(NotUp {
-                            cause: state.cause.clone(),
-                        }),
-                    });
-                }
             }
         };
         let result = op(store).await;
@@ -293,6 +310,7 @@ where
                 }
                 delay = FIRST_RETRY;
                 shared.publish(true);
+                shared.first_attempt_over.send_replace(true);
                 // Up until an operation finds it in trouble (it logs why) or it is closed.
                 shared.trouble.notified().await;
                 outage = (Instant::now(), true);
@@ -305,6 +323,7 @@ where
                     log_failure(shared.kind, shared.target.as_deref(), &error, delay);
                     outage.1 = true;
                 }
+                shared.first_attempt_over.send_replace(true);
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
                     () = shared.trouble.notified() => {}
@@ -410,6 +429,7 @@ impl PolicyCache for ReconnectingCache {
             state.store.take()
         };
         self.shared.trouble.notify_one();
+        self.shared.first_attempt_over.send_replace(true);
         if let Some(store) = store {
             store.close().await;
         }

@@ -221,3 +221,55 @@ async fn a_closed_store_says_so() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(!cache.is_up());
 }
+
+/// An operation made while the first attempt to open the store is under way waits for it: a daemon asked at once
+/// after it starts uses a store that opens quickly, and does not lose the write of its first discovery.
+#[tokio::test(start_paused = true)]
+async fn operations_wait_for_the_first_attempt() {
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let store = Arc::new(Switchable::default());
+    let cache = Arc::new(ReconnectingCache::new("memory", {
+        let gate = Arc::clone(&gate);
+        let store = Arc::clone(&store);
+        move || {
+            let gate = Arc::clone(&gate);
+            let store = Arc::clone(&store) as Arc<dyn PolicyCache>;
+            Box::pin(async move {
+                gate.notified().await;
+                Ok(store)
+            })
+        }
+    }));
+    let entry = sample_entry(1_700_000_000);
+    let mut set = tokio::spawn({
+        let cache = Arc::clone(&cache);
+        let entry = entry.clone();
+        async move { cache.set("example.com", &entry).await }
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), &mut set)
+            .await
+            .is_err(),
+        "the write did not wait for the store being opened"
+    );
+    gate.notify_one();
+    let written = set.await.expect("the task");
+    assert!(matches!(written, Ok(true)), "{written:?}");
+    assert!(matches!(cache.get("example.com").await, Ok(Some(e)) if e == entry));
+}
+
+/// Closing the cache during the first attempt ends the operations waiting for it.
+#[tokio::test(start_paused = true)]
+async fn closing_ends_the_wait_for_the_first_attempt() {
+    let cache = Arc::new(ReconnectingCache::new("memory", || {
+        Box::pin(std::future::pending())
+    }));
+    let get = tokio::spawn({
+        let cache = Arc::clone(&cache);
+        async move { cache.get("example.com").await }
+    });
+    tokio::task::yield_now().await;
+    cache.close().await;
+    let got = get.await.expect("the task");
+    assert!(got.is_err_and(|e| e.kind() == "closed"));
+}
