@@ -31,7 +31,8 @@ pub(crate) struct Cli {
     /// Under systemd (JOURNAL_STREAM set) text lines carry no timestamp: the journal adds its own.
     #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
     pub(crate) log_format: LogFormat,
-    /// Write the process id to this file (removed at exit).
+    /// Write the process id to this file (mode 0644, never through a symbolic link; a stale one is replaced;
+    /// removed at exit when the dropped privileges allow).
     #[arg(short = 'p', long)]
     pub(crate) pidfile: Option<PathBuf>,
     /// Switch to this user (name or uid) after binding the socket.

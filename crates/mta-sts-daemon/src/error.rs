@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::config;
+use crate::pidfile::PidfileError;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +57,14 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The pidfile could not be written.
+    /// The pidfile could not be created: an I/O error, a symbolic link, or a running process holds it.
     #[error("cannot write pidfile {path}: {source}")]
     Pidfile {
         /// The pidfile.
         path: PathBuf,
-        /// The I/O error.
+        /// Why.
         #[source]
-        source: std::io::Error,
+        source: PidfileError,
     },
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]

@@ -7,7 +7,7 @@
 //! | 1 | [`Failure`](Exit::Failure) | any other runtime failure: a socket cannot be bound, privileges cannot be dropped, output cannot be written; `cache show`/`purge` of a domain that is not cached; corrupt cache entries were reported |
 //! | 2 | [`Usage`](Exit::Usage) | bad command line, also a DOMAIN that is not a policy domain |
 //! | 69 | [`Unavailable`](Exit::Unavailable) | a service the command needs is unreachable: the store (`cache …`; the daemon starts without it and retries), or there is none (`cache.type: internal`, a SQLite file that does not exist) |
-//! | 73 | [`CantCreate`](Exit::CantCreate) | the pidfile or the log file cannot be created |
+//! | 73 | [`CantCreate`](Exit::CantCreate) | the pidfile or the log file cannot be created; the pidfile is a symbolic link or names a running process |
 //! | 78 | [`Config`](Exit::Config) | configuration error: the file is invalid, the file given with `-c` does not exist, the CA file, proxy URL or DNS configuration cannot be used, store options no retry can fix (a malformed URL or DSN) |
 //!
 //! A store that fails while the daemon runs never makes it exit: lookups then answer from memory and discovery.
@@ -127,7 +127,7 @@ mod tests {
             (
                 StartError::Pidfile {
                     path: "/run/x.pid".into(),
-                    source: io(),
+                    source: io().into(),
                 },
                 Exit::CantCreate,
             ),

@@ -39,6 +39,7 @@ mod layers;
 mod listen;
 mod logging;
 mod metrics;
+mod pidfile;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod privileges;
@@ -58,6 +59,7 @@ pub use daemon::{Bound, Running};
 pub use error::StartError;
 pub use listen::LocalAddr;
 pub use metrics::{Metrics, ZoneId};
+pub use pidfile::PidfileError;
 
 /// The `mta-sts-daemon` program: parses the command line, then prints what `--generate` asks for, checks the
 /// configuration (`--check-config`), runs a `cache` command, or runs the daemon until a signal stops it. Returns the exit status (one table for every

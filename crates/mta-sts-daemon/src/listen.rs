@@ -262,9 +262,22 @@ fn bind_unix(path: &Path, mode: Option<u32>, owner: SocketOwner) -> io::Result<L
         }
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    socket.bind(&socket2::SockAddr::unix(path)?)?;
+    let address = socket2::SockAddr::unix(path)?;
+    match mode {
+        // The file is created with its final mode: bind(2) gives it 0777 less the umask, so the umask is
+        // the mode's complement for the bind alone. There is no moment with another mode.
+        Some(mode) => {
+            use nix::sys::stat::{Mode, umask};
+            let previous = umask(Mode::from_bits_truncate(!mode & 0o777));
+            let bound = socket.bind(&address);
+            umask(previous);
+            bound?;
+        }
+        None => socket.bind(&address)?,
+    }
     let set_up = move || -> io::Result<UnixListener> {
-        if let Some(mode) = mode {
+        // Bits the umask cannot give (setgid, sticky), if configured.
+        if let Some(mode) = mode.filter(|mode| mode & !0o777 != 0) {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         }
         // Owner and group before `listen`: no client can connect before the socket has them.

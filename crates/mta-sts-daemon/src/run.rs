@@ -1,6 +1,5 @@
 //! The binary's life cycle: flags, logging, configuration, bind, privileges, pidfile, systemd, signals.
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use tokio::signal::unix::{SignalKind, signal};
@@ -13,6 +12,7 @@ use crate::daemon::Bound;
 use crate::descriptors;
 use crate::exit::Exit;
 use crate::logging::Log;
+use crate::pidfile::Pidfile;
 use crate::privileges::Privileges;
 use crate::systemd;
 
@@ -80,7 +80,10 @@ async fn serve_until_signalled(cli: &Cli, mut config: Config) -> Result<(), Star
     let bound = Bound::bind_owned(config, owner)?;
     // The pidfile is written while still privileged (it usually lives in /run).
     let _pidfile = match &cli.pidfile {
-        Some(path) => Some(Pidfile::create(path)?),
+        Some(path) => Some(Pidfile::create(path).map_err(|source| StartError::Pidfile {
+            path: path.clone(),
+            source,
+        })?),
         None => None,
     };
     if let Some(privileges) = &privileges {
@@ -114,26 +117,4 @@ async fn serve_until_signalled(cli: &Cli, mut config: Config) -> Result<(), Star
         _ = int.recv() => warn!("second signal, exiting at once"),
     }
     Ok(())
-}
-
-/// A pidfile, removed when dropped.
-#[derive(Debug)]
-struct Pidfile(PathBuf);
-
-impl Pidfile {
-    fn create(path: &Path) -> Result<Self, StartError> {
-        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
-            StartError::Pidfile {
-                path: path.to_owned(),
-                source,
-            }
-        })?;
-        Ok(Self(path.to_owned()))
-    }
-}
-
-impl Drop for Pidfile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

@@ -269,6 +269,73 @@ async fn missing_config_file_exits_78_and_an_uncreatable_pidfile_73() {
     );
 }
 
+/// Issue 11 item 5 (row 9): the pid is never written through a symbolic link, nor over the pidfile of a running
+/// process: both are start errors (exit 73) that say why, and the file and the link's target stay as they were.
+#[tokio::test]
+async fn a_symlinked_or_live_pidfile_is_refused_with_73() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("target");
+    let link = dir.path().join("link.pid");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let live = dir.path().join("live.pid");
+    // This test's own process runs.
+    let holder = format!("{}\n", std::process::id());
+    std::fs::write(&live, &holder).expect("write");
+    for (path, why) in [(&link, "symbolic link"), (&live, "is running")] {
+        let arg = path.to_string_lossy().into_owned();
+        let out = run_on("host: 127.0.0.1\nport: 0\n", &["-p", &arg]).await;
+        assert_eq!(out.code, Some(73), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot write pidfile") && out.stderr.contains(why),
+            "{}",
+            out.stderr
+        );
+    }
+    assert!(!target.exists(), "the pid was written through the link");
+    assert_eq!(std::fs::read_to_string(&live).expect("read"), holder);
+}
+
+/// Issue 11 item 5: a stale pidfile (its pid runs no more) is replaced, with mode 0644. With `-u` the daemon
+/// may no longer remove it from a directory only root writes (as `/run`): it says so at exit, the file stays,
+/// and the next start replaces it as stale; without `-u` it is removed at exit.
+#[tokio::test]
+async fn a_stale_pidfile_is_replaced_and_one_left_by_dropped_privileges_too() {
+    use std::os::unix::fs::MetadataExt as _;
+
+    let fixture = standard_fixture().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Searchable by the user switched to, writable by root only.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let pidfile = dir.path().join("daemon.pid");
+    let arg = pidfile.to_string_lossy().into_owned();
+    // Above any pid_max: no process has it.
+    std::fs::write(&pidfile, format!("{}\n", i32::MAX)).expect("write");
+    let root = nix::unistd::Uid::effective().is_root();
+    let mut args = vec!["-p", arg.as_str()];
+    if root {
+        args.extend(["-u", "65534", "-g", "65534"]);
+    } else {
+        eprintln!("a_stale_pidfile_is_replaced: not root, the part with -u is skipped");
+    }
+    let spawned = spawn_daemon(&fixture, "", &args).await;
+    let pid = spawned.child.id().expect("pid").to_string();
+    let meta = std::fs::metadata(&pidfile).expect("pidfile");
+    assert_eq!(meta.mode() & 0o7777, 0o644);
+    assert_eq!(std::fs::read_to_string(&pidfile).expect("read").trim(), pid);
+    let stderr = spawned.stop().await;
+    assert!(stderr.contains("stale pidfile replaced"), "{stderr}");
+    if root {
+        assert!(stderr.contains("cannot remove the pidfile"), "{stderr}");
+        assert_eq!(std::fs::read_to_string(&pidfile).expect("left").trim(), pid);
+        let spawned = spawn_daemon(&fixture, "", &["-p", &arg]).await;
+        let pid = spawned.child.id().expect("pid").to_string();
+        assert_eq!(std::fs::read_to_string(&pidfile).expect("read").trim(), pid);
+        let stderr = spawned.stop().await;
+        assert!(stderr.contains("stale pidfile replaced"), "{stderr}");
+    }
+    assert!(!pidfile.exists(), "pidfile left behind");
+}
+
 #[tokio::test]
 async fn unknown_flag_is_a_usage_error() {
     assert_eq!(run_bin(["--frobnicate"]).await.code, Some(2));
