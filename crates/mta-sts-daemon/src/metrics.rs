@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | `mtasts_answers_total` | counter | `zone`, `kind` ([`AnswerKind`]) |
 //! | `mtasts_connections_open` / `mtasts_connections_total` | gauge / counter | |
+//! | `mtasts_protocol_errors_total` | counter | |
 //! | `mtasts_cache_hits_total` | counter | `layer` = `memory`, `store` |
 //! | `mtasts_cache_misses_total` | counter | |
 //! | `mtasts_cache_entries` | gauge | `layer` = `memory` |
@@ -167,6 +168,7 @@ pub struct Metrics {
     answers: Box<[Counter]>,
     connections_open: Gauge,
     connections_total: Counter,
+    protocol_errors: Counter,
     discovery_duration: Histogram,
     /// `[completed, incomplete]`.
     refresh_runs: [Counter; 2],
@@ -228,6 +230,12 @@ impl Metrics {
             "Socketmap client connections accepted",
             connections_total.clone(),
         );
+        let protocol_errors = Counter::default();
+        registry.register(
+            "mtasts_protocol_errors",
+            "Socketmap protocol errors from clients (malformed or oversized netstrings, requests that are not `name key`); logged at most once a second",
+            protocol_errors.clone(),
+        );
         let discovery_duration = Histogram::new(DISCOVERY_BUCKETS.iter().copied());
         registry.register_with_unit(
             "mtasts_discovery_duration",
@@ -278,6 +286,7 @@ impl Metrics {
             answers,
             connections_open,
             connections_total,
+            protocol_errors,
             discovery_duration,
             refresh_runs: ["completed", "incomplete"]
                 .map(|result| runs.get_or_create_owned(&[("result", result)])),
@@ -288,6 +297,16 @@ impl Metrics {
             refresh_last_run,
             store_up,
         }
+    }
+
+    /// Counts one socketmap protocol error from a client.
+    pub(crate) fn protocol_error(&self) {
+        self.protocol_errors.inc();
+    }
+
+    /// Socketmap protocol errors counted so far (`mtasts_protocol_errors_total`).
+    pub fn protocol_errors(&self) -> u64 {
+        self.protocol_errors.get()
     }
 
     /// Records whether the cache store is up.

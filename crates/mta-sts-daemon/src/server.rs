@@ -13,7 +13,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use mtasts_engine::Engine;
 use prometheus_client::registry::Registry;
-use socketmap_proto::{Connection, Reply, Request, ServerCodec};
+use socketmap_proto::{Connection, ProtoError, Reply, Request, ServerCodec};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -24,6 +24,11 @@ use crate::answer::{AnswerKind, Key, dane_reply, normalize_key, reply_for};
 use crate::config::{Config, LimitsConfig, ZoneConfig};
 use crate::listen::Listener;
 use crate::metrics::Metrics;
+use crate::ratelimit::LogLimiter;
+
+/// Protocol errors from clients are logged at most once a second (a client sending garbage in a loop would
+/// flood the log); `mtasts_protocol_errors_total` counts them all.
+static PROTOCOL_WARNINGS: LogLimiter = LogLimiter::new(Duration::from_secs(1));
 
 /// Answers socketmap requests: zone selection, key normalization, the engine lookup, the reply text.
 #[derive(Debug)]
@@ -64,6 +69,25 @@ impl Handler {
             .unwrap_or(&self.default_zone)
     }
 
+    /// Counts a client's protocol error (socketmap_table(5) framing or request syntax) and logs it, at most one
+    /// line a second; `closing`: the connection ends over it.
+    fn protocol_error(&self, error: &ProtoError, closing: bool) {
+        self.metrics.protocol_error();
+        match PROTOCOL_WARNINGS.check() {
+            Some(suppressed) => warn!(
+                %error,
+                kind = error.kind(),
+                closing,
+                suppressed,
+                "socketmap protocol error from a client (one line a second at most; \
+                 mtasts_protocol_errors_total counts them all)"
+            ),
+            None => {
+                debug!(%error, kind = error.kind(), closing, "socketmap protocol error from a client");
+            }
+        }
+    }
+
     /// The reply to one request. Never an error reply for a discovery problem (RFC 8461 §3.3).
     pub(crate) async fn answer(&self, request: &Request) -> Reply {
         let zone = self.zone(request.raw_name());
@@ -71,7 +95,7 @@ impl Handler {
         let key = match request.key() {
             Ok(key) => key,
             Err(e) => {
-                debug!(error = %e, "request without a usable key");
+                self.protocol_error(&e, false);
                 self.metrics.answered(zone_id, AnswerKind::Invalid);
                 return Reply::NotFound;
             }
@@ -252,11 +276,11 @@ pub(crate) async fn serve_connection(
             frame = requests.next(), if reading && pending.len() < limits.max_pipeline => match frame {
                 Some(Ok(request)) => pending.push_back(answer(Arc::clone(&handler), Some(request))),
                 Some(Err(e)) if !e.is_fatal() => {
-                    debug!(error = %e, "bad request");
+                    handler.protocol_error(&e, false);
                     pending.push_back(answer(Arc::clone(&handler), None));
                 }
                 Some(Err(e)) => {
-                    warn!(error = %e, kind = e.kind(), "bad netstring from client, closing the connection");
+                    handler.protocol_error(&e, true);
                     reading = false;
                 }
                 None => reading = false,

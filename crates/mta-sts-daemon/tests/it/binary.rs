@@ -982,3 +982,75 @@ async fn a_discovery_without_descriptors_is_not_the_domains_failure() {
     );
     assert!(!stderr.contains("outcome=failed"), "{stderr}");
 }
+
+/// `GET /metrics` over plain HTTP/1.0 from `addr`: the body.
+async fn scrape_http(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .expect("no metrics within 10 s")
+    .expect("read");
+    response
+}
+
+/// Issue 11 item 7: clients sending garbage (100 bad netstrings, each closing its connection, and 100 requests
+/// that are not `name key` on one connection) do not flood the log: at most one "protocol error" line per
+/// second of the test, and `mtasts_protocol_errors_total` counts all 200.
+#[tokio::test]
+async fn protocol_errors_are_logged_once_a_second_and_all_counted() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    const BAD: usize = 100;
+    let fixture = Fixture::start().await;
+    let metrics = localhost(free_port());
+    let spawned = spawn_daemon(
+        &fixture,
+        &format!("metrics:\n  listen: \"{metrics}\"\n"),
+        &[],
+    )
+    .await;
+    let addr = localhost(spawned.port);
+    let started = std::time::Instant::now();
+    for _ in 0..BAD {
+        let mut bad = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        bad.write_all(b"abc:def,").await.expect("write");
+        let mut rest = Vec::new();
+        bad.read_to_end(&mut rest).await.expect("closed");
+        assert!(rest.is_empty(), "{rest:?}");
+    }
+    let mut client = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    // `nospace` is not `name key`: answered NOTFOUND, the connection stays open.
+    client
+        .write_all(&b"7:nospace,".repeat(BAD))
+        .await
+        .expect("write");
+    let mut replies = vec![0u8; b"9:NOTFOUND ,".len() * BAD];
+    client.read_exact(&mut replies).await.expect("replies");
+    assert_eq!(replies, b"9:NOTFOUND ,".repeat(BAD));
+    let elapsed = started.elapsed();
+    let body = scrape_http(metrics).await;
+    drop(client);
+    let stderr = spawned.stop().await;
+    assert!(
+        body.contains(&format!("\nmtasts_protocol_errors_total {}\n", 2 * BAD)),
+        "{body}"
+    );
+    let lines = stderr
+        .matches("socketmap protocol error from a client")
+        .count();
+    let allowed = 1 + usize::try_from(elapsed.as_secs()).expect("secs");
+    assert!(
+        (1..=allowed).contains(&lines),
+        "{lines} lines in {elapsed:?}: {stderr}"
+    );
+}
