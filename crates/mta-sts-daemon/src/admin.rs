@@ -1,12 +1,16 @@
-//! `mta-sts-daemon cache …`: administers the configured policy store without a running daemon.
+//! `mta-sts-daemon cache …`: administers the policy cache, through the running daemon when it runs, else the
+//! configured store directly.
 //!
-//! The store is opened from the configuration file exactly as the daemon opens it, and the command works on it
-//! directly. Daemons sharing the store keep their memory copy of a purged policy for at most `cache_grace`: when
+//! When the daemon's control socket (`control.socket`) answers, the commands go through it
+//! ([`ControlClient`]): the daemon reads its store, or its memory with `cache.type: internal`, and a purge
+//! empties its memory at once. Only when the socket is absent or refuses (`ENOENT`, `ECONNREFUSED`; not
+//! `EACCES`, which is reported) is the store opened from the configuration file exactly as the daemon opens it,
+//! and the command works on it directly. Daemons sharing the store keep their memory copy of a purged policy for at most `cache_grace`: when
 //! it has passed, the engine re-reads the store, finds the entry gone and discovers the domain afresh (DNS and an
 //! HTTPS fetch), so a purge reaches every daemon using the store within `cache_grace`.
 //!
-//! With `cache.type: internal` there is no store: the policies live only in a running daemon's memory, and the
-//! commands say so and exit with [`Exit::Unavailable`] (restarting the daemon empties that cache).
+//! With `cache.type: internal` and no daemon running there is no cache to work on: the commands say so and
+//! exit with [`Exit::Unavailable`].
 //!
 //! Exit codes ([`crate::exit`]): 0 done; 1 `show`/`purge` of a domain that is not cached, corrupt entries
 //! reported (the others are still listed), output that cannot be written; 2 bad command line or DOMAIN; 69 the
@@ -24,6 +28,7 @@ use mtasts_engine::{Clock as _, SystemClock};
 use crate::StartError;
 use crate::cli::{CacheCommand, Cli, PurgeArgs};
 use crate::config::CacheConfig;
+use crate::control_client::{ControlClient, no_daemon};
 use crate::exit::Exit;
 use crate::stores;
 
@@ -52,16 +57,6 @@ pub(crate) fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
         Ok(action) => action,
         Err(code) => return code.into(),
     };
-    // Opening a SQLite file that does not exist would create it, owned by whoever runs this command.
-    if let CacheConfig::Sqlite { filename, .. } = &config.cache
-        && !filename.exists()
-    {
-        eprintln!(
-            "mta-sts-daemon: the sqlite cache {} does not exist (no daemon has used it yet?)",
-            filename.display()
-        );
-        return Exit::Unavailable.into();
-    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,6 +68,34 @@ pub(crate) fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
+        // Through the running daemon when there is one: it sees its memory too, and a purge reaches it at once.
+        let socket = &config.control.socket;
+        match ControlClient::connect(socket).await {
+            Ok(client) => {
+                let daemon: Arc<dyn PolicyCache> = Arc::new(client);
+                let mut out = io::stdout().lock();
+                return perform(Some(&daemon), &action, &mut out, &mut err).await;
+            }
+            Err(e) if no_daemon(&e) => {}
+            Err(e) => {
+                eprintln!(
+                    "mta-sts-daemon: cannot reach the running daemon at {} (control.socket): {e}; the store is used \
+                     directly only when no daemon runs (the socket is absent or refuses)",
+                    socket.display()
+                );
+                return Exit::Unavailable;
+            }
+        }
+        // Opening a SQLite file that does not exist would create it, owned by whoever runs this command.
+        if let CacheConfig::Sqlite { filename, .. } = &config.cache
+            && !filename.exists()
+        {
+            eprintln!(
+                "mta-sts-daemon: the sqlite cache {} does not exist (no daemon has used it yet?)",
+                filename.display()
+            );
+            return Exit::Unavailable;
+        }
         let store = match stores::open(&config.cache, config.limits.memory_cache_size).await {
             Ok((store, _)) => store,
             Err(e) => {
@@ -147,9 +170,9 @@ async fn perform(
     let Some(store) = store else {
         let _ = writeln!(
             err,
-            "mta-sts-daemon: cache.type is internal: cached policies live only in the memory of a running daemon \
-             and cannot be listed, shown, exported or purged from outside it; restart the daemon to empty its \
-             cache, or configure a persistent store (sqlite, redis, postgres)"
+            "mta-sts-daemon: cache.type is internal and no daemon runs (its control socket is absent or refuses): \
+             cached policies live only in the memory of a running daemon; start it, or configure a persistent \
+             store (sqlite, redis, postgres)"
         );
         return Exit::Unavailable;
     };
@@ -382,7 +405,7 @@ fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
 
 /// `ts` (Unix seconds) as an RFC 3339 UTC time, e.g. `2023-11-14T22:13:20Z`; a time past jiff's range (the end
 /// of year 9999; only a corrupt store row can hold one) as `@` and its number of seconds.
-fn rfc3339(ts: u64) -> String {
+pub(crate) fn rfc3339(ts: u64) -> String {
     i64::try_from(ts)
         .ok()
         .and_then(|secs| jiff::Timestamp::from_second(secs).ok())

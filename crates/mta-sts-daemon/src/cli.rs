@@ -60,15 +60,35 @@ pub(crate) struct Cli {
 /// Subcommands of `mta-sts-daemon`; without one, it runs the daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub(crate) enum Command {
-    /// Administer the configured policy cache (store) without a running daemon.
+    /// Administer the policy cache: through the running daemon's control socket when it runs, else the
+    /// configured store directly.
     ///
-    /// Running daemons that share the store answer from their memory copy of a purged policy for at most
-    /// cache_grace seconds; then they find it gone from the store and discover the domain afresh (DNS and
-    /// HTTPS). With cache.type internal there is no store outside a running daemon: restart it to empty its
-    /// cache.
+    /// Through the daemon, a purge empties its memory at once (and its store), and the internal cache can be
+    /// listed. Directly, running daemons that share the store answer from their memory copy of a purged policy
+    /// for at most cache_grace seconds; then they find it gone from the store and discover the domain afresh.
     #[command(subcommand)]
     #[command(after_long_help = exit::HELP)]
     Cache(CacheCommand),
+    /// Ask the running daemon what a socketmap lookup of DOMAIN answers, and why (through its control socket).
+    ///
+    /// The lookup is the one Postfix's would be (discovery included, counted like one): the reply, where it
+    /// came from (memory, store, discovered...), the policy and its cached times, and with a `dane` zone the
+    /// DANE view. Exit status 0 for an OK reply, 1 for NOTFOUND, 69 when the daemon cannot be reached.
+    #[command(after_long_help = exit::HELP)]
+    Query(QueryArgs),
+}
+
+/// `mta-sts-daemon query`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub(crate) struct QueryArgs {
+    /// The key, as Postfix sends it (a domain, `[host]:port`...).
+    pub(crate) domain: String,
+    /// The socketmap name (the last part of `socketmap:…:NAME` in main.cf).
+    #[arg(long, default_value = "postfix")]
+    pub(crate) zone: String,
+    /// Print one JSON object (the field names of `mta-sts-query --json` where they overlap).
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `mta-sts-daemon cache …`.
@@ -213,6 +233,16 @@ mod tests {
             }
         }
         let commands = section(page, "COMMANDS").join("\n");
+        for sub in command
+            .get_subcommands()
+            .filter(|c| c.get_name() != "cache")
+        {
+            assert!(
+                commands.contains(&format!(".B {} ", sub.get_name())),
+                "{} in COMMANDS",
+                sub.get_name()
+            );
+        }
         let cache = command.find_subcommand("cache").expect("cache");
         for sub in cache.get_subcommands() {
             assert!(

@@ -4,9 +4,9 @@
 //! | code | [`Exit`] | when |
 //! |---|---|---|
 //! | 0 | [`Success`](Exit::Success) | done; the daemon stopped after a signal; a closed output pipe (`… \| head`) |
-//! | 1 | [`Failure`](Exit::Failure) | any other runtime failure: a socket cannot be bound, privileges cannot be dropped, output cannot be written; `cache show`/`purge` of a domain that is not cached; corrupt cache entries were reported |
+//! | 1 | [`Failure`](Exit::Failure) | any other runtime failure: a socket cannot be bound, privileges cannot be dropped, output cannot be written; `cache show`/`purge` of a domain that is not cached; corrupt cache entries were reported; a `query` answered `NOTFOUND` |
 //! | 2 | [`Usage`](Exit::Usage) | bad command line, also a DOMAIN that is not a policy domain |
-//! | 69 | [`Unavailable`](Exit::Unavailable) | a service the command needs is unreachable: the store (`cache …`; the daemon starts without it and retries), or there is none (`cache.type: internal`, a SQLite file that does not exist) |
+//! | 69 | [`Unavailable`](Exit::Unavailable) | a service the command needs is unreachable: the running daemon (`query`; its control socket), the store (`cache …`; the daemon starts without it and retries), or there is none (`cache.type: internal` and no daemon runs, a SQLite file that does not exist) |
 //! | 73 | [`CantCreate`](Exit::CantCreate) | the pidfile or the log file cannot be created; the pidfile is a symbolic link or names a running process |
 //! | 78 | [`Config`](Exit::Config) | configuration error: the file is invalid, the file given with `-c` does not exist, the CA file, proxy URL or DNS configuration cannot be used, store options no retry can fix (a malformed URL or DSN) |
 //!
@@ -89,10 +89,11 @@ pub(crate) const HELP: &str = "\
 Exit status (the same for every command):
   0   done; the daemon stopped after a signal
   1   other failure: cannot bind, cannot drop privileges, cannot write the output; cache show|purge of a \
-domain that is not cached; corrupt cache entries were reported
+domain that is not cached; corrupt cache entries were reported; query answered NOTFOUND
   2   bad command line (also a DOMAIN that is not a policy domain)
-  69  a service is unreachable: the store (cache commands; the daemon starts without it and retries), or \
-there is none (cache.type internal, a sqlite file that does not exist)
+  69  a service is unreachable: the running daemon (query), the store (cache commands; the daemon starts \
+without it and retries), or there is none (cache.type internal and no daemon runs, a sqlite file that does \
+not exist)
   73  the pidfile or the log file cannot be created
   78  configuration error (invalid file, a -c file that does not exist, unusable CA file or proxy URL, store \
 options no retry can fix such as a malformed URL or DSN)";

@@ -11,10 +11,11 @@ const LAYERS: &[&[&str]] = &[
     &["config", "systemd", "ratelimit", "pidfile"],
     &["error", "answer", "descriptors"],
     &["exit", "privileges", "postgres"],
-    &["listen", "stores", "cli"],
+    &["listen", "stores", "cli", "control_client"],
     &["metrics", "admin", "logging"],
-    &["server"],
+    &["server", "ask"],
     &["daemon"],
+    &["control"],
     &["run", "check"],
 ];
 

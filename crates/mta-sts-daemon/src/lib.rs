@@ -27,9 +27,12 @@
 
 mod admin;
 mod answer;
+mod ask;
 mod check;
 mod cli;
 mod config;
+mod control;
+mod control_client;
 mod daemon;
 mod descriptors;
 mod error;
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
     }
     match &cli.command {
         Some(cli::Command::Cache(command)) => admin::run(&cli, command),
+        Some(cli::Command::Query(args)) => ask::run(&cli, args),
         None => run::run(&cli),
     }
 }

@@ -8,6 +8,7 @@ use tracing::{info, warn};
 use crate::StartError;
 use crate::cli::Cli;
 use crate::config::Config;
+use crate::control::ControlSocket;
 use crate::daemon::Bound;
 use crate::descriptors;
 use crate::exit::Exit;
@@ -77,6 +78,8 @@ async fn serve_until_signalled(cli: &Cli, mut config: Config) -> Result<(), Star
         .as_ref()
         .map(Privileges::socket_owner)
         .unwrap_or_default();
+    // Bound while still privileged, like the listening socket; without it the daemon runs (with a warning).
+    let control = ControlSocket::bind(&config, owner);
     let bound = Bound::bind_owned(config, owner)?;
     // The pidfile is written while still privileged (it usually lives in /run).
     let _pidfile = match &cli.pidfile {
@@ -90,6 +93,7 @@ async fn serve_until_signalled(cli: &Cli, mut config: Config) -> Result<(), Star
         privileges.apply()?;
     }
     let running = bound.start().await?;
+    let control = control.map(|socket| socket.serve(&running));
     if let Err(e) = systemd::notify("READY=1") {
         warn!(error = %e, "could not notify systemd");
     }
@@ -111,6 +115,9 @@ async fn serve_until_signalled(cli: &Cli, mut config: Config) -> Result<(), Star
     }
     let _ = systemd::notify("STOPPING=1");
     running.stop();
+    if let Some(control) = control {
+        control.stop().await;
+    }
     tokio::select! {
         () = running.wait() => info!("stopped"),
         _ = term.recv() => warn!("second signal, exiting at once"),

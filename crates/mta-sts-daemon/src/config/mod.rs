@@ -458,6 +458,25 @@ pub(crate) struct MetricsConfig {
     pub(crate) listen: ListenConfig,
 }
 
+/// The control socket's default path: in the unit's `RuntimeDirectory` (`/run/mta-sts`).
+pub(crate) const DEFAULT_CONTROL_SOCKET: &str = "/run/mta-sts/control.sock";
+
+/// Ours: the control socket (`control` section), through which `mta-sts-daemon query` and the `cache` commands
+/// ask the running daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ControlConfig {
+    /// `socket`: the UNIX socket's path, default [`DEFAULT_CONTROL_SOCKET`] (mode 0660, the daemon's group).
+    pub(crate) socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -485,6 +504,8 @@ pub struct Config {
     pub(crate) freshness: FreshnessConfig,
     /// Ours: `metrics`; `None` (the default) serves no metrics endpoint.
     pub(crate) metrics: Option<MetricsConfig>,
+    /// Ours: `control`.
+    pub(crate) control: ControlConfig,
 }
 
 impl Default for Config {
@@ -502,6 +523,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             freshness: FreshnessConfig::default(),
             metrics: None,
+            control: ControlConfig::default(),
         }
     }
 }
@@ -755,6 +777,23 @@ impl Config {
         let metrics = metrics_config(&mut met, &mut warnings)?;
         unknown.extend(met.unknown_keys());
 
+        let mut ctl = top.section("control")?;
+        let control = ControlConfig {
+            socket: match ctl.opt_string("socket")? {
+                Some(path) if !path.trim().is_empty() => PathBuf::from(path),
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        key: ctl.key_path("socket"),
+                        line: ctl.line(),
+                        expected: "the path of a UNIX socket".into(),
+                        found: "an empty string".into(),
+                    });
+                }
+                None => d.control.socket,
+            },
+        };
+        unknown.extend(ctl.unknown_keys());
+
         let mut unknown_keys = top.unknown_keys();
         unknown_keys.extend(unknown);
         let config = Self {
@@ -770,6 +809,7 @@ impl Config {
             limits,
             freshness,
             metrics,
+            control,
         };
         Ok((
             config,

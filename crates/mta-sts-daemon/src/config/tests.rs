@@ -714,3 +714,16 @@ fn every_accepted_key_is_documented() {
     }
     assert!(missing.is_empty(), "undocumented keys: {missing:#?}");
 }
+
+#[test]
+fn control_section() {
+    assert_eq!(
+        parse("").control.socket,
+        Path::new("/run/mta-sts/control.sock")
+    );
+    let config = parse("control:\n  socket: /var/run/x/ctl.sock\n  other: 1\n");
+    assert_eq!(config.control.socket, Path::new("/var/run/x/ctl.sock"));
+    assert_eq!(config.unknown_keys, ["control.other"]);
+    let err = Config::parse("control:\n  socket: \"\"\n").expect_err("empty path");
+    assert!(err.to_string().contains("`control.socket`"), "{err}");
+}

@@ -17,6 +17,8 @@ pub(crate) struct Spawned {
     child: Child,
     notify: UnixDatagram,
     pub(crate) port: u16,
+    /// Its configuration file (its control socket is `control.sock` beside it).
+    pub(crate) config: std::path::PathBuf,
     /// Holds the configuration and the notify socket until the daemon is gone.
     _dir: tempfile::TempDir,
 }
@@ -63,8 +65,18 @@ async fn try_spawn_daemon(
 ) -> Result<Spawned, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
+    // A control socket of its own (the default, /run/mta-sts/control.sock, is the host's), unless `extra` sets
+    // one.
+    let control = if extra.contains("control:") {
+        String::new()
+    } else {
+        format!(
+            "control:\n  socket: \"{}\"\n",
+            dir.path().join("control.sock").display()
+        )
+    };
     let text = format!(
-        "host: 127.0.0.1\nport: {port}\n{}{extra}",
+        "host: 127.0.0.1\nport: {port}\n{}{control}{extra}",
         resolver_yaml(fixture)
     );
     let config = write_config(dir.path(), &text);
@@ -97,6 +109,7 @@ async fn try_spawn_daemon(
         child,
         notify,
         port,
+        config,
         _dir: dir,
     };
     let mut buf = [0u8; 256];
@@ -158,10 +171,19 @@ impl Spawned {
     }
 }
 
-/// Runs the binary on `config_text` to its end.
+/// Runs the binary on `config_text` to its end (with a control socket of its own, appended, unless the text
+/// sets one: the default is the host's).
 async fn run_on(config_text: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(dir.path(), config_text);
+    let text = if config_text.contains("control:") {
+        config_text.to_owned()
+    } else {
+        format!(
+            "{config_text}\ncontrol:\n  socket: \"{}\"\n",
+            dir.path().join("control.sock").display()
+        )
+    };
+    let config = write_config(dir.path(), &text);
     run_bin(
         ["-c", config.to_str().expect("UTF-8 path")]
             .iter()
@@ -518,8 +540,9 @@ async fn socket_activation_serves_passed_sockets() {
     let passed_unix = dir.path().join("passed.sock");
     let port = free_port();
     let text = format!(
-        "path: \"{}\"\n{}",
+        "path: \"{}\"\ncontrol:\n  socket: \"{}\"\n{}",
         unbound.display(),
+        dir.path().join("control.sock").display(),
         resolver_yaml(&fixture)
     );
     let config = write_config(dir.path(), &text);
@@ -555,6 +578,7 @@ async fn socket_activation_serves_passed_sockets() {
         child,
         notify,
         port,
+        config,
         _dir: dir,
     };
     let mut client = spawned.client().await;

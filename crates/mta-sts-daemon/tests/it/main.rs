@@ -4,6 +4,7 @@ mod admin;
 mod answers;
 mod binary;
 mod check_config;
+mod control;
 mod dane;
 mod metrics;
 mod serving;
