@@ -65,18 +65,8 @@ async fn try_spawn_daemon(
 ) -> Result<Spawned, String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
-    // A control socket of its own (the default, /run/mta-sts/control.sock, is the host's), unless `extra` sets
-    // one.
-    let control = if extra.contains("control:") {
-        String::new()
-    } else {
-        format!(
-            "control:\n  socket: \"{}\"\n",
-            dir.path().join("control.sock").display()
-        )
-    };
     let text = format!(
-        "host: 127.0.0.1\nport: {port}\n{}{control}{extra}",
+        "host: 127.0.0.1\nport: {port}\n{}{extra}",
         resolver_yaml(fixture)
     );
     let config = write_config(dir.path(), &text);
@@ -171,19 +161,10 @@ impl Spawned {
     }
 }
 
-/// Runs the binary on `config_text` to its end (with a control socket of its own, appended, unless the text
-/// sets one: the default is the host's).
+/// Runs the binary on `config_text` to its end.
 async fn run_on(config_text: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = if config_text.contains("control:") {
-        config_text.to_owned()
-    } else {
-        format!(
-            "{config_text}\ncontrol:\n  socket: \"{}\"\n",
-            dir.path().join("control.sock").display()
-        )
-    };
-    let config = write_config(dir.path(), &text);
+    let config = write_config(dir.path(), config_text);
     run_bin(
         ["-c", config.to_str().expect("UTF-8 path")]
             .iter()
@@ -540,9 +521,8 @@ async fn socket_activation_serves_passed_sockets() {
     let passed_unix = dir.path().join("passed.sock");
     let port = free_port();
     let text = format!(
-        "path: \"{}\"\ncontrol:\n  socket: \"{}\"\n{}",
+        "path: \"{}\"\n{}",
         unbound.display(),
-        dir.path().join("control.sock").display(),
         resolver_yaml(&fixture)
     );
     let config = write_config(dir.path(), &text);

@@ -45,9 +45,18 @@ pub(crate) fn config_yaml(fixture: &Fixture, extra: &str) -> String {
     )
 }
 
-/// Writes `text` as `dir/mta-sts-daemon.yml`.
+/// Writes `text` as `dir/mta-sts-daemon.yml`, with `dir/control.sock` as its control socket unless `text` sets
+/// one: the default, /run/mta-sts/control.sock, is the host's, where another daemon may answer.
 pub(crate) fn write_config(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("mta-sts-daemon.yml");
+    let text = if text.contains("control:") {
+        text.to_owned()
+    } else {
+        format!(
+            "{text}\ncontrol:\n  socket: \"{}\"\n",
+            dir.join("control.sock").display()
+        )
+    };
     std::fs::write(&path, text).expect("write config");
     path
 }
