@@ -12,15 +12,20 @@
 //! Never `TEMP`/`PERM`/`TIMEOUT` for a discovery problem: Postfix defers mail on any table lookup error, while
 //! RFC 8461 §3.3 says to deliver as if there were no policy.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mtasts_core::{Mode, PolicyDomain};
 use mtasts_engine::{DaneAnswer, ResolvedPolicy};
 use socketmap_proto::Reply;
+use tracing::{error, warn};
 
 use crate::config::ZoneConfig;
+use crate::ratelimit::LogLimiter;
 
 /// What a socketmap key asks about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +81,14 @@ pub enum AnswerKind {
     DaneOnly,
     /// `OK dane`: a zone with `dane`, some MX hosts have DNSSEC-validated TLSA records (or a TLSA lookup failed).
     Dane,
+    /// `NOTFOUND `: an enforced policy whose reply does not fit the socketmap limit of 100 000 bytes even
+    /// without TLSRPT attributes (a policy only a foreign store row can hold); logged as an error.
+    TooLong,
 }
 
 impl AnswerKind {
     /// Every kind, in label order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Secure,
         Self::Testing,
         Self::None,
@@ -90,6 +98,7 @@ impl AnswerKind {
         Self::Invalid,
         Self::DaneOnly,
         Self::Dane,
+        Self::TooLong,
     ];
 
     /// The label value.
@@ -105,6 +114,7 @@ impl AnswerKind {
             Self::Invalid => "invalid",
             Self::DaneOnly => "dane_only",
             Self::Dane => "dane",
+            Self::TooLong => "too_long",
         }
     }
 
@@ -162,6 +172,10 @@ fn is_ip(text: &str) -> bool {
 }
 
 /// The reply for `policy` (the engine's answer; `None` = no policy) under `zone`'s settings, and its kind.
+///
+/// A policy's reply is rendered once per zone flavour and kept with the policy ([`ResolvedPolicy::derived`]):
+/// a memory hit clones the stored bytes. A reply that would not fit the socketmap limit is shortened, or
+/// answered `NOTFOUND ` ([`Fit`]).
 pub(crate) fn reply_for(
     zone: &ZoneConfig,
     domain: &PolicyDomain,
@@ -170,46 +184,297 @@ pub(crate) fn reply_for(
     let Some(resolved) = policy else {
         return (Reply::NotFound, AnswerKind::NoPolicy);
     };
-    let policy = resolved.policy();
-    match policy.mode() {
+    match resolved.policy().mode() {
         Mode::Enforce => {}
         Mode::Testing if zone.strict_testing => {}
         Mode::Testing => return (Reply::NotFound, AnswerKind::Testing),
         Mode::None => return (Reply::NotFound, AnswerKind::None),
     }
-    // RFC 8461 §3.2: enforce/testing policies have at least one mx (mtasts-core guarantees it); an empty
-    // `match=` would leave mail stuck in Postfix's queue, so be defensive anyway.
-    if policy.mx().is_empty() {
-        return (Reply::NotFound, AnswerKind::NoPolicy);
+    let flavour = Flavour::of(zone);
+    let rendered = resolved
+        .derived(|| Rendered::new(domain))
+        .filter(|rendered| rendered.domain == *domain);
+    let unkept;
+    let rendering = match rendered {
+        Some(rendered) => rendered.get(flavour, resolved),
+        // Another domain's policy (the engine keeps one per domain, so not expected): rendered, not kept.
+        None => {
+            unkept = Rendering::new(flavour, domain, resolved, MAX_REPLY_LEN);
+            &unkept
+        }
+    };
+    if rendering.fit == Fit::TooLong
+        && let Some(suppressed) = TOO_LONG_ERRORS.check()
+    {
+        error!(
+            domain = domain.as_str(),
+            len = rendering.len,
+            max = MAX_REPLY_LEN,
+            suppressed,
+            "the policy's reply does not fit the socketmap limit even without TLSRPT attributes; \
+             answering NOTFOUND (the policy is not enforced)"
+        );
     }
-    let mut out = BytesMut::with_capacity(64 + 32 * policy.mx().len());
-    out.put_slice(b"secure match=");
-    let mut first = true;
-    for (i, mx) in policy.mx().iter().enumerate() {
-        if policy.mx()[..i]
-            .iter()
-            .any(|earlier| earlier.as_str() == mx.as_str())
+    (rendering.reply.clone(), rendering.kind)
+}
+
+/// The longest reply Postfix reads (socketmap_table(5): 100 000 bytes of netstring payload, status word and
+/// space included).
+const MAX_REPLY_LEN: usize = socketmap_proto::DEFAULT_MAX_REPLY_LEN;
+
+/// Errors for replies too long to send, at most one a second.
+static TOO_LONG_ERRORS: LogLimiter = LogLimiter::new(Duration::from_secs(1));
+
+/// Replies shortened to fit, at most one warning a second (each policy and flavour is rendered once).
+static SHORTENED_WARNINGS: LogLimiter = LogLimiter::new(Duration::from_secs(1));
+
+/// The zone settings that change the bytes of an `OK secure` reply (`strict_testing` and `dane` only decide
+/// whether it is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flavour {
+    require_sni: bool,
+    tlsrpt: bool,
+}
+
+impl Flavour {
+    const COUNT: usize = 4;
+
+    fn of(zone: &ZoneConfig) -> Self {
+        Self {
+            require_sni: zone.require_sni,
+            tlsrpt: zone.tlsrpt,
+        }
+    }
+
+    fn index(self) -> usize {
+        usize::from(self.require_sni) | (usize::from(self.tlsrpt) << 1)
+    }
+}
+
+/// How much of a reply fits the socketmap limit. Tried in this order; the first that fits is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fit {
+    /// The whole reply.
+    Whole,
+    /// Without the `{ policy_string = … }` groups (TLSRPT reports then lack the policy text).
+    NoPolicyStrings,
+    /// The `match=` list (and `servername=`) with the `mx_host_pattern` attributes only: Postfix ≥ 3.10.5
+    /// enforces RFC 8461 §4.1 wildcards from them.
+    MxPatternsOnly,
+    /// No TLSRPT attribute at all.
+    NoTlsrpt,
+    /// Even the bare answer is too long (only a foreign store row can hold such a policy: fetch caps bodies at
+    /// 64 KiB): `NOTFOUND `.
+    TooLong,
+}
+
+impl Fit {
+    /// A stable label for logs.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Whole => "whole",
+            Self::NoPolicyStrings => "no_policy_strings",
+            Self::MxPatternsOnly => "mx_patterns_only",
+            Self::NoTlsrpt => "no_tlsrpt",
+            Self::TooLong => "too_long",
+        }
+    }
+}
+
+/// A policy's rendered replies, one per [`Flavour`], each made on first use; kept in
+/// [`ResolvedPolicy::derived`].
+#[derive(Debug)]
+struct Rendered {
+    /// The domain the policy was looked up for (`policy_domain=`).
+    domain: PolicyDomain,
+    flavours: [OnceLock<Rendering>; Flavour::COUNT],
+}
+
+impl Rendered {
+    fn new(domain: &PolicyDomain) -> Self {
+        Self {
+            domain: domain.clone(),
+            flavours: Default::default(),
+        }
+    }
+
+    fn get(&self, flavour: Flavour, resolved: &ResolvedPolicy) -> &Rendering {
+        self.flavours[flavour.index()]
+            .get_or_init(|| Rendering::new(flavour, &self.domain, resolved, MAX_REPLY_LEN))
+    }
+}
+
+/// One rendered reply.
+#[derive(Debug)]
+struct Rendering {
+    reply: Reply,
+    kind: AnswerKind,
+    fit: Fit,
+    /// The length of the whole reply (status word and space included), as it would have been.
+    len: usize,
+}
+
+impl Rendering {
+    /// Renders the `OK secure` reply of an enforced policy, shortened to fit `max` ([`Fit`]).
+    fn new(flavour: Flavour, domain: &PolicyDomain, resolved: &ResolvedPolicy, max: usize) -> Self {
+        let parts = Parts::new(flavour, domain, resolved);
+        let (reply, fit) = parts.fit(max);
+        let len = parts.whole_len();
+        let kind = match (&reply, fit) {
+            (_, Fit::TooLong) => AnswerKind::TooLong,
+            (Reply::NotFound, _) => AnswerKind::NoPolicy,
+            _ => AnswerKind::Secure,
+        };
+        if !matches!(fit, Fit::Whole | Fit::TooLong)
+            && let Some(suppressed) = SHORTENED_WARNINGS.check()
         {
-            continue;
+            warn!(
+                domain = domain.as_str(),
+                len,
+                max,
+                kept = fit.as_str(),
+                suppressed,
+                "the policy's reply is too long for socketmap; TLSRPT attributes left out"
+            );
         }
-        if !first {
-            out.put_u8(b':');
-        }
-        first = false;
-        // RFC 8461 §4.1 `*.example.com` → Postfix's `.example.com` (Postfix's form matches any depth; with
-        // `tlsrpt` Postfix ≥ 3.10.5 enforces the one-label rule itself from `mx_host_pattern`).
-        match mx.as_str().strip_prefix('*') {
-            Some(rest) if mx.is_wildcard() => out.put_slice(rest.as_bytes()),
-            _ => out.put_slice(mx.as_str().as_bytes()),
+        Self {
+            reply,
+            kind,
+            fit,
+            len,
         }
     }
-    if zone.require_sni {
-        out.put_slice(b" servername=hostname");
+}
+
+/// The pieces of an `OK secure` reply, in the order they are sent.
+#[derive(Debug, Default)]
+struct Parts {
+    /// `secure match=…` and ` servername=hostname`; empty when the policy has no `mx`.
+    answer: Vec<u8>,
+    /// ` policy_type=sts policy_domain=… policy_ttl=…`.
+    policy: Vec<u8>,
+    /// ` mx_host_pattern=…`, one per `mx` line.
+    mx_patterns: Vec<u8>,
+    /// ` { policy_string = … }`, one per policy line.
+    policy_strings: Vec<u8>,
+}
+
+/// `OK ` before the reply data.
+const OK_PREFIX_LEN: usize = "OK ".len();
+
+impl Parts {
+    fn new(flavour: Flavour, domain: &PolicyDomain, resolved: &ResolvedPolicy) -> Self {
+        let policy = resolved.policy();
+        // RFC 8461 §3.2: enforce/testing policies have at least one mx (mtasts-core guarantees it); an empty
+        // `match=` would leave mail stuck in Postfix's queue, so be defensive anyway.
+        if policy.mx().is_empty() {
+            return Self::default();
+        }
+        let mut answer = Vec::with_capacity(64 + 32 * policy.mx().len());
+        answer.extend_from_slice(b"secure match=");
+        // Duplicates removed in O(n): a policy may have thousands of `mx` lines.
+        let mut seen = HashSet::with_capacity(policy.mx().len());
+        for mx in policy.mx() {
+            if !seen.insert(mx.as_str()) {
+                continue;
+            }
+            if seen.len() > 1 {
+                answer.push(b':');
+            }
+            // RFC 8461 §4.1 `*.example.com` → Postfix's `.example.com` (Postfix's form matches any depth; with
+            // `tlsrpt` Postfix ≥ 3.10.5 enforces the one-label rule itself from `mx_host_pattern`).
+            match mx.as_str().strip_prefix('*') {
+                Some(rest) if mx.is_wildcard() => answer.extend_from_slice(rest.as_bytes()),
+                _ => answer.extend_from_slice(mx.as_str().as_bytes()),
+            }
+        }
+        if flavour.require_sni {
+            answer.extend_from_slice(b" servername=hostname");
+        }
+        let mut parts = Self {
+            answer,
+            ..Self::default()
+        };
+        if flavour.tlsrpt {
+            parts.tlsrpt(domain, resolved);
+        }
+        parts
     }
-    if zone.tlsrpt {
-        append_tlsrpt(&mut out, domain, resolved);
+
+    /// Postfix 3.10 TLSRPT attributes (TLSRPT_README, "MTA-STS support via smtp_tls_policy_maps"):
+    /// `policy_type=sts policy_domain=D policy_ttl=N`, one `mx_host_pattern=P` per `mx:` line, and one
+    /// `{ policy_string = <line> }` per line of the policy.
+    fn tlsrpt(&mut self, domain: &PolicyDomain, resolved: &ResolvedPolicy) {
+        let policy = resolved.policy();
+        let mut text = String::with_capacity(128);
+        let _ = write!(
+            text,
+            " policy_type=sts policy_domain={} policy_ttl={}",
+            domain.as_str(),
+            policy.max_age().as_secs()
+        );
+        self.policy = text.into_bytes();
+        let mut text = String::with_capacity(24 * policy.mx().len());
+        for mx in policy.mx() {
+            let _ = write!(text, " mx_host_pattern={}", mx.as_str());
+        }
+        self.mx_patterns = text.into_bytes();
+        let mut text = String::with_capacity(128 + 32 * policy.mx().len());
+        for line in policy.to_string().lines() {
+            // Braces would end Postfix's `{ ... }` grouping early; only extension values can hold them.
+            if line.contains(['{', '}']) {
+                continue;
+            }
+            let _ = write!(text, " {{ policy_string = {line} }}");
+        }
+        self.policy_strings = text.into_bytes();
     }
-    (Reply::Ok(out.freeze()), AnswerKind::Secure)
+
+    /// The length of the whole reply, `OK ` included.
+    fn whole_len(&self) -> usize {
+        OK_PREFIX_LEN
+            + self.answer.len()
+            + self.policy.len()
+            + self.mx_patterns.len()
+            + self.policy_strings.len()
+    }
+
+    /// The reply with as much as fits in `max` bytes (`OK ` included), and how much that is.
+    fn fit(&self, max: usize) -> (Reply, Fit) {
+        if self.answer.is_empty() {
+            return (Reply::NotFound, Fit::Whole);
+        }
+        let all: [&[u8]; 4] = [
+            &self.answer,
+            &self.policy,
+            &self.mx_patterns,
+            &self.policy_strings,
+        ];
+        let candidates: [(Fit, [bool; 4]); 4] = [
+            (Fit::Whole, [true, true, true, true]),
+            (Fit::NoPolicyStrings, [true, true, true, false]),
+            (Fit::MxPatternsOnly, [true, false, true, false]),
+            (Fit::NoTlsrpt, [true, false, false, false]),
+        ];
+        for (fit, keep) in candidates {
+            let len: usize = all
+                .iter()
+                .zip(keep)
+                .filter(|(_, kept)| *kept)
+                .map(|(part, _)| part.len())
+                .sum();
+            if OK_PREFIX_LEN + len <= max {
+                let mut out = BytesMut::with_capacity(len);
+                for (part, kept) in all.iter().zip(keep) {
+                    if kept {
+                        out.put_slice(part);
+                    }
+                }
+                return (Reply::Ok(out.freeze()), fit);
+            }
+        }
+        (Reply::NotFound, Fit::TooLong)
+    }
 }
 
 /// The reply for a DANE answer (RFC 7672 via Postfix's own `dane-only` / `dane` levels), and its kind; `None` when
@@ -224,33 +489,10 @@ pub(crate) fn dane_reply(answer: DaneAnswer) -> Option<(Reply, AnswerKind)> {
     Some((Reply::Ok(Bytes::from_static(level.as_bytes())), kind))
 }
 
-/// Postfix 3.10 TLSRPT attributes (TLSRPT_README, "MTA-STS support via smtp_tls_policy_maps"):
-/// `policy_type=sts policy_domain=D policy_ttl=N`, one `mx_host_pattern=P` per `mx:` line, and one
-/// `{ policy_string = <line> }` per line of the policy.
-fn append_tlsrpt(out: &mut BytesMut, domain: &PolicyDomain, resolved: &ResolvedPolicy) {
-    let policy = resolved.policy();
-    let mut text = String::with_capacity(128);
-    let _ = write!(
-        text,
-        " policy_type=sts policy_domain={} policy_ttl={}",
-        domain.as_str(),
-        policy.max_age().as_secs()
-    );
-    for mx in policy.mx() {
-        let _ = write!(text, " mx_host_pattern={}", mx.as_str());
-    }
-    for line in policy.to_string().lines() {
-        // Braces would end Postfix's `{ ... }` grouping early; only extension values can hold them.
-        if line.contains(['{', '}']) {
-            continue;
-        }
-        let _ = write!(text, " {{ policy_string = {line} }}");
-    }
-    out.put_slice(text.as_bytes());
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     fn domain(key: &str) -> String {
@@ -377,6 +619,154 @@ mod tests {
         assert_eq!(reply(TESTING), "NOTFOUND ");
     }
 
+    fn resolved(text: &str) -> ResolvedPolicy {
+        ResolvedPolicy::new("id1".parse().expect("id"), text.parse().expect("policy"), 0)
+    }
+
+    const TLSRPT_SNI: Flavour = Flavour {
+        require_sni: true,
+        tlsrpt: true,
+    };
+
+    /// Each step of [`Fit`] in turn, at the exact length of the reply it keeps and one byte below it.
+    #[test]
+    fn a_reply_too_long_loses_policy_strings_then_attributes_then_is_notfound() {
+        let domain = PolicyDomain::parse("example.com").expect("domain");
+        let parts = Parts::new(TLSRPT_SNI, &domain, &resolved(ENFORCE));
+        let answer = "OK secure match=mail.example.com:.example.net servername=hostname";
+        let policy = " policy_type=sts policy_domain=example.com policy_ttl=86400";
+        let patterns = " mx_host_pattern=mail.example.com mx_host_pattern=*.example.net \
+                        mx_host_pattern=mail.example.com";
+        let whole = format!(
+            "{answer}{policy}{patterns} \
+             {{ policy_string = version: STSv1 }} {{ policy_string = mode: enforce }} \
+             {{ policy_string = max_age: 86400 }} {{ policy_string = mx: mail.example.com }} \
+             {{ policy_string = mx: *.example.net }} {{ policy_string = mx: mail.example.com }}"
+        );
+        let steps = [
+            (whole.clone(), Fit::Whole),
+            (format!("{answer}{policy}{patterns}"), Fit::NoPolicyStrings),
+            (format!("{answer}{patterns}"), Fit::MxPatternsOnly),
+            (answer.to_owned(), Fit::NoTlsrpt),
+            ("NOTFOUND ".to_owned(), Fit::TooLong),
+        ];
+        assert_eq!(parts.whole_len(), whole.len());
+        for pair in steps.windows(2) {
+            let [(text, fit), (shorter, shorter_fit)] = pair else {
+                unreachable!("windows of 2");
+            };
+            let (reply, got) = parts.fit(text.len());
+            assert_eq!((reply.to_string(), got), (text.clone(), *fit));
+            assert!(reply.encoded_len() <= text.len());
+            let (reply, got) = parts.fit(text.len() - 1);
+            assert_eq!(
+                (reply.to_string(), got),
+                (shorter.clone(), *shorter_fit),
+                "one byte below {fit:?}"
+            );
+        }
+    }
+
+    /// The socketmap limit is the netstring payload: `OK `, then the data.
+    #[test]
+    fn the_limit_counts_the_status_word() {
+        let domain = PolicyDomain::parse("example.com").expect("domain");
+        let plain = Flavour {
+            require_sni: false,
+            tlsrpt: false,
+        };
+        let parts = Parts::new(plain, &domain, &resolved(TESTING));
+        let (reply, fit) = parts.fit("OK secure match=mail.example.com".len());
+        assert_eq!((reply.encoded_len(), fit), (32, Fit::Whole));
+        assert_eq!(parts.fit(31), (Reply::NotFound, Fit::TooLong));
+    }
+
+    #[test]
+    fn a_reply_that_never_fits_is_notfound_and_counted_as_too_long() {
+        let domain = PolicyDomain::parse("example.com").expect("domain");
+        let rendering = Rendering::new(TLSRPT_SNI, &domain, &resolved(ENFORCE), 20);
+        assert_eq!(
+            (rendering.reply, rendering.kind, rendering.fit),
+            (Reply::NotFound, AnswerKind::TooLong, Fit::TooLong)
+        );
+        assert!(rendering.len > 20);
+    }
+
+    /// A hit sends the bytes rendered by the first answer in the same flavour: the same allocation.
+    #[test]
+    fn replies_are_rendered_once_per_flavour_and_shared() {
+        let domain = PolicyDomain::parse("example.com").expect("domain");
+        let policy = resolved(ENFORCE);
+        let zones = [(false, false), (true, false), (false, true), (true, true)].map(
+            |(require_sni, tlsrpt)| ZoneConfig {
+                require_sni,
+                tlsrpt,
+                ..ZoneConfig::default()
+            },
+        );
+        let first: Vec<_> = zones
+            .iter()
+            .map(|zone| reply_for(zone, &domain, Some(&policy)).0)
+            .collect();
+        for (zone, first) in zones.iter().zip(&first) {
+            let again = reply_for(zone, &domain, Some(&policy)).0;
+            assert_eq!(again, *first);
+            assert_eq!(again.payload().as_ptr(), first.payload().as_ptr());
+        }
+        let texts: HashSet<_> = first.iter().map(ToString::to_string).collect();
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        // strict_testing shares the bytes of its flavour.
+        let strict = ZoneConfig {
+            strict_testing: true,
+            ..zones[0].clone()
+        };
+        let strict = reply_for(&strict, &domain, Some(&policy)).0;
+        assert_eq!(strict.payload().as_ptr(), first[0].payload().as_ptr());
+    }
+
+    /// The same policy value asked for another domain names that domain (the stored replies are not used).
+    #[test]
+    fn a_policy_shared_by_two_domains_names_each() {
+        let zone = ZoneConfig {
+            tlsrpt: true,
+            ..ZoneConfig::default()
+        };
+        let policy = resolved(TESTING.replace("testing", "enforce").as_str());
+        for name in ["a.example", "b.example", "a.example"] {
+            let domain = PolicyDomain::parse(name).expect("domain");
+            let reply = reply_for(&zone, &domain, Some(&policy)).0.to_string();
+            assert!(
+                reply.contains(&format!(" policy_domain={name} ")),
+                "{reply}"
+            );
+        }
+    }
+
+    /// Thousands of `mx` lines, each twice: the `match=` list keeps the first of each, in order.
+    #[test]
+    fn duplicates_are_removed_from_long_mx_lists_in_order() {
+        let mut text = String::from("version: STSv1\nmode: enforce\nmax_age: 86400\n");
+        for round in 0..2 {
+            for i in 0..3000 {
+                let _ = writeln!(
+                    text,
+                    "mx: m{}.example",
+                    if round == 0 { i } else { 2999 - i }
+                );
+            }
+        }
+        let zone = ZoneConfig {
+            require_sni: false,
+            ..ZoneConfig::default()
+        };
+        let domain = PolicyDomain::parse("example.com").expect("domain");
+        let reply = reply_for(&zone, &domain, Some(&resolved(&text)))
+            .0
+            .to_string();
+        let want: Vec<_> = (0..3000).map(|i| format!("m{i}.example")).collect();
+        assert_eq!(reply, format!("OK secure match={}", want.join(":")));
+    }
+
     #[test]
     fn dane_answers_are_exactly_the_postfix_level() {
         let reply = |answer| dane_reply(answer).map(|(reply, kind)| (reply.to_string(), kind));
@@ -409,7 +799,8 @@ mod tests {
                 "ip_literal",
                 "invalid",
                 "dane_only",
-                "dane"
+                "dane",
+                "too_long"
             ]
         );
         for (i, kind) in AnswerKind::ALL.iter().enumerate() {

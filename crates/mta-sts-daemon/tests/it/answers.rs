@@ -186,3 +186,162 @@ async fn freshness_grace_unchanged_id_expiry_and_stale_on_error() {
     assert_eq!(query(addr, "postfix", "fresh.test").await, "NOTFOUND ");
     daemon.shutdown().await;
 }
+
+/// An enforce policy with `count` distinct `mx` lines of `letters` letters and `.t` (`aaa.t`, `aab.t`, …): 6000
+/// of three letters make a body of about 60 KiB, under the fetch limit of 64 KiB.
+fn many_mx_policy(count: usize, letters: u32) -> (String, Vec<String>) {
+    let names: Vec<String> = (0..count)
+        .map(|i| {
+            (0..letters)
+                .rev()
+                .map(|place| {
+                    let digit = (i / 26_usize.pow(place)) % 26;
+                    char::from(b'a' + u8::try_from(digit).expect("a letter"))
+                })
+                .chain(".t".chars())
+                .collect()
+        })
+        .collect();
+    let mut text = String::from("version: STSv1\nmode: enforce\nmax_age: 86400\n");
+    for name in &names {
+        text.push_str("mx: ");
+        text.push_str(name);
+        text.push('\n');
+    }
+    (text, names)
+}
+
+/// Issue 11 rows 6 and 7: a policy of 6000 `mx` lines in a `tlsrpt: true` zone. Its whole reply (about 330 KB
+/// with the TLSRPT attributes) is over socketmap's 100 000 bytes: the attributes are left out, every pipelined
+/// request is answered within the limit, and the connection stays open.
+#[tokio::test]
+async fn a_policy_of_6000_mx_lines_is_answered_within_the_socketmap_limit_pipelined() {
+    use futures_util::StreamExt as _;
+    use socketmap_proto::{ClientCodec, DEFAULT_MAX_REPLY_LEN, Reply};
+    use tokio::io::AsyncWriteExt as _;
+
+    let fixture = standard_fixture().await;
+    let (text, names) = many_mx_policy(6000, 3);
+    assert!(text.len() < 64 * 1024, "{}", text.len());
+    fixture.publish("large.test", "id1", &text);
+    let daemon = start(&fixture, "zones:\n  rpt:\n    tlsrpt: true\n").await;
+    let large = format!("OK secure match={} servername=hostname", names.join(":"));
+    let rpt_small = format!(
+        "{ENFORCE_REPLY} policy_type=sts policy_domain=enforce.test policy_ttl=86400 \
+         mx_host_pattern=mail.example.com mx_host_pattern=*.mx.example.net \
+         {{ policy_string = version: STSv1 }} {{ policy_string = mode: enforce }} \
+         {{ policy_string = max_age: 86400 }} {{ policy_string = mx: mail.example.com }} \
+         {{ policy_string = mx: *.mx.example.net }}"
+    );
+    let asked = [
+        ("rpt", "large.test", large.as_str()),
+        ("rpt", "enforce.test", rpt_small.as_str()),
+        ("postfix", "large.test", large.as_str()),
+        ("rpt", "none.test", "NOTFOUND "),
+    ];
+    // 4 × 10 requests in one write: the first of each domain discovers, the others are memory hits.
+    let mut wire = Vec::new();
+    for _ in 0..10 {
+        for (zone, key, _) in asked {
+            let request = format!("{zone} {key}");
+            wire.extend_from_slice(format!("{}:{request},", request.len()).as_bytes());
+        }
+    }
+    let mut stream = tokio::net::TcpStream::connect(tcp_addr(&daemon))
+        .await
+        .expect("connect");
+    stream.write_all(&wire).await.expect("write");
+    // The client codec refuses any reply over Postfix's limit (a decoding error ends the stream).
+    let codec = ClientCodec::new().with_max_reply_len(DEFAULT_MAX_REPLY_LEN);
+    let mut replies = tokio_util::codec::FramedRead::new(stream, codec);
+    for i in 0..40 {
+        let (zone, key, want) = asked[i % asked.len()];
+        let reply = tokio::time::timeout(Duration::from_secs(30), replies.next())
+            .await
+            .unwrap_or_else(|_| panic!("reply {i} ({zone} {key}) did not come"))
+            .unwrap_or_else(|| panic!("the connection closed before reply {i} ({zone} {key})"))
+            .unwrap_or_else(|e| panic!("reply {i} ({zone} {key}): {e}"));
+        assert!(reply.encoded_len() <= DEFAULT_MAX_REPLY_LEN);
+        assert!(
+            reply.to_string() == want,
+            "reply {i} ({zone} {key}): {} bytes, {:.80}…",
+            reply.encoded_len(),
+            reply.to_string()
+        );
+        if want != "NOTFOUND " {
+            assert!(matches!(reply, Reply::Ok(_)));
+        }
+    }
+    // Still open: one more request on the same connection.
+    let mut stream = replies.into_inner();
+    stream
+        .write_all(b"20:postfix enforce.test,")
+        .await
+        .expect("write");
+    let mut replies = tokio_util::codec::FramedRead::new(stream, ClientCodec::new());
+    let reply = replies.next().await.expect("a reply").expect("a reply");
+    assert_eq!(reply.to_string(), ENFORCE_REPLY);
+    assert_eq!(fixture.https().request_count("mta-sts.large.test"), 1);
+    close_and_stop(replies, daemon).await;
+}
+
+/// A policy whose bare answer is over socketmap's limit: only a store row written by something else can hold one
+/// (fetched bodies are at most 64 KiB). It is answered `NOTFOUND ` and counted as `too_long`; the connection
+/// stays open.
+#[cfg(feature = "sqlite")]
+#[tokio::test]
+async fn a_foreign_store_row_too_long_to_answer_is_notfound_and_counted() {
+    use mta_sts_daemon::AnswerKind;
+    use mtasts_cache::{CacheEntry, PolicyCache as _};
+    use mtasts_cache_sql::{SqliteCache, SqliteOptions};
+    use socketmap_proto::SocketmapClient;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 20 000 names of 6 characters: a `match=` list of 140 000 bytes.
+    let (text, _) = many_mx_policy(20_000, 4);
+    let store = SqliteCache::open(SqliteOptions::new(dir.path().join("cache.db")))
+        .await
+        .expect("open the store");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let entry = CacheEntry::new(
+        now,
+        "id1".parse().expect("id"),
+        text.parse().expect("policy"),
+    );
+    assert!(store.set("huge.test", &entry).await.expect("write"));
+    drop(store);
+    let fixture = standard_fixture().await;
+    fixture.publish_txt("huge.test", "id1");
+    let daemon = start(
+        &fixture,
+        &format!(
+            "{}zones:\n  rpt:\n    tlsrpt: true\n",
+            sqlite_yaml(dir.path())
+        ),
+    )
+    .await;
+    let mut client = SocketmapClient::connect_tcp(tcp_addr(&daemon))
+        .await
+        .expect("connect");
+    for zone in ["postfix", "rpt", "postfix"] {
+        assert_eq!(ask(&mut client, zone, "huge.test").await, "NOTFOUND ");
+        assert_eq!(
+            ask(&mut client, zone, "enforce.test").await.get(..2),
+            Some("OK")
+        );
+    }
+    let metrics = daemon.metrics();
+    assert_eq!(
+        metrics.answers(metrics.zone(b"postfix"), AnswerKind::TooLong),
+        2
+    );
+    assert_eq!(
+        metrics.answers(metrics.zone(b"rpt"), AnswerKind::TooLong),
+        1
+    );
+    assert_eq!(fixture.https().request_count("mta-sts.huge.test"), 0);
+    close_and_stop(client, daemon).await;
+}
