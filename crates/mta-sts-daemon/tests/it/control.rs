@@ -242,3 +242,107 @@ async fn bad_requests_are_refused_and_a_missing_directory_only_warns() {
     drop(client);
     daemon.stop().await;
 }
+
+/// A query in a `dane: true` zone shows the DANE view and gives the DANE answer, and it is counted in the
+/// metrics like a socketmap lookup (`mtasts_answers_total`).
+#[tokio::test]
+async fn a_query_shows_the_dane_view_and_counts_like_a_lookup() {
+    let fixture = mtasts_test_support::Fixture::start().await;
+    fixture.dns().set_secure_by_default(true);
+    fixture.publish("danectl.test", "id1", ENFORCE);
+    fixture.dns().set_mx("danectl.test", 10, "mx.danectl.test");
+    fixture
+        .dns()
+        .set_a("mx.danectl.test", std::net::Ipv4Addr::LOCALHOST);
+    fixture
+        .dns()
+        .set_tlsa("_25._tcp.mx.danectl.test", 3, 1, 1, &[0x5a; 32]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = dir.path().join("metrics.sock");
+    let extra = format!(
+        "zones:\n  dane:\n    dane: true\nmetrics:\n  listen: \"unix:{}\"\n",
+        metrics.display()
+    );
+    let daemon = spawn_daemon(&fixture, &extra, &[]).await;
+    let out = query_cmd(
+        &daemon.config,
+        &["danectl.test", "--zone", "dane", "--json"],
+    )
+    .await;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let answer: Value = serde_json::from_str(&out.stdout).expect("JSON");
+    assert_eq!(answer["reply"], "OK dane-only", "{answer}");
+    assert_eq!(answer["kind"], "dane_only");
+    assert_eq!(answer["dane"]["answer"], "dane_only");
+    assert_eq!(answer["dane"]["reply"], "OK dane-only");
+    assert_eq!(answer["dane"]["source"], "discovered");
+    assert_eq!(
+        answer["status"], "policy",
+        "the MTA-STS policy is shown too"
+    );
+    let text = query_cmd(&daemon.config, &["danectl.test", "--zone", "dane"]).await;
+    assert!(
+        text.stdout
+            .contains("dane:         dane_only (reply OK dane-only, from memory)"),
+        "{}",
+        text.stdout
+    );
+
+    let mut stream = UnixStream::connect(&metrics).await.expect("metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.expect("read");
+    let series = "mtasts_answers_total{zone=\"dane\",kind=\"dane_only\"} 2";
+    assert!(body.lines().any(|l| l == series), "{series} in\n{body}");
+    daemon.stop().await;
+}
+
+/// Only an absent or refusing socket sends the `cache` commands to the store: one they may not open (EACCES, a
+/// user outside the daemon's group) is reported, exit 69. Needs root (to run the command as `nobody`).
+#[tokio::test]
+async fn a_socket_the_user_may_not_open_is_reported_not_bypassed() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: a_socket_the_user_may_not_open_is_reported_not_bypassed needs root");
+        return;
+    }
+    let Some(setpriv) = mtasts_test_support::tool_or_skip(
+        "a_socket_the_user_may_not_open_is_reported_not_bypassed",
+        "setpriv",
+        "util-linux",
+    ) else {
+        return;
+    };
+    let fixture = enforcing("perm.test").await;
+    let daemon = spawn_daemon(&fixture, "", &[]).await;
+    let config = daemon.config.to_str().expect("UTF-8 path");
+    for args in [&["cache", "list"][..], &["query", "perm.test"]] {
+        let out = tokio::process::Command::new(&setpriv)
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+                "-c",
+                config,
+            ])
+            .args(args)
+            .output()
+            .await
+            .expect("run as nobody");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(69), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach the running daemon")
+                && stderr.contains("ermission denied"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("cache.type is internal"),
+            "no fallback to the store: {stderr}"
+        );
+    }
+    daemon.stop().await;
+}
