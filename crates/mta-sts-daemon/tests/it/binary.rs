@@ -633,6 +633,38 @@ async fn user_and_group_are_applied_after_binding() {
     spawned.stop().await;
 }
 
+/// `-u` alone: the daemon runs with the user's primary group (and no other), not with root's group. (Issue 11: a
+/// daemon keeping gid 0 failed no test, every test gave `-g` too.)
+#[tokio::test]
+async fn user_alone_switches_to_its_primary_group() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipping user_alone_switches_to_its_primary_group: switching users needs root");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody")
+        .expect("look up nobody")
+        .expect("a nobody user");
+    let fixture = standard_fixture().await;
+    let spawned = spawn_daemon(&fixture, "", &["-u", "nobody"]).await;
+    let pid = spawned.child.id().expect("pid");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let ids = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
+    let gid = nobody.gid.as_raw();
+    assert_ne!(gid, 0, "nobody's primary group is root's");
+    assert_eq!(
+        ids("Gid:"),
+        Some(format!("{gid} {gid} {gid} {gid}")),
+        "{status}"
+    );
+    assert_eq!(ids("Groups:"), Some(gid.to_string()), "{status}");
+    spawned.stop().await;
+}
+
 /// `-g GROUP` with `mode: 0660`: the socket file is created with the daemon's user and group before it listens,
 /// as the Python daemon's is (it switches ids before binding), so Postfix, in that group, can open it.
 #[tokio::test]

@@ -61,6 +61,40 @@ async fn slow_zone(
     (fixture, daemon, addr)
 }
 
+/// `limits.max_pipeline: 1`: a connection's next request is read only once the previous one is answered, so
+/// three pipelined requests that each stay pending for the zone's 1 s timeout are answered one after the
+/// other (over 3 s), not together after one second. (Issue 11: ignoring `max_pipeline` failed no test.)
+#[tokio::test]
+async fn max_pipeline_bounds_the_requests_read_ahead() {
+    let fixture = standard_fixture().await;
+    for name in ["a", "b", "c"] {
+        fixture
+            .dns()
+            .set_silent(&format!("_mta-sts.{name}.slow.test"));
+    }
+    let daemon = start(
+        &fixture,
+        "limits:\n  max_pipeline: 1\nzones:\n  slow:\n    timeout: 1\n",
+    )
+    .await;
+    let addr = tcp_addr(&daemon);
+    let started = Instant::now();
+    let mut stream = send(
+        addr,
+        b"16:slow a.slow.test,16:slow b.slow.test,16:slow c.slow.test,",
+    )
+    .await;
+    let mut replies = vec![0u8; 3 * b"9:NOTFOUND ,".len()];
+    stream.read_exact(&mut replies).await.expect("replies");
+    assert_eq!(replies, b"9:NOTFOUND ,".repeat(3));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(2_700),
+        "three 1 s requests answered in {elapsed:?} with max_pipeline: 1"
+    );
+    close_and_stop(stream, daemon).await;
+}
+
 #[tokio::test]
 async fn many_requests_per_connection() {
     let (_fixture, daemon, addr) = standard("").await;
@@ -242,8 +276,15 @@ async fn connection_limit_queues_excess_clients() {
     let (_fixture, daemon, addr) = standard("limits:\n  max_connections: 1\n").await;
     let mut first = SocketmapClient::connect_tcp(addr).await.expect("connect");
     assert_eq!(ask(&mut first, "postfix", "none.test").await, "NOTFOUND ");
-    // The second client waits in the backlog until the first leaves.
-    let second = tokio::spawn(async move { query(addr, "postfix", "enforce.test").await });
+    // The second client waits in the backlog while the first is connected (a limit raised by a regression
+    // would serve it at once), and is served once the first leaves.
+    let mut second = tokio::spawn(async move { query(addr, "postfix", "enforce.test").await });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), &mut second)
+            .await
+            .is_err(),
+        "a second client was served while max_connections: 1 was taken"
+    );
     drop(first);
     let reply = tokio::time::timeout(Duration::from_secs(10), second)
         .await
@@ -268,5 +309,26 @@ async fn idle_connections_are_closed_after_idle_timeout() {
     // Answered at its 3 s zone timeout, then closed after another idle second.
     assert_eq!(read_to_eof(&mut pending).await, b"9:NOTFOUND ,");
     assert!(started.elapsed() >= Duration::from_millis(3_900));
+    daemon.shutdown().await;
+}
+
+/// `resolver.proxy`: the daemon fetches policies through the configured HTTPS proxy (every other test sets
+/// `proxy: none`, so a daemon ignoring the key failed no test; issue 11).
+#[tokio::test]
+async fn policies_are_fetched_through_the_configured_proxy() {
+    let fixture = standard_fixture().await;
+    let proxy = mtasts_test_support::ConnectProxy::start().await;
+    let text =
+        config_yaml(&fixture, "").replace("proxy: none", &format!("proxy: \"{}\"", proxy.url()));
+    assert!(text.contains(&proxy.url()), "{text}");
+    let daemon = start_config(&text).await;
+    assert_eq!(
+        query(tcp_addr(&daemon), "postfix", "enforce.test").await,
+        ENFORCE_REPLY
+    );
+    assert_eq!(
+        proxy.targets(),
+        [format!("mta-sts.enforce.test:{}", fixture.https().port())]
+    );
     daemon.shutdown().await;
 }

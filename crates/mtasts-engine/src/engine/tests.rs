@@ -97,10 +97,15 @@ impl Fake {
         self.gate.send_replace(true);
     }
 
+    /// Waits until the fake was called `n` times; fails after 10 s instead of hanging when a regression keeps
+    /// the discovery from running.
     async fn wait_calls(&self, n: usize) {
         let mut rx = self.calls.subscribe();
-        if rx.wait_for(|calls| *calls >= n).await.is_err() {
-            panic!("fake dropped while waiting for {n} calls");
+        match tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|calls| *calls >= n)).await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => panic!("fake dropped while waiting for {n} calls"),
+            Err(_) => panic!("no {n} discoveries within 10 s (only {})", self.calls()),
         }
     }
 }
