@@ -92,25 +92,29 @@ impl Drop for SocketFile {
     }
 }
 
-impl ControlSocket {
-    /// Binds `config.control.socket` for `owner` (creating its directory if missing), or warns and returns
-    /// `None`. A socket file left by an earlier run is replaced, as is one a daemon still running answers on
-    /// (the newest daemon answers; the older one leaves our file alone when it stops). Needs a tokio runtime.
-    pub(crate) fn bind(config: &Config, owner: SocketOwner) -> Option<Self> {
-        let path = &config.control.socket;
-        match bind(path, owner) {
+/// What binding the control socket needs from the configuration, taken before the configuration moves on.
+#[derive(Debug)]
+pub(crate) struct PreparedControl {
+    path: PathBuf,
+    zones: Zones,
+}
+
+impl PreparedControl {
+    /// Binds the socket for `owner` (creating its directory if missing), or warns and returns `None`. A socket
+    /// file left by an earlier run is replaced, as is one a daemon still running answers on (the newest daemon
+    /// answers; the older one leaves our file alone when it stops). Needs a tokio runtime.
+    pub(crate) fn bind(self, owner: SocketOwner) -> Option<ControlSocket> {
+        let Self { path, zones } = self;
+        match bind(&path, owner) {
             Ok((listener, inode)) => {
                 debug!(path = %path.display(), "control socket bound");
-                Some(Self {
+                Some(ControlSocket {
                     listener: Some(listener),
                     file: SocketFile {
-                        path: path.clone(),
+                        path,
                         inode: Some(inode),
                     },
-                    zones: Zones {
-                        default: config.default_zone.clone(),
-                        named: config.zones.clone(),
-                    },
+                    zones,
                 })
             }
             Err(e) => {
@@ -121,6 +125,20 @@ impl ControlSocket {
                 );
                 None
             }
+        }
+    }
+}
+
+impl ControlSocket {
+    /// The socket `config.control.socket` names, with the zones its queries use; bound by
+    /// [`PreparedControl::bind`].
+    pub(crate) fn prepare(config: &Config) -> PreparedControl {
+        PreparedControl {
+            path: config.control.socket.clone(),
+            zones: Zones {
+                default: config.default_zone.clone(),
+                named: config.zones.clone(),
+            },
         }
     }
 

@@ -78,8 +78,7 @@ async fn serve_until_signalled(cli: &Cli, mut config: Config) -> Result<(), Star
         .as_ref()
         .map(Privileges::socket_owner)
         .unwrap_or_default();
-    // Bound while still privileged, like the listening socket; without it the daemon runs (with a warning).
-    let control = ControlSocket::bind(&config, owner);
+    let control = ControlSocket::prepare(&config);
     let bound = Bound::bind_owned(config, owner)?;
     // The pidfile is written while still privileged (it usually lives in /run).
     let _pidfile = match &cli.pidfile {
@@ -89,6 +88,10 @@ async fn serve_until_signalled(cli: &Cli, mut config: Config) -> Result<(), Star
         })?),
         None => None,
     };
+    // Bound while still privileged, and only once nothing else can refuse the start: a daemon that fails
+    // (its port or pidfile taken) leaves the control socket of the one running alone. Without it the daemon
+    // runs (with a warning).
+    let control = control.bind(owner);
     if let Some(privileges) = &privileges {
         privileges.apply()?;
     }

@@ -346,3 +346,26 @@ async fn a_socket_the_user_may_not_open_is_reported_not_bypassed() {
     }
     daemon.stop().await;
 }
+
+/// A second daemon that cannot start (its port is taken) leaves the running daemon's control socket alone.
+#[tokio::test]
+async fn a_daemon_that_fails_to_start_keeps_the_running_ones_control_socket() {
+    let fixture = enforcing("second.test").await;
+    let daemon = spawn_daemon(&fixture, "", &[]).await;
+    let socket = control_socket(&daemon.config);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let second = write_config(
+        dir.path(),
+        &format!(
+            "host: 127.0.0.1\nport: {}\nreuse_port: false\ncontrol:\n  socket: \"{}\"\n",
+            daemon.port,
+            socket.display()
+        ),
+    );
+    let out = run_bin(["-c", second.to_str().expect("UTF-8 path")]).await;
+    assert_eq!(out.code, Some(1), "the port is taken: {}", out.stderr);
+    assert!(out.stderr.contains("cannot listen"), "{}", out.stderr);
+    let (code, answer) = query_json(&daemon.config, "second.test").await;
+    assert_eq!(code, Some(0), "the first daemon still answers: {answer}");
+    daemon.stop().await;
+}
