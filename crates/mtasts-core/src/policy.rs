@@ -100,10 +100,12 @@ impl Policy {
     /// assert!(Policy::new(Mode::Enforce, MaxAge::new(1)?, vec![]).is_err());
     /// # Ok::<(), mtasts_core::Error>(())
     /// ```
-    pub fn new(mode: Mode, max_age: MaxAge, mx: Vec<MxPattern>) -> Result<Self, Error> {
+    pub fn new(mode: Mode, max_age: MaxAge, mut mx: Vec<MxPattern>) -> Result<Self, Error> {
         if mx.is_empty() && mode != Mode::None {
             return Err(Error::MissingMx { mode });
         }
+        // Policies are kept for long (in caches): no spare capacity.
+        mx.shrink_to_fit();
         Ok(Self {
             mode,
             max_age,
@@ -301,6 +303,7 @@ impl FromStr for Policy {
         let mode = mode.ok_or(Error::MissingField { field: "mode" })?;
         let max_age = max_age.ok_or(Error::MissingField { field: "max_age" })?;
         let mut policy = Self::new(mode, max_age, mx)?;
+        extensions.shrink_to_fit();
         policy.extensions = extensions;
         policy.leniencies = leniencies;
         Ok(policy)
@@ -396,6 +399,7 @@ impl<'de> serde::de::Visitor<'de> for PolicyVisitor {
         let max_age = max_age.ok_or_else(|| A::Error::missing_field("max_age"))?;
         let mut policy =
             Policy::new(mode, max_age, mx.unwrap_or_default()).map_err(A::Error::custom)?;
+        extensions.shrink_to_fit();
         policy.extensions = extensions;
         Ok(policy)
     }

@@ -7,7 +7,6 @@
 //! the derived value is set later, so it is estimated from the policy.
 
 use std::mem::size_of;
-use std::sync::Arc;
 
 use mtasts_cache::bounded::{BoundedCache, HeapSize};
 
@@ -15,7 +14,7 @@ use crate::freshness::FrontEntry;
 use crate::resolution::ResolvedPolicy;
 
 /// The memory front, keyed by policy domain.
-pub(crate) type Front = BoundedCache<Arc<str>, FrontEntry>;
+pub(crate) type Front = BoundedCache<Box<str>, FrontEntry>;
 
 /// The allowance for a derived value besides the `mx` text it may repeat: a boxed value and a reply's fixed
 /// words.
@@ -42,6 +41,8 @@ mod tests {
     use std::time::Duration;
 
     use tokio::time::Instant;
+
+    use std::sync::Arc;
 
     use super::*;
     use crate::freshness::Held;

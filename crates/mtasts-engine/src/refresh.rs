@@ -404,7 +404,7 @@ impl Inner {
             debug!(domain = key, "purged during the refresh; result not kept");
             return;
         }
-        self.front.insert(Arc::from(key), entry);
+        self.front.insert(Box::from(key), entry);
         if self.purged_since(generation) {
             self.front.remove(key);
         }

@@ -1,8 +1,10 @@
 //! What a lookup returns.
 
 use std::any::Any;
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, OnceLock};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError};
 
 use mtasts_cache::CacheEntry;
 use mtasts_core::{Mode, Policy, PolicyId};
@@ -83,7 +85,8 @@ impl fmt::Display for Source {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedPolicy {
     id: PolicyId,
-    policy: Policy,
+    /// Shared with every other `ResolvedPolicy` of an identical policy ([`share`]).
+    policy: Arc<Policy>,
     fetched_at: u64,
     derived: Derived,
 }
@@ -118,6 +121,9 @@ impl fmt::Debug for Derived {
 impl ResolvedPolicy {
     /// A policy with id `id` fetched over HTTPS at `fetched_at` (Unix seconds).
     ///
+    /// Domains often publish the very same policy (those of one mail provider): every `ResolvedPolicy` of an
+    /// identical policy (the same fields and [leniencies](Policy::leniencies)) shares one copy of it in memory.
+    ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// use mtasts_engine::ResolvedPolicy;
@@ -130,10 +136,10 @@ impl ResolvedPolicy {
     /// # }
     /// ```
     #[must_use]
-    pub const fn new(id: PolicyId, policy: Policy, fetched_at: u64) -> Self {
+    pub fn new(id: PolicyId, policy: Policy, fetched_at: u64) -> Self {
         Self {
             id,
-            policy,
+            policy: share(policy),
             fetched_at,
             derived: Derived(OnceLock::new()),
         }
@@ -169,7 +175,7 @@ impl ResolvedPolicy {
             checked_at,
             fetched_at: self.fetched_at,
             policy_id: self.id.clone(),
-            policy: self.policy.clone(),
+            policy: Policy::clone(&self.policy),
         }
     }
 
@@ -181,7 +187,7 @@ impl ResolvedPolicy {
 
     /// The policy (RFC 8461 §3.2).
     #[must_use]
-    pub const fn policy(&self) -> &Policy {
+    pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
@@ -209,5 +215,100 @@ impl ResolvedPolicy {
     #[must_use]
     pub fn ttl_at(&self, now: u64) -> u64 {
         self.expires_at().saturating_sub(now)
+    }
+}
+
+/// The policies in use, each once: see [`share`].
+static SHARED: LazyLock<Mutex<Shared>> = LazyLock::new(Mutex::default);
+
+#[derive(Default)]
+struct Shared {
+    policies: HashSet<Exact>,
+    /// How many were in use at the last sweep.
+    live: usize,
+}
+
+/// A policy compared by all it holds, leniencies included (`Policy`'s own equality leaves them out).
+struct Exact(Arc<Policy>);
+
+impl PartialEq for Exact {
+    fn eq(&self, other: &Self) -> bool {
+        *self.0 == *other.0 && self.0.leniencies() == other.0.leniencies()
+    }
+}
+
+impl Eq for Exact {}
+
+impl Hash for Exact {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.0.leniencies().hash(state);
+    }
+}
+
+/// Sweeps no sooner than this many policies are remembered.
+const SWEEP_FLOOR: usize = 1_024;
+
+/// `policy`, or the identical one already in use: one copy of each policy in memory, however many domains
+/// publish it. Policies no longer used are forgotten when the set has doubled since the last sweep, so it holds
+/// at most about twice the policies in use (amortised O(1); on the discovery and store path, never on a hit).
+fn share(policy: Policy) -> Arc<Policy> {
+    let candidate = Exact(Arc::new(policy));
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(known) = shared.policies.get(&candidate) {
+        return Arc::clone(&known.0);
+    }
+    if shared.policies.len() >= (2 * shared.live).max(SWEEP_FLOOR) {
+        shared
+            .policies
+            .retain(|known| Arc::strong_count(&known.0) > 1);
+        shared.policies.shrink_to_fit();
+        shared.live = shared.policies.len();
+    }
+    shared.policies.insert(Exact(Arc::clone(&candidate.0)));
+    candidate.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(mx: &str) -> ResolvedPolicy {
+        let text = format!("version: STSv1\nmode: enforce\nmax_age: 600\nmx: {mx}\n");
+        ResolvedPolicy::new("id1".parse().unwrap(), text.parse().unwrap(), 0)
+    }
+
+    #[test]
+    fn identical_policies_are_shared() {
+        let (a, b) = (resolved("mx.shared.example"), resolved("mx.shared.example"));
+        assert!(Arc::ptr_eq(&a.policy, &b.policy));
+        assert!(!Arc::ptr_eq(
+            &a.policy,
+            &resolved("mx.other.example").policy
+        ));
+        // A leniency is kept apart: the policy reports how it was spelled.
+        let dotted = resolved("mx.shared.example.");
+        assert_eq!(dotted.policy(), a.policy());
+        assert!(!Arc::ptr_eq(&a.policy, &dotted.policy));
+        assert_eq!(dotted.policy().leniencies().len(), 1);
+    }
+
+    #[test]
+    fn policies_no_longer_used_are_forgotten() {
+        for i in 0..5 * SWEEP_FLOOR {
+            drop(resolved(&format!("mx{i}.sweep.example")));
+        }
+        let kept = resolved("mx.kept.example");
+        for i in 0..5 * SWEEP_FLOOR {
+            drop(resolved(&format!("mx{i}.sweep2.example")));
+        }
+        let shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        // Other tests share the set: only a bound can be checked.
+        assert!(
+            shared.policies.len() <= 4 * SWEEP_FLOOR,
+            "{}",
+            shared.policies.len()
+        );
+        assert!(shared.policies.contains(&Exact(Arc::clone(&kept.policy))));
     }
 }
