@@ -74,7 +74,8 @@ pub(crate) fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
             Ok(client) => {
                 let daemon: Arc<dyn PolicyCache> = Arc::new(client);
                 let mut out = io::stdout().lock();
-                return perform(Some(&daemon), &action, &mut out, &mut err).await;
+                let location = format!("the running daemon ({})", socket.display());
+                return perform(Some(&daemon), &location, &action, &mut out, &mut err).await;
             }
             Err(e) if no_daemon(&e) => {}
             Err(e) => {
@@ -96,18 +97,24 @@ pub(crate) fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
             );
             return Exit::Unavailable;
         }
+        // Errors name the store (file, URL, hosts; no password) and the driver's causes.
+        let location = stores::target(&config.cache).unwrap_or_default();
         let store = match stores::open(&config.cache, config.limits.memory_cache_size).await {
             Ok((store, _)) => store,
+            Err(StartError::Store { kind, source }) => {
+                eprintln!(
+                    "mta-sts-daemon: cannot open the {kind} cache at {location}: {}",
+                    source.with_causes()
+                );
+                return Exit::Unavailable;
+            }
             Err(e) => {
                 eprintln!("mta-sts-daemon: {e}");
-                return match e {
-                    StartError::Store { .. } => Exit::Unavailable,
-                    _ => Exit::Config,
-                };
+                return Exit::Config;
             }
         };
         let mut out = io::stdout().lock();
-        let code = perform(store.as_ref(), &action, &mut out, &mut err).await;
+        let code = perform(store.as_ref(), &location, &action, &mut out, &mut err).await;
         if let Some(store) = &store {
             store.close().await;
         }
@@ -163,6 +170,7 @@ impl Action {
 
 async fn perform(
     store: Option<&Arc<dyn PolicyCache>>,
+    location: &str,
     action: &Action,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -187,7 +195,12 @@ async fn perform(
     match result {
         Ok(code) => code,
         Err(Failure::Store(e)) => {
-            let _ = writeln!(err, "mta-sts-daemon: policy cache: {e} ({})", e.kind());
+            let _ = writeln!(
+                err,
+                "mta-sts-daemon: policy cache at {location}: {} ({})",
+                e.with_causes(),
+                e.kind()
+            );
             Exit::Unavailable
         }
         // A closed pipe (`… | head`) is a normal end.
@@ -440,7 +453,7 @@ mod tests {
     ) -> (Exit, String, String) {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let code = match Action::from_command(&cmd, &mut err) {
-            Ok(action) => perform(store, &action, &mut out, &mut err).await,
+            Ok(action) => perform(store, "the test store", &action, &mut out, &mut err).await,
             Err(code) => code,
         };
         (
@@ -694,7 +707,10 @@ mod tests {
         ] {
             let (code, _, err) = exec(Some(&store), cmd.clone()).await;
             assert_eq!(code, Exit::Unavailable, "{cmd:?}");
-            assert!(err.contains("policy cache:"), "{cmd:?}: {err}");
+            assert!(
+                err.contains("policy cache at the test store: test cache unavailable: "),
+                "{cmd:?}: {err}"
+            );
         }
     }
 }

@@ -223,12 +223,20 @@ async fn unreachable_store_exits_69() {
     let config = fixture_config(
         dir.path(),
         &fixture,
-        "cache:\n  type: redis\n  options:\n    url: \"redis://127.0.0.1:1/0\"\n    socket_connect_timeout: 0.5\n    socket_timeout: 0.5\n",
+        "cache:\n  type: redis\n  options:\n    url: \"redis://:secret@127.0.0.1:1/0\"\n    socket_connect_timeout: 0.5\n    socket_timeout: 0.5\n",
     );
     for args in [&["list"][..], &["purge", "example.com"]] {
         let out = cache(&config, args).await;
         assert_eq!(out.code, Some(69), "{args:?}: {}", out.stderr);
-        assert!(out.stderr.contains("policy cache"), "{}", out.stderr);
+        // Issue 15: the error names the store's address and the cause, not the password.
+        assert!(
+            out.stderr
+                .contains("policy cache at redis://:***@127.0.0.1:1/0: redis cache unavailable: ")
+                && out.stderr.contains("refused"),
+            "{}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("secret"), "{}", out.stderr);
     }
 }
 
