@@ -9,21 +9,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use futures_util::stream::FuturesOrdered;
-use futures_util::{SinkExt, StreamExt};
-use mtasts_engine::Engine;
+use futures_util::{FutureExt as _, StreamExt as _};
+use mtasts_core::PolicyDomain;
+use mtasts_engine::{Engine, Resolution};
 use prometheus_client::registry::Registry;
 use socketmap_proto::{Connection, ProtoError, Reply, Request, ServerCodec};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::{Decoder as _, Encoder as _};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::answer::{AnswerKind, Key, dane_reply, normalize_key, reply_for};
 use crate::config::{Config, LimitsConfig, ZoneConfig};
 use crate::listen::Listener;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ZoneId};
 use crate::ratelimit::LogLimiter;
 
 /// Protocol errors from clients are logged at most once a second (a client sending garbage in a loop would
@@ -88,8 +91,8 @@ impl Handler {
         }
     }
 
-    /// The reply to one request. Never an error reply for a discovery problem (RFC 8461 §3.3).
-    pub(crate) async fn answer(&self, request: &Request) -> Reply {
+    /// The zone, key and domain of one request, or its reply when it needs no lookup.
+    fn prepare<'a>(&'a self, request: &Request) -> Result<Lookup<'a>, Reply> {
         let zone = self.zone(request.raw_name());
         let zone_id = self.metrics.zone(request.raw_name());
         let key = match request.key() {
@@ -97,40 +100,83 @@ impl Handler {
             Err(e) => {
                 self.protocol_error(&e, false);
                 self.metrics.answered(zone_id, AnswerKind::Invalid);
-                return Reply::NotFound;
+                return Err(Reply::NotFound);
             }
         };
-        let domain = match normalize_key(key) {
-            Key::Domain(domain) => domain,
+        match normalize_key(key) {
+            Key::Domain(domain) => Ok(Lookup {
+                zone,
+                zone_id,
+                domain,
+            }),
             Key::Skip(reason) => {
                 debug!(key, reason = reason.as_str(), "no lookup");
                 self.metrics.answered(zone_id, reason.into());
-                return Reply::NotFound;
+                Err(Reply::NotFound)
             }
+        }
+    }
+
+    /// The reply to one request when it can be given without waiting: a key that needs no lookup, or a domain
+    /// whose answer is in memory (outside `dane` zones, whose DANE answer is looked up apart). `None`: ask
+    /// [`Handler::answer`].
+    pub(crate) fn answer_now(&self, request: &Request) -> Option<Reply> {
+        let lookup = match self.prepare(request) {
+            Ok(lookup) => lookup,
+            Err(reply) => return Some(reply),
         };
-        let (reply, kind) = if zone.dane {
-            // RFC 8461 §2: MTA-STS must not override DANE; `dane-only` / `dane` win where they apply.
-            let found = self.engine.resolve_with_dane(&domain, zone.timeout).await;
-            let answer = dane_reply(found.dane)
-                .unwrap_or_else(|| reply_for(zone, &domain, found.mta_sts.policy.as_deref()));
-            debug!(
-                domain = domain.as_str(),
-                source = %found.mta_sts.source,
-                dane = found.dane.kind(),
-                dane_source = %found.dane_source,
-                reply = %answer.0,
-                "answered"
-            );
-            answer
-        } else {
-            let resolution = self.engine.resolve(&domain, zone.timeout).await;
-            let answer = reply_for(zone, &domain, resolution.policy.as_deref());
-            debug!(domain = domain.as_str(), source = %resolution.source, reply = %answer.0, "answered");
-            answer
+        if lookup.zone.dane {
+            return None;
+        }
+        let resolution = self.engine.cached(&lookup.domain)?;
+        Some(self.mta_sts_answer(&lookup, &resolution))
+    }
+
+    /// The reply to one request. Never an error reply for a discovery problem (RFC 8461 §3.3).
+    pub(crate) async fn answer(&self, request: &Request) -> Reply {
+        let lookup = match self.prepare(request) {
+            Ok(lookup) => lookup,
+            Err(reply) => return reply,
         };
+        let Lookup {
+            zone,
+            zone_id,
+            ref domain,
+        } = lookup;
+        if !zone.dane {
+            let resolution = self.engine.resolve(domain, zone.timeout).await;
+            return self.mta_sts_answer(&lookup, &resolution);
+        }
+        // RFC 8461 §2: MTA-STS must not override DANE; `dane-only` / `dane` win where they apply.
+        let found = self.engine.resolve_with_dane(domain, zone.timeout).await;
+        let (reply, kind) = dane_reply(found.dane)
+            .unwrap_or_else(|| reply_for(zone, domain, found.mta_sts.policy.as_deref()));
+        debug!(
+            domain = domain.as_str(),
+            source = %found.mta_sts.source,
+            dane = found.dane.kind(),
+            dane_source = %found.dane_source,
+            reply = %reply,
+            "answered"
+        );
         self.metrics.answered(zone_id, kind);
         reply
     }
+
+    /// The MTA-STS reply for `resolution`, counted.
+    fn mta_sts_answer(&self, lookup: &Lookup<'_>, resolution: &Resolution) -> Reply {
+        let (reply, kind) = reply_for(lookup.zone, &lookup.domain, resolution.policy.as_deref());
+        debug!(domain = lookup.domain.as_str(), source = %resolution.source, reply = %reply, "answered");
+        self.metrics.answered(lookup.zone_id, kind);
+        reply
+    }
+}
+
+/// A request that needs a lookup.
+struct Lookup<'a> {
+    zone: &'a ZoneConfig,
+    zone_id: ZoneId,
+    domain: PolicyDomain,
 }
 
 /// Serves `listeners` until `stop` is cancelled, then stops accepting at once (the listeners are closed, so
@@ -221,19 +267,56 @@ async fn accept_loop(
     drop(listener);
 }
 
-async fn answer(handler: Arc<Handler>, request: Option<Request>) -> Reply {
+/// The reply to a request that may not be `name key`, when it needs no waiting ([`Handler::answer_now`]).
+fn answer_now(handler: &Handler, request: Option<&Request>) -> Option<Reply> {
     match request {
-        Some(request) => handler.answer(&request).await,
-        None => {
-            // A request that is not `name key` (socketmap_table(5)): no zone to count it under.
-            let metrics = handler.metrics();
-            metrics.answered(metrics.zone(b""), AnswerKind::Invalid);
-            Reply::NotFound
-        }
+        Some(request) => handler.answer_now(request),
+        None => Some(invalid(handler)),
     }
 }
 
+/// The reply to a request that may not be `name key`.
+async fn answer(handler: Arc<Handler>, request: Option<Request>) -> Reply {
+    match request {
+        Some(request) => handler.answer(&request).await,
+        None => invalid(&handler),
+    }
+}
+
+/// A request that is not `name key` (socketmap_table(5)): no zone to count it under.
+fn invalid(handler: &Handler) -> Reply {
+    let metrics = handler.metrics();
+    metrics.answered(metrics.zone(b""), AnswerKind::Invalid);
+    Reply::NotFound
+}
+
+/// Appends `reply` to `output`. Every reply fits the socketmap limit (`answer::reply_for` sees to it); one that
+/// would not is answered `NOTFOUND ` instead, and the connection stays open (closing it would lose the
+/// replies pipelined after it, and Postfix would defer the mail).
+fn encode(codec: &mut ServerCodec, reply: &Reply, output: &mut BytesMut) {
+    if let Err(e) = codec.encode(reply, output) {
+        if let Some(suppressed) = ENCODE_ERRORS.check() {
+            error!(error = %e, suppressed, "a reply over the socketmap limit, answering NOTFOUND instead");
+        }
+        let _ = codec.encode(&Reply::NotFound, output);
+    }
+}
+
+/// Reserved in the read buffer before each read: room for a few hundred pipelined requests.
+const READ_CAPACITY: usize = 16 * 1024;
+
+/// Replies gathered before they are written, at most (and one more reply): a client that pipelines many
+/// requests for long replies does not make the connection buffer them all.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// Errors for replies the codec refused, at most one a second.
+static ENCODE_ERRORS: LogLimiter = LogLimiter::new(Duration::from_secs(1));
+
 /// Serves one client connection until it closes, sends a bad netstring, or `stop` is cancelled.
+///
+/// Each turn decodes every whole request already read, answers at once those whose answer is in memory (when
+/// none is pending before them), gathers every reply that is ready, and writes them all in one call; only then
+/// does it wait for more input or a pending lookup.
 pub(crate) async fn serve_connection(
     stream: Connection,
     handler: Arc<Handler>,
@@ -241,19 +324,99 @@ pub(crate) async fn serve_connection(
     stop: CancellationToken,
 ) {
     let _open = handler.metrics().connection();
-    let (read, write) = stream.into_split();
-    let codec = ServerCodec::new().with_max_request_len(limits.max_request_size);
-    let mut requests = FramedRead::new(read, codec.clone());
-    let mut replies = FramedWrite::new(write, codec);
+    // Owned halves: no lock between reading and writing (`tokio::io::split` would take one on every call).
+    let (mut read, mut write) = stream.into_split();
+    let mut codec = ServerCodec::new().with_max_request_len(limits.max_request_size);
+    let mut input = BytesMut::with_capacity(READ_CAPACITY);
+    let mut output = BytesMut::new();
     let mut pending = FuturesOrdered::new();
+    // `reading`: requests may still come; `eof`: the client closed its side (what is buffered is still read).
     let mut reading = true;
+    let mut eof = false;
     let started = Instant::now();
     let mut served: u64 = 0;
+    // `served` when the idle timer was last restarted.
+    let mut idle_from: u64 = 0;
+    let mut batch_full = false;
     // Runs only while no request is pending; restarted by the last reply of a batch.
     let idle_limit = (!limits.idle_timeout.is_zero()).then_some(limits.idle_timeout);
     let idle = tokio::time::sleep(limits.idle_timeout);
     tokio::pin!(idle);
     loop {
+        // Every whole request already read, in order.
+        while reading && pending.len() < limits.max_pipeline {
+            if output.len() >= WRITE_BATCH {
+                batch_full = true;
+                break;
+            }
+            let decoded = if eof {
+                codec.decode_eof(&mut input)
+            } else {
+                codec.decode(&mut input)
+            };
+            let request = match decoded {
+                Ok(Some(request)) => Some(request),
+                Ok(None) => {
+                    reading = !eof;
+                    break;
+                }
+                Err(e) if !e.is_fatal() => {
+                    handler.protocol_error(&e, false);
+                    None
+                }
+                Err(e) => {
+                    handler.protocol_error(&e, true);
+                    reading = false;
+                    break;
+                }
+            };
+            // A reply at once only when no earlier one is still pending: replies leave in request order.
+            if pending.is_empty()
+                && let Some(reply) = answer_now(&handler, request.as_ref())
+            {
+                encode(&mut codec, &reply, &mut output);
+                served += 1;
+                continue;
+            }
+            pending.push_back(answer(Arc::clone(&handler), request));
+        }
+        // Every pending reply that is ready, in order.
+        while !pending.is_empty() {
+            if output.len() >= WRITE_BATCH {
+                batch_full = true;
+                break;
+            }
+            match pending.next().now_or_never() {
+                Some(Some(reply)) => {
+                    encode(&mut codec, &reply, &mut output);
+                    served += 1;
+                }
+                _ => break,
+            }
+        }
+        // All of them in one write.
+        if !output.is_empty() {
+            if let Err(e) = write.write_all(&output).await {
+                debug!(error = %e, "client went away while being answered");
+                return;
+            }
+            output.clear();
+        }
+        if !reading && pending.is_empty() {
+            break;
+        }
+        // The idle timer restarts once the last pending reply has left.
+        if let (true, true, Some(limit)) = (served != idle_from, pending.is_empty(), idle_limit) {
+            idle.as_mut().reset(tokio::time::Instant::now() + limit);
+            idle_from = served;
+        }
+        // Stopped by the batch limit: go on without waiting.
+        if std::mem::take(&mut batch_full) {
+            continue;
+        }
+        if input.capacity() - input.len() < READ_CAPACITY / 4 {
+            input.reserve(READ_CAPACITY);
+        }
         tokio::select! {
             biased;
             () = stop.cancelled() => break,
@@ -262,37 +425,23 @@ pub(crate) async fn serve_connection(
                 break;
             }
             Some(reply) = pending.next(), if !pending.is_empty() => {
+                encode(&mut codec, &reply, &mut output);
                 served += 1;
-                if let (true, Some(limit)) = (pending.is_empty(), idle_limit) {
-                    idle.as_mut().reset(tokio::time::Instant::now() + limit);
-                }
-                // Flush when nothing else is ready to go, so pipelined replies share a write.
-                let result = if pending.is_empty() { replies.send(reply).await } else { replies.feed(reply).await };
-                if let Err(e) = result {
-                    debug!(error = %e, "client went away while being answered");
-                    return;
+            }
+            result = read.read_buf(&mut input), if reading && !eof && pending.len() < limits.max_pipeline => {
+                match result {
+                    Ok(0) => eof = true,
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(error = %e, "read failed, closing the connection");
+                        reading = false;
+                    }
                 }
             }
-            frame = requests.next(), if reading && pending.len() < limits.max_pipeline => match frame {
-                Some(Ok(request)) => pending.push_back(answer(Arc::clone(&handler), Some(request))),
-                Some(Err(e)) if !e.is_fatal() => {
-                    handler.protocol_error(&e, false);
-                    pending.push_back(answer(Arc::clone(&handler), None));
-                }
-                Some(Err(e)) => {
-                    handler.protocol_error(&e, true);
-                    reading = false;
-                }
-                None => reading = false,
-            },
             else => break,
         }
-        if !reading && pending.is_empty() {
-            break;
-        }
     }
-    let _ = SinkExt::<Reply>::flush(&mut replies).await;
-    let _ = SinkExt::<Reply>::close(&mut replies).await;
+    let _ = write.shutdown().await;
     debug!(
         served,
         duration_ms = started.elapsed().as_millis() as u64,
