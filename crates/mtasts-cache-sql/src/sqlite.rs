@@ -111,11 +111,18 @@ impl sealed::Dialect for Sqlite {
     }
 
     async fn create_schema(pool: &Pool<sqlx::Sqlite>) -> Result<bool, sqlx::Error> {
+        // One connection for the whole schema: SQLite compiles a statement against the schema its connection
+        // last read, and an `INSERT … ON CONFLICT (domain)` prepared on a connection that saw the table before
+        // another connection added its unique index fails ("ON CONFLICT clause does not match any PRIMARY KEY
+        // or UNIQUE constraint") instead of reloading the schema. Connections opened later read the whole one.
+        let mut connection = pool.acquire().await?;
         for statement in SCHEMA {
-            sqlx::query(statement).execute(pool).await?;
+            sqlx::query(statement).execute(&mut *connection).await?;
         }
-        if has_column(pool, "fetched_pol_id").await? {
-            sqlx::query(MIGRATE_OLD_COLUMNS).execute(pool).await?;
+        if has_column(&mut connection, "fetched_pol_id").await? {
+            sqlx::query(MIGRATE_OLD_COLUMNS)
+                .execute(&mut *connection)
+                .await?;
         }
         // Whoever may write the file may create tables in it.
         Ok(true)
@@ -139,9 +146,12 @@ impl sealed::Dialect for Sqlite {
     }
 }
 
-async fn has_column(pool: &Pool<sqlx::Sqlite>, column: &str) -> Result<bool, sqlx::Error> {
+async fn has_column(
+    connection: &mut sqlx::SqliteConnection,
+    column: &str,
+) -> Result<bool, sqlx::Error> {
     let rows = sqlx::query("SELECT name FROM pragma_table_info('sts_policy_cache')")
-        .fetch_all(pool)
+        .fetch_all(connection)
         .await?;
     Ok(rows
         .iter()

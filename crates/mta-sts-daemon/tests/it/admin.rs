@@ -129,7 +129,8 @@ pub(crate) async fn check_purge_reaches_running_daemon(cache_yaml: &str, domain:
         fixture.https().request_count(&format!("mta-sts.{domain}")),
         2
     );
-    // The daemon wrote the new policy back to the store.
+    // The daemon wrote the new policy back to the store (after the answer: writes are queued).
+    daemon.engine().flush_store_writes().await;
     let show = cache(&config, &["show", domain]).await;
     assert_eq!(show.code, Some(0), "{}", show.stderr);
     assert!(
