@@ -57,15 +57,8 @@ pub(crate) fn run(cli: &Cli, command: &CacheCommand) -> ExitCode {
         Ok(action) => action,
         Err(code) => return code.into(),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mta-sts-daemon: cannot start the async runtime: {e}");
-            return Exit::Failure.into();
-        }
+    let Some(runtime) = command_runtime() else {
+        return Exit::Failure.into();
     };
     let code = runtime.block_on(async {
         // Through the running daemon when there is one: it sees its memory too, and a purge reaches it at once.
@@ -423,6 +416,16 @@ pub(crate) fn rfc3339(ts: u64) -> String {
         .ok()
         .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
         .map_or_else(|| format!("@{ts}"), |t| t.to_string())
+}
+
+/// The runtime of a command that talks to a store or to the running daemon (`cache`, `query`,
+/// `--check-config`): one thread. `None` (the cause printed) when it cannot be started.
+pub(crate) fn command_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("mta-sts-daemon: cannot start the async runtime: {e}"))
+        .ok()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
-use crate::admin::rfc3339;
+use crate::admin::{command_runtime, rfc3339};
 use crate::cli::{Cli, QueryArgs};
 use crate::control_client::{CallError, ControlClient, Request};
 use crate::exit::Exit;
@@ -23,15 +23,8 @@ pub(crate) fn run(cli: &Cli, args: &QueryArgs) -> ExitCode {
             return Exit::Config.into();
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mta-sts-daemon: cannot start the async runtime: {e}");
-            return Exit::Failure.into();
-        }
+    let Some(runtime) = command_runtime() else {
+        return Exit::Failure.into();
     };
     let path = &config.control.socket;
     let answer = runtime.block_on(async {

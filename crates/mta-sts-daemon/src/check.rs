@@ -14,6 +14,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::StartError;
+use crate::admin::command_runtime;
 use crate::cli::Cli;
 use crate::config::{Config, ListenConfig};
 use crate::daemon;
@@ -37,15 +38,8 @@ pub(crate) fn run(cli: &Cli) -> ExitCode {
         .map(|key| format!("unknown configuration key `{key}` ignored"))
         .collect();
     warnings.extend(diagnostics.warnings().iter().cloned());
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("mta-sts-daemon: cannot start the async runtime: {e}");
-            return Exit::Failure.into();
-        }
+    let Some(runtime) = command_runtime() else {
+        return Exit::Failure.into();
     };
     // The Redis client is built (not connected) inside a runtime.
     let checked = runtime.block_on(async { check(cli, &config) });
