@@ -71,6 +71,10 @@ struct Args {
     /// domains. Its figures mean nothing.
     #[arg(long)]
     smoke: bool,
+    /// YAML appended to every daemon's configuration (e.g. `"limits:\n  memory_cache_size: 20000\n"`), to
+    /// see what a setting changes; say so with the figures.
+    #[arg(long, value_name = "YAML", default_value = "")]
+    daemon_config: String,
     /// Do not pin the servers and the load generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
@@ -90,6 +94,7 @@ impl Args {
             duration: Duration::from_secs_f64(duration),
             warmup: Duration::from_secs_f64(warmup),
             cold_domains: cold_domains.max(1),
+            daemon_config: self.daemon_config.clone(),
         }
     }
 }
@@ -162,7 +167,7 @@ fn run(args: &Args) -> Result<bool> {
         let mut int = signal(SignalKind::interrupt())?;
         // On a signal the bench future is dropped, and with it every server (killed on drop).
         tokio::select! {
-            rows = measure(targets, method, server_cpu, &scenarios) => rows,
+            rows = measure(targets, method.clone(), server_cpu, &scenarios) => rows,
             _ = term.recv() => anyhow::bail!("stopped by SIGTERM"),
             _ = int.recv() => anyhow::bail!("interrupted"),
         }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::UnixDatagram;
 use tokio::process::{Child, Command};
 
@@ -34,7 +35,18 @@ pub(crate) struct Server {
     pid: Pid,
     addr: SocketAddr,
     startup: Duration,
+    /// The daemon's metrics socket (`metrics.listen`); none for the bare server.
+    metrics: Option<PathBuf>,
     dir: TempDir,
+}
+
+/// Where a daemon's answers came from, read from its metrics (`mtasts_cache_*`), and what its resident memory
+/// was made of at the end.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    pub(crate) memory_hits: u64,
+    pub(crate) store_hits: u64,
+    pub(crate) misses: u64,
 }
 
 impl Server {
@@ -61,11 +73,20 @@ impl Server {
             .port();
         let notify_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path)?;
+        let mut metrics = None;
         let (binary, args) = match program {
             Program::Bare(binary) => (binary, vec!["--port".to_owned(), port.to_string()]),
             Program::Daemon { binary, config } => {
                 let path = dir.path().join("mta-sts-daemon.yml");
-                std::fs::write(&path, format!("host: 127.0.0.1\nport: {port}\n{config}"))?;
+                let socket = dir.path().join("metrics.sock");
+                std::fs::write(
+                    &path,
+                    format!(
+                        "host: 127.0.0.1\nport: {port}\n{config}metrics:\n  listen: \"unix:{}\"\n",
+                        socket.display()
+                    ),
+                )?;
+                metrics = Some(socket);
                 let path = path.to_string_lossy().into_owned();
                 (
                     binary,
@@ -116,6 +137,7 @@ impl Server {
             child,
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            metrics,
             dir,
         })
     }
@@ -138,6 +160,49 @@ impl Server {
             .find_map(|line| line.strip_prefix("VmHWM:"))
             .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
             .context("no VmHWM in /proc/<pid>/status")
+    }
+
+    /// Resident memory now by kind (`RssAnon`, `RssFile`) in KiB, from `/proc/<pid>/status`.
+    pub(crate) fn rss_kinds_kib(&self) -> Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .with_context(|| format!("no {name} in /proc/<pid>/status"))
+        };
+        Ok((field("RssAnon:")?, field("RssFile:")?))
+    }
+
+    /// The daemon's cache counters, scraped from its metrics socket (HTTP/1.0 over UNIX); `None` for the bare
+    /// server.
+    pub(crate) async fn counters(&self) -> Result<Option<Counters>> {
+        let Some(socket) = &self.metrics else {
+            return Ok(None);
+        };
+        let mut stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .with_context(|| format!("metrics socket {}", socket.display()))?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        tokio::time::timeout(PATIENCE, stream.read_to_string(&mut text))
+            .await
+            .context("no metrics within 60 s")??;
+        let value = |series: &str| -> u64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(series))
+                .and_then(|rest| rest.trim().parse::<f64>().ok())
+                // Counters are whole numbers, printed as floats by some encoders.
+                .map_or(0, |v| v as u64)
+        };
+        Ok(Some(Counters {
+            memory_hits: value("mtasts_cache_hits_total{layer=\"memory\"}"),
+            store_hits: value("mtasts_cache_hits_total{layer=\"store\"}"),
+            misses: value("mtasts_cache_misses_total"),
+        }))
     }
 
     /// SIGTERM, then waits for the exit (SIGKILL after a minute). A non-zero exit is an error carrying the

@@ -9,7 +9,7 @@ use mtasts_test_support::Fixture;
 use tempfile::TempDir;
 
 use crate::load::{self, Keys, Outcome, Shape, Until};
-use crate::procs::{Program, Server};
+use crate::procs::{Counters, Program, Server};
 use crate::report::{Role, Row, Unit, load_average};
 use crate::store::{self, ZONE};
 
@@ -76,7 +76,7 @@ impl Scenario {
 }
 
 /// How long and how often.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Method {
     /// Measured runs per scenario and server (the median is reported).
     pub(crate) runs: usize,
@@ -86,6 +86,8 @@ pub(crate) struct Method {
     pub(crate) warmup: Duration,
     /// Distinct domains discovered per run of `cold`.
     pub(crate) cold_domains: usize,
+    /// YAML appended to every daemon's configuration.
+    pub(crate) daemon_config: String,
 }
 
 /// A server to measure.
@@ -166,11 +168,12 @@ impl Bench {
         format!(
             "cache_grace: 31536000\nshutdown_timeout: 5\n\
              cache:\n  type: sqlite\n  options:\n    filename: \"{}\"\n\
-             resolver:\n  nameservers: [\"{}\"]\n  extra_ca_file: \"{}\"\n  policy_port: {}\n  proxy: none\n",
+             resolver:\n  nameservers: [\"{}\"]\n  extra_ca_file: \"{}\"\n  policy_port: {}\n  proxy: none\n{}",
             db.display(),
             self.fixture.dns().addr(),
             self.fixture.ca_pem_path().display(),
             self.fixture.https().port(),
+            self.method.daemon_config,
         )
     }
 
@@ -228,13 +231,38 @@ impl Bench {
             let warmup = Until::Elapsed(self.method.warmup);
             load::run(server.addr(), &keys, shape, warmup).await?;
         }
+        let before = fleet.counters().await?;
         for _ in 0..self.method.runs {
             for (server, runs) in fleet.servers.iter().zip(&mut fleet.outcomes) {
                 let until = Until::Elapsed(self.method.duration);
                 runs.push(load::run(server.addr(), &keys, shape, until).await?);
             }
         }
-        fleet.finish(scenario, Unit::PerSecond).await
+        let after = fleet.counters().await?;
+        let memory = fleet.memory()?;
+        let mut rows = fleet.finish(scenario, Unit::PerSecond).await?;
+        for (((row, before), after), (anon, file)) in
+            rows.iter_mut().zip(before).zip(after).zip(memory)
+        {
+            let mut note = format!(
+                "at the end RssAnon {:.1} MiB, RssFile {:.1} MiB",
+                mib(anon),
+                mib(file)
+            );
+            if let (Some(before), Some(after)) = (before, after) {
+                // The measured runs only: the first pass and the warm-up read the store.
+                let memory = after.memory_hits - before.memory_hits;
+                let store = after.store_hits - before.store_hits;
+                let misses = after.misses - before.misses;
+                let all = (memory + store + misses).max(1);
+                note = format!(
+                    "{note}; measured runs: {:.2} % memory hits, {store} store reads, {misses} misses",
+                    100.0 * memory as f64 / all as f64
+                );
+            }
+            row.note = note;
+        }
+        Ok(rows)
     }
 
     /// Cold discovery: each run asks for `cold_domains` domains nobody asked for before, published in the
@@ -351,6 +379,20 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// Every server's cache counters now (`None` for the bare server).
+    async fn counters(&self) -> Result<Vec<Option<Counters>>> {
+        let mut all = Vec::new();
+        for server in &self.servers {
+            all.push(server.counters().await?);
+        }
+        Ok(all)
+    }
+
+    /// Every server's resident memory now: (`RssAnon`, `RssFile`) in KiB.
+    fn memory(&self) -> Result<Vec<(u64, u64)>> {
+        self.servers.iter().map(Server::rss_kinds_kib).collect()
+    }
+
     /// Reads each server's peak RSS, stops it, and makes its row.
     async fn finish(self, scenario: Scenario, unit: Unit) -> Result<Vec<Row>> {
         let load = (self.load_before, load_average());
@@ -362,6 +404,10 @@ impl Fleet {
         }
         Ok(rows)
     }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 const fn single() -> Shape {
