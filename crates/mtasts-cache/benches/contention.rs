@@ -1,6 +1,8 @@
-//! The memory caches compared: our sharded LRU (`lru::ShardedLru`), `bounded::BoundedCache` (S3-FIFO, from
-//! quick_cache) and moka's W-TinyLFU cache, with `Arc<CacheEntry>` values as in `MemoryCache`, deep-copied after
-//! every `get` as `MemoryCache::get` does.
+//! The memory caches compared: our sharded LRU (`lru::ShardedLru`), `bounded::BoundedCache` (CLOCK with TinyLFU
+//! admission), quick_cache's S3-FIFO cache (what `BoundedCache` wrapped before) and moka's W-TinyLFU cache,
+//! with `Arc<CacheEntry>` values as in `MemoryCache`, deep-copied after every `get` as `MemoryCache::get` does.
+//! A miss of the scan inserts with `offer` into `BoundedCache` (as the engine does with what it read from its
+//! store).
 //!
 //! - `memory_cache_contention`: T threads doing 90 % `get` / 10 % insert on 10 000 keys that all fit (the LRU
 //!   also with a single lock).
@@ -29,6 +31,10 @@ type Value = Arc<CacheEntry>;
 trait Map: Send + Sync + 'static {
     fn get(&self, key: &str) -> Option<Value>;
     fn insert(&self, key: &str, value: Value);
+    /// What a miss of the scan does: the engine offers what it read from its store.
+    fn fill(&self, key: &str, value: Value) {
+        self.insert(key, value);
+    }
 }
 
 impl Map for ShardedLru<String, Value> {
@@ -41,6 +47,18 @@ impl Map for ShardedLru<String, Value> {
 }
 
 impl Map for BoundedCache<String, Value> {
+    fn get(&self, key: &str) -> Option<Value> {
+        Self::get(self, key)
+    }
+    fn insert(&self, key: &str, value: Value) {
+        Self::insert(self, key.to_owned(), value);
+    }
+    fn fill(&self, key: &str, value: Value) {
+        Self::offer(self, key.to_owned(), value);
+    }
+}
+
+impl Map for quick_cache::sync::Cache<String, Value> {
     fn get(&self, key: &str) -> Option<Value> {
         Self::get(self, key)
     }
@@ -78,8 +96,12 @@ fn maps(capacity: u64) -> Vec<(&'static str, Arc<dyn Map>)> {
             Arc::new(ShardedLru::<String, Value>::with_shards(n, 1)),
         ),
         (
-            "bounded_s3fifo",
+            "bounded_clock_tinylfu",
             Arc::new(BoundedCache::<String, Value>::new(n, BYTES)),
+        ),
+        (
+            "quick_cache_s3fifo",
+            Arc::new(quick_cache::sync::Cache::<String, Value>::new(n)),
         ),
         (
             "moka_tinylfu",
@@ -146,7 +168,7 @@ fn scan_pass(map: &dyn Map, keys: &[String], value: &Value) -> (u64, u64) {
                 black_box(CacheEntry::clone(&e));
                 hits += 1;
             }
-            None => map.insert(key, Arc::clone(value)),
+            None => map.fill(key, Arc::clone(value)),
         }
     }
     (hits, keys.len() as u64)

@@ -12,8 +12,8 @@
 //!   are counted.
 //! - [`ReconnectingCache`] (feature `reconnect`): any store, opened in the background and watched, so that a store
 //!   that is down, hung or cannot be opened costs its user nothing but misses.
-//! - [`bounded::BoundedCache`]: the concurrent map bounded by entries and bytes, scan resistant (S3-FIFO, from
-//!   `quick_cache`), behind [`MemoryCache`] and the engine's memory front.
+//! - [`bounded::BoundedCache`]: the concurrent map bounded by entries and bytes, scan resistant (CLOCK
+//!   eviction, TinyLFU admission), behind [`MemoryCache`] and the engine's memory front.
 //! - [`lru::ShardedLru`]: a small concurrent LRU map.
 //! - [`compat`]: helpers to read and write the Python `postfix-mta-sts-resolver` representation.
 //!

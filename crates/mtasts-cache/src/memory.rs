@@ -12,8 +12,8 @@ use crate::{CacheEntry, CacheError, PolicyCache, ScanPage, ScanToken};
 /// and by bytes (each entry weighs its approximate size).
 ///
 /// `get` and `set` are O(1) and lock one shard (a read lock for `get`; never held across an `.await`). When full,
-/// entries are evicted S3-FIFO style (see [`crate::bounded`]): a scan of more domains than fit does not flush
-/// those asked for again and again. Nothing survives a restart.
+/// a `set` of a new domain evicts the CLOCK victim (see [`crate::bounded`]): the entry not asked for longest
+/// since the hand last passed; what a store is given is always kept. Nothing survives a restart.
 ///
 /// `scan` pages through the domains in lexicographic order; the token is the last domain returned. Each page
 /// costs one pass over the entries, which is fine for the sizes a memory cache holds.

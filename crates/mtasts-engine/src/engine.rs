@@ -73,10 +73,11 @@ impl EngineBuilder {
     }
 
     /// How many domains the memory front holds at most (policies, "no policy" answers and back-off markers
-    /// together). Default [`DEFAULT_MEMORY_CAPACITY`]; 0 is taken as 1. When it is full, a domain asked for only
-    /// once is dropped before those asked for again (S3-FIFO, see [`mtasts_cache::bounded`]): a scan of more
-    /// domains than fit does not flush the ones in steady use. The capacity is split over shards (one per CPU),
-    /// so up to a few entries fewer than `capacity` may fit.
+    /// together). Default [`DEFAULT_MEMORY_CAPACITY`]; 0 is taken as 1. When it is full, what a discovery
+    /// learnt is always kept (the CLOCK victim makes room), and what is read from the store comes in only if it
+    /// was asked for more often than the entry it would push out (TinyLFU admission, see
+    /// [`mtasts_cache::bounded`]): a scan of more domains than fit does not flush the ones in steady use, and a
+    /// cycle of more domains than fit keeps hitting memory for all but those that do not fit.
     #[must_use]
     pub const fn memory_capacity(mut self, capacity: usize) -> Self {
         self.memory_capacity = capacity;

@@ -1,5 +1,6 @@
 //! The memory front: what the engine keeps per domain in memory ([`FrontEntry`]), bounded by entries and bytes
-//! in a scan-resistant [`BoundedCache`] (S3-FIFO eviction, from quick_cache).
+//! in a scan-resistant [`BoundedCache`] (CLOCK eviction; what is read from the store passes a TinyLFU admission
+//! filter, what a discovery learnt is always kept).
 //!
 //! Each entry weighs its approximate heap size: the key, the entry, and the policy it holds (its id, `mx`
 //! patterns and extensions, plus an allowance for the value an embedder derives from it with

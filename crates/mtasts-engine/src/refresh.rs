@@ -34,7 +34,8 @@ const STORE_READ_SHARE: u32 = 4;
 pub(crate) struct Inner {
     pub(crate) discoverer: Discoverer,
     pub(crate) store: Option<Arc<dyn PolicyCache>>,
-    /// The memory front: bounded by entries and bytes, sharded (locks never held across `.await`), S3-FIFO.
+    /// The memory front: bounded by entries and bytes, sharded (locks never held across `.await`), CLOCK with
+    /// TinyLFU admission for what is read from the store.
     pub(crate) front: Arc<Front>,
     /// Refreshes running now, by domain: lookups of the same domain wait on the same result.
     pub(crate) flights: Arc<Flights<Done>>,
@@ -115,7 +116,9 @@ impl Inner {
         let plan = match decision.step {
             Step::Answer { done, remember } => {
                 if let Some(entry) = remember {
-                    self.remember(key, entry, generation);
+                    // Read from the store: cheap to read again, so it competes for memory (a scan of the
+                    // store does not push out the domains asked for often).
+                    self.remember(key, entry, generation, Keep::IfAdmitted);
                 }
                 self.count(&done);
                 match done.outcome {
@@ -166,7 +169,8 @@ impl Inner {
             self.invalid_record(key, reason);
         }
         if let Some(front) = applied.front {
-            self.remember(key, front, generation);
+            // What a discovery learnt (a policy, its absence, a failure's back-off) costs round trips: kept.
+            self.remember(key, front, generation, Keep::Always);
         }
         // Queued: the answer does not wait for the store. The writer drops it if a purge comes first.
         if let Some(writes) = self.writes() {
@@ -396,15 +400,23 @@ impl Inner {
         self.purges.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Stores `entry` in the memory front, unless a purge came after `generation` (the refresh that learnt it
+    /// Stores `entry` in the memory front (`keep`: always, or if the front's admission filter lets it in),
+    /// unless a purge came after `generation` (the refresh that learnt it
     /// started before the purge: the purge wins). Checked again after the insert: a purge that empties memory
     /// in between has counted itself first, and the entry is taken out again.
-    fn remember(&self, key: &str, entry: FrontEntry, generation: u64) {
+    fn remember(&self, key: &str, entry: FrontEntry, generation: u64, keep: Keep) {
         if self.purged_since(generation) {
             debug!(domain = key, "purged during the refresh; result not kept");
             return;
         }
-        self.front.insert(Box::from(key), entry);
+        match keep {
+            Keep::Always => {
+                self.front.insert(Box::from(key), entry);
+            }
+            Keep::IfAdmitted => {
+                self.front.offer(Box::from(key), entry);
+            }
+        }
         if self.purged_since(generation) {
             self.front.remove(key);
         }
@@ -429,6 +441,15 @@ impl Inner {
 }
 
 /// Decrements the in-flight gauge when a discovery ends.
+/// How an entry goes into the memory front ([`mtasts_cache::bounded::BoundedCache`]).
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    /// `insert`: room is made for it.
+    Always,
+    /// `offer`: only if asked for more often than the entry it would push out.
+    IfAdmitted,
+}
+
 struct InFlight<'a>(&'a EngineStats);
 
 impl Drop for InFlight<'_> {
