@@ -69,6 +69,10 @@ impl SqlCache<Sqlite> {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
+            // Each connection's page cache at most 512 KiB (SQLite's default is 2 MiB): the store is read on a
+            // miss of the memory front, one row by its unique index, and the kernel's page cache keeps the
+            // file; reading 10 001 rows at start otherwise left 2 MiB per connection resident.
+            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
             .busy_timeout(options.timeout);
         let limits = Limits {
             min_connections: 0,
@@ -82,6 +86,9 @@ impl SqlCache<Sqlite> {
         Ok(cache)
     }
 }
+
+/// The page cache of each connection (`PRAGMA cache_size`, negative: in KiB).
+const PAGE_CACHE_KIB: u32 = 512;
 
 impl Dialect for Sqlite {}
 

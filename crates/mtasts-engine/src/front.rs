@@ -17,10 +17,10 @@ use crate::resolution::ResolvedPolicy;
 /// The memory front, keyed by policy domain.
 pub(crate) type Front = BoundedCache<Box<str>, FrontEntry>;
 
-/// The allowance for a derived value besides the `mx` text it may repeat. The daemon's (measured in
-/// docs/performance.md) is boxed and holds the domain, four reply slots and a reply's fixed words: about 320
-/// bytes.
-const DERIVED_ALLOWANCE: usize = 320;
+/// The allowance for a derived value besides the `mx` text it may repeat. The daemon's is boxed and holds the
+/// domain, four boxed reply slots, the one rendering a server usually uses and a reply's fixed words: about
+/// 256 bytes.
+const DERIVED_ALLOWANCE: usize = 256;
 
 impl HeapSize for ResolvedPolicy {
     fn heap_size(&self) -> usize {
