@@ -73,11 +73,12 @@ impl EngineBuilder {
     }
 
     /// How many domains the memory front holds at most (policies, "no policy" answers and back-off markers
-    /// together). Default [`DEFAULT_MEMORY_CAPACITY`]; 0 is taken as 1. When it is full, what a discovery
-    /// learnt is always kept (the CLOCK victim makes room), and what is read from the store comes in only if it
-    /// was asked for more often than the entry it would push out (TinyLFU admission, see
-    /// [`mtasts_cache::bounded`]): a scan of more domains than fit does not flush the ones in steady use, and a
-    /// cycle of more domains than fit keeps hitting memory for all but those that do not fit.
+    /// together). Default [`DEFAULT_MEMORY_CAPACITY`]; 0 is taken as 1. When it is full, what is read from the
+    /// store comes in only if it was asked for more often than the entry it would push out (TinyLFU admission,
+    /// see [`mtasts_cache::bounded`]), and so does what a discovery learnt when there is no store; with a store,
+    /// what a discovery learnt is always kept (the CLOCK victim makes room). A scan of more domains than fit
+    /// does not flush the ones in steady use, and a cycle of more domains than fit keeps hitting memory for all
+    /// but those that do not fit.
     #[must_use]
     pub const fn memory_capacity(mut self, capacity: usize) -> Self {
         self.memory_capacity = capacity;

@@ -169,8 +169,16 @@ impl Inner {
             self.invalid_record(key, reason);
         }
         if let Some(front) = applied.front {
-            // What a discovery learnt (a policy, its absence, a failure's back-off) costs round trips: kept.
-            self.remember(key, front, generation, Keep::Always);
+            // What a discovery learnt (a policy, its absence, a failure's back-off) costs round trips: kept, and
+            // written to the store. Without a store the front is the only memory, and a cycle of more domains
+            // than fit would make every lookup a discovery if each pushed out the next one asked for: then it
+            // competes like a store read.
+            let keep = if self.store.is_some() {
+                Keep::Always
+            } else {
+                Keep::IfAdmitted
+            };
+            self.remember(key, front, generation, keep);
         }
         // Queued: the answer does not wait for the store. The writer drops it if a purge comes first.
         if let Some(writes) = self.writes() {

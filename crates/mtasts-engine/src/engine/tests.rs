@@ -855,6 +855,37 @@ async fn a_cyclic_scan_over_a_full_front_keeps_hitting() {
     assert_eq!(s.fake.calls(), calls, "no discovery");
 }
 
+/// The same cycle without a store (`cache.type: internal`): the front is the only memory, so what discoveries
+/// learn competes for it; only the domain that does not fit is discovered again each round.
+#[tokio::test]
+async fn a_cyclic_scan_without_a_store_discovers_only_what_does_not_fit() {
+    const N: usize = 1_000;
+    let s = Setup::new();
+    let engine = s.builder().memory_capacity(N).build();
+    let names: Vec<String> = (0..=N).map(|i| format!("d{i}.example")).collect();
+    for name in &names {
+        s.fake.publish(name, "id1", 86_400);
+    }
+    for _ in 0..3 {
+        for name in &names {
+            engine.resolve(&domain(name), TIMEOUT).await;
+        }
+    }
+    let (hits, calls) = (engine.stats().memory_hits.get(), s.fake.calls());
+    for _ in 0..3 {
+        for name in &names {
+            engine.resolve(&domain(name), TIMEOUT).await;
+        }
+    }
+    let hits = engine.stats().memory_hits.get() - hits;
+    let asked = 3 * (N as u64 + 1);
+    assert!(
+        hits >= asked - 2 * 3,
+        "{hits} of {asked} lookups from memory"
+    );
+    assert_eq!(hits + (s.fake.calls() - calls) as u64, asked);
+}
+
 /// A 64 KiB testing policy (issue 12: 10 000 of them used to take ~4.6 GB in memory).
 fn large_policy() -> Policy {
     let mx: String = (0..2_700)
@@ -870,10 +901,12 @@ fn large_policy() -> Policy {
 async fn large_policies_stay_within_the_byte_bound() {
     const BYTES: u64 = 8 << 20;
     let s = Setup::new();
+    // With a store, as the daemon has: what a discovery learnt is always kept in memory.
     let engine = s
         .builder()
         .memory_capacity(10_000)
         .memory_bytes(BYTES)
+        .store(Arc::clone(&s.store) as Arc<dyn PolicyCache>)
         .build();
     let large = large_policy();
     let names: Vec<String> = (0..100).map(|i| format!("d{i}.example")).collect();
