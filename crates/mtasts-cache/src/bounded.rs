@@ -5,7 +5,8 @@
 //!
 //! - **Hits** take a shard's lock for reading only: they set the entry's "asked for" bit and count the key in
 //!   the shard's frequency sketch (four 4-bit counters in one 64-bit word, updated with one atomic operation;
-//!   every counter is halved after ten times the shard's capacity of hits, so old popularity fades).
+//!   every counter is halved after ten times the shard's capacity of hits, so old popularity fades; about
+//!   four bytes per entry that can be kept, allocated up front).
 //! - **Eviction** walks the CLOCK hand over the shard's entries: an entry asked for since the hand last passed
 //!   loses its bit and stays; the first without it is the victim.
 //! - **Admission**: when a new key [offered](BoundedCache::offer) needs room, it comes in only if the sketch
@@ -300,6 +301,8 @@ where
         let shard_entries = (entries / count).max(1);
         let shard_bytes = (bytes / count as u64).max(1);
         let others = 2 * (count - 1).max(1);
+        let least = (size_of::<(K, V)>() + ENTRY_OVERHEAD) as u64;
+        let fitting = usize::try_from(shard_bytes / least).unwrap_or(usize::MAX);
         let shards = (0..count)
             .map(|_| Shard {
                 entries: RwLock::new(Entries {
@@ -310,7 +313,8 @@ where
                     len: 0,
                     weight: 0,
                 }),
-                sketch: Sketch::new(shard_entries),
+                // Sized for what can be kept: a large entry bound with a small byte bound holds far fewer.
+                sketch: Sketch::new(shard_entries.min(fitting)),
             })
             .collect();
         Self {
@@ -961,6 +965,16 @@ mod tests {
         seen.sort_unstable();
         let expected: Vec<u64> = (0..1_500u64).filter(|k| k % 7 != 0).collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn the_sketch_is_sized_by_what_fits() {
+        // A hundred million entries allowed, but 1 MiB: the sketch is sized for what 1 MiB holds.
+        let map = Map::with_shards(100_000_000, 1 << 20, 1);
+        let words = map.shards[0].sketch.words.len();
+        assert!(words <= 32 << 10, "{words} words");
+        let map = Map::with_shards(10_000, 64 << 20, 1);
+        assert_eq!(map.shards[0].sketch.words.len(), 8_192);
     }
 
     #[test]
