@@ -305,14 +305,7 @@ where
         let fitting = usize::try_from(shard_bytes / least).unwrap_or(usize::MAX);
         let shards = (0..count)
             .map(|_| Shard {
-                entries: RwLock::new(Entries {
-                    slots: Vec::new(),
-                    free: Vec::new(),
-                    table: HashTable::new(),
-                    hand: 0,
-                    len: 0,
-                    weight: 0,
-                }),
+                entries: RwLock::new(Entries::empty()),
                 // Sized for what can be kept: a large entry bound with a small byte bound holds far fewer.
                 sketch: Sketch::new(shard_entries.min(fitting)),
             })
@@ -487,14 +480,7 @@ where
             n += entries.len;
             self.len.fetch_sub(entries.len, Ordering::Relaxed);
             self.weight.fetch_sub(entries.weight, Ordering::Relaxed);
-            *entries = Entries {
-                slots: Vec::new(),
-                free: Vec::new(),
-                table: HashTable::new(),
-                hand: 0,
-                len: 0,
-                weight: 0,
-            };
+            *entries = Entries::empty();
             shard.sketch.clear();
         }
         n
@@ -658,6 +644,17 @@ where
 }
 
 impl<K: Eq + Hash, V> Entries<K, V> {
+    fn empty() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            table: HashTable::new(),
+            hand: 0,
+            len: 0,
+            weight: 0,
+        }
+    }
+
     fn slot(&self, index: usize) -> &Slot<K, V> {
         self.slots[index]
             .as_ref()
